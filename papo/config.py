@@ -1,0 +1,214 @@
+"""Server settings: one frozen :class:`Settings`, from flags and ``PAPO_*`` variables.
+
+Precedence: a command-line flag, else the ``PAPO_<FLAG>`` environment variable
+(``--port`` ↔ ``PAPO_PORT``), else the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from papo import __version__
+from papo.protocol import DEFAULT_MAX_TEXT
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "localhost"
+    port: int = 8765
+    log_level: str = "INFO"
+    data_dir: Path = Path("papo-data")
+    max_text: int = DEFAULT_MAX_TEXT
+    max_size: int = 64 * 1024
+    max_pending: int = 1024 * 1024
+    presence_grace: float = 5.0
+    require_password: bool = False
+    token_ttl_days: float = 30.0
+    login_attempts: int = 5
+    max_connections: int = 10_000
+    open_timeout: float = 10.0
+    ping_interval: float = 20.0
+    ping_timeout: float = 20.0
+    uvloop: bool = True
+    memory: bool = False
+    retention: int = 100_000
+    rate_limit: float = 20.0
+    rate_burst: float = 40.0
+    allow_origins: tuple[str, ...] = ()
+    compression: bool = False
+
+
+def _env(environ: Mapping[str, str], flag: str) -> str | None:
+    return environ.get("PAPO_" + flag.upper().replace("-", "_"))
+
+
+def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must not be negative: {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except for on/off switches, where "(default: True)" misleads."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.nargs == 0:  # store_true / store_false
+            return action.help
+        return super()._get_help_string(action)
+
+
+def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    """The ``server.py`` argument parser; defaults come from ``environ``."""
+    env = os.environ if environ is None else environ
+    d = Settings()
+    parser = argparse.ArgumentParser(
+        prog="server.py",
+        description="papo: a real-time chat server over WebSockets. "
+        "Every flag can also be set as PAPO_<FLAG> (e.g. PAPO_PORT=9000).",
+        formatter_class=_HelpFormatter,
+    )
+
+    def add(flag: str, default: Any, kind: Callable[[str], Any], help_: str, **kw: Any) -> None:
+        from_env = _env(env, flag)
+        parser.add_argument(
+            "--" + flag,
+            type=kind,
+            # argparse converts a string default with `type`, so a bad
+            # PAPO_* value is reported like a bad flag.
+            default=from_env if from_env is not None else default,
+            help=help_,
+            **kw,
+        )
+
+    add("host", d.host, str, "interface to listen on (0.0.0.0 for every interface)")
+    add("port", d.port, _positive(int), "TCP port for WebSocket, web page, health and metrics")
+    add(
+        "log-level",
+        d.log_level,
+        str.upper,
+        "logging level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+    )
+    add("data", d.data_dir, Path, "directory for the embedded store (accounts, secret)")
+    add("max-text", d.max_text, _positive(int), "longest message, in characters")
+    add(
+        "max-size", d.max_size, _positive(int), "largest incoming frame in bytes (over: close 1009)"
+    )
+    add(
+        "max-pending",
+        d.max_pending,
+        _positive(int),
+        "bytes a slow client may have waiting before it is closed with 1013",
+    )
+    add(
+        "presence-grace",
+        d.presence_grace,
+        _positive(float),
+        "seconds to wait before announcing that a user left (absorbs quick reconnects)",
+    )
+    add("token-ttl-days", d.token_ttl_days, _positive(float), "lifetime of session tokens")
+    add(
+        "login-attempts",
+        d.login_attempts,
+        _positive(int),
+        "password tries per name and address a minute",
+    )
+    add(
+        "max-connections", d.max_connections, _positive(int), "connections beyond this get HTTP 503"
+    )
+    add(
+        "open-timeout",
+        d.open_timeout,
+        _positive(float),
+        "seconds a client has to finish the handshake",
+    )
+    add("ping-interval", d.ping_interval, _positive(float), "seconds between keepalive pings")
+    add(
+        "ping-timeout",
+        d.ping_timeout,
+        _positive(float),
+        "seconds to wait for a pong before closing",
+    )
+    add("retention", d.retention, _positive(int), "how many messages the history keeps")
+    add(
+        "rate-limit",
+        d.rate_limit,
+        _positive(float),
+        "messages a second per user (bursts of twice that); 0 turns the limit off",
+    )
+
+    def switch(flag: str, help_: str, *, dest: str | None = None, negate: bool = False) -> None:
+        """A boolean flag; PAPO_<FLAG>=1 (or true, yes) sets it too."""
+        on = (_env(env, flag) or "").lower() in ("1", "true", "yes")
+        parser.add_argument(
+            "--" + flag,
+            dest=dest or flag.replace("-", "_"),
+            action="store_false" if negate else "store_true",
+            default=not on if negate else on,
+            help=help_,
+        )
+
+    switch(
+        "compression",
+        "offer permessage-deflate (smaller frames on slow links, but ~4x memory per "
+        "connection and one compression per recipient; off by default)",
+    )
+    switch("memory", "keep everything in memory (a throwaway run: nothing survives a restart)")
+    parser.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[o for o in (_env(env, "allow-origin") or "").split(",") if o],
+        metavar="ORIGIN",
+        help="let browser pages from ORIGIN (e.g. https://chat.example.com, or *) connect; "
+        "repeat for several. Pages served by papo itself are always allowed",
+    )
+    switch("require-password", "every name needs a password (no open names, no guests)")
+    switch(
+        "no-uvloop",
+        "use the stock asyncio event loop even when uvloop is installed",
+        dest="uvloop",
+        negate=True,
+    )
+    parser.add_argument("--version", action="version", version=f"papo {__version__}")
+    return parser
+
+
+def parse_settings(
+    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Build :class:`Settings` from ``argv`` and ``environ`` (default: the process's)."""
+    ns = build_parser(environ).parse_args(argv)
+    return Settings(
+        host=ns.host,
+        port=ns.port,
+        log_level=ns.log_level,
+        data_dir=ns.data,
+        max_text=ns.max_text,
+        max_size=ns.max_size,
+        max_pending=ns.max_pending,
+        presence_grace=ns.presence_grace,
+        require_password=ns.require_password,
+        token_ttl_days=ns.token_ttl_days,
+        login_attempts=ns.login_attempts,
+        max_connections=ns.max_connections,
+        open_timeout=ns.open_timeout,
+        ping_interval=ns.ping_interval,
+        ping_timeout=ns.ping_timeout,
+        uvloop=ns.uvloop,
+        memory=ns.memory,
+        retention=max(1, ns.retention),
+        rate_limit=ns.rate_limit,
+        rate_burst=2 * ns.rate_limit,
+        allow_origins=tuple(ns.allow_origin),
+        compression=ns.compression,
+    )

@@ -1,0 +1,272 @@
+"""The client side of a connection: join, send, read events, and come back after a drop.
+
+Used by the terminal client; knows the protocol, not the screen.
+
+Delivery is exactly-once from the client's view: the session remembers the
+newest message id it has seen and, after a drop, reconnects (exponential
+backoff with jitter, capped at 30 s), joins again with its token and
+``resume_from`` that id, and re-sends every message the server has not yet
+acknowledged, under the same ``cid``, so the server stores it once. Messages
+typed while disconnected wait in the outbox and go out after the reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.typing import Subprotocol
+
+from papo import SUBPROTOCOL
+from papo.protocol import (
+    Ack,
+    ClientEvent,
+    Error,
+    Hello,
+    Logout,
+    Message,
+    ProtocolError,
+    Say,
+    ServerEvent,
+    Welcome,
+    encode_client,
+    parse_server,
+)
+
+log = logging.getLogger(__name__)
+
+#: Close codes after which reconnecting would not help (or was asked for).
+FINAL_CLOSE_CODES = frozenset({1000, 1008})
+#: Join refusals after which reconnecting would not help.
+FINAL_JOIN_ERRORS = frozenset({"auth_required", "bad_password", "bad_token", "bad_name"})
+
+
+class ConnectError(Exception):
+    """The server could not be reached or refused the connection; ``str()`` says why."""
+
+
+class JoinError(Exception):
+    """The server refused the join; ``code`` and ``message`` come from its ``error``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(slots=True)
+class Joined:
+    name: str
+    token: str | None
+    last_id: int
+
+
+def backoff(attempt: int, base: float = 0.5, cap: float = 30.0) -> float:
+    """Seconds to wait before reconnect ``attempt`` (1, 2, ...): exponential, jittered, capped."""
+    ceiling = min(cap, base * 2 ** (attempt - 1))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+class ChatSession:
+    """A ``papo.v1`` conversation that survives drops of its connection."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        open_timeout: float = 10.0,
+        status: Callable[[str], None] = lambda text: None,
+        max_backoff: float = 30.0,
+    ) -> None:
+        self.url = url
+        self.open_timeout = open_timeout
+        self.status = status
+        self.max_backoff = max_backoff
+        self.ws: ClientConnection | None = None
+        self.hello: Hello | None = None
+        self.joined: Joined | None = None
+        self.last_id = 0  # newest message id seen (or the first welcome's last_id)
+        self.own_ids: set[int] = set()  # ids of our own acknowledged messages
+        self.unacked: OrderedDict[str, Say] = OrderedDict()
+        self.closing = False
+        self.resumed = False  # a reconnect happened: older ids are duplicates
+        self.live = False  # joined on the current connection: sending is allowed
+        self._acked = asyncio.Event()
+        self._acked.set()
+        self._cids = itertools.count(1)
+        self._prefix = f"{random.getrandbits(32):08x}-"
+
+    async def connect(self) -> None:
+        """Open the connection (once, or again after a drop)."""
+        try:
+            ws = await connect(
+                self.url,
+                subprotocols=[Subprotocol(SUBPROTOCOL)],
+                open_timeout=self.open_timeout,
+                compression=None,
+                max_size=None,
+            )
+        except InvalidURI as exc:
+            raise ConnectError(
+                f"not a WebSocket URL: {exc.uri} (try ws://localhost:8765)"
+            ) from None
+        except InvalidHandshake as exc:
+            raise ConnectError(f"the server at {self.url} refused the connection: {exc}") from None
+        except TimeoutError:
+            raise ConnectError(f"no answer from {self.url} in {self.open_timeout:.0f} s") from None
+        except OSError as exc:
+            raise ConnectError(f"cannot reach {self.url}: {exc.strerror or exc}") from None
+        if ws.subprotocol != SUBPROTOCOL:
+            await ws.close()
+            raise ConnectError(f"{self.url} does not speak {SUBPROTOCOL}")
+        self.ws = ws
+
+    async def join(self, hello: Hello) -> Joined:
+        """Send ``hello`` and wait for ``welcome`` (or raise :class:`JoinError`)."""
+        assert self.ws is not None
+        await self.ws.send(encode_client(hello))
+        while True:
+            try:
+                event = parse_server(await self.ws.recv())
+            except ProtocolError:
+                continue
+            if isinstance(event, Welcome):
+                break
+            if isinstance(event, Error):
+                raise JoinError(event.code, event.message)
+        first = self.joined is None
+        self.joined = Joined(event.name, event.token, event.last_id)
+        if first:
+            self.last_id = event.last_id
+        # Later joins use the token (no password prompt) and resume where we were.
+        self.hello = Hello(event.name, token=event.token, resume_from=self.last_id)
+        self.live = True
+        return self.joined
+
+    async def say(self, text: str, to: str | None = None) -> None:
+        """Send a message; kept and re-sent until the server acknowledges it."""
+        cid = f"{self._prefix}{next(self._cids)}"
+        say = Say(text, to, cid)
+        self.unacked[cid] = say
+        self._acked.clear()
+        await self._send(say)
+
+    async def send(self, event: ClientEvent) -> bool:
+        """Send another event (``who``, ``register``, ``logout``); False when offline."""
+        if isinstance(event, Say):
+            await self.say(event.text, event.to)
+            return True
+        if isinstance(event, Logout):
+            self.closing = True
+        return await self._send(event)
+
+    async def _send(self, event: ClientEvent) -> bool:
+        if self.ws is None or not self.live:
+            return False  # a Say stays in the outbox and goes out after the next join
+        try:
+            await self.ws.send(encode_client(event))
+        except ConnectionClosed:
+            return False
+        return True
+
+    async def events(self) -> AsyncIterator[ServerEvent]:
+        """Server events, across reconnects, until the conversation ends for good."""
+        while True:
+            assert self.ws is not None
+            try:
+                async for raw in self.ws:
+                    try:
+                        event = parse_server(raw)
+                    except ProtocolError:
+                        continue  # an event this client does not know yet
+                    if self._settle(event):
+                        yield event
+            except ConnectionClosed:
+                pass
+            self.live = False
+            code = self.ws.close_code
+            if self.closing or code in FINAL_CLOSE_CODES:
+                return
+            reason = self.ws.close_reason or "connection lost"
+            if not await self._reconnect(f"{reason} (code {code})"):
+                return
+
+    def _settle(self, event: ServerEvent) -> bool:
+        """Book-keeping for one event; False when it must not be shown (a duplicate)."""
+        if isinstance(event, Message):
+            if event.cid is not None:  # ours, replayed on resume: its ack may have been lost
+                self._settle_cid(event.cid, event.id)
+            seen_before = self.resumed and event.id <= self.last_id
+            self.last_id = max(self.last_id, event.id)
+            return event.id not in self.own_ids and not seen_before
+        if isinstance(event, Ack) and event.cid is not None:
+            self._settle_cid(event.cid, event.id)
+            return False
+        if isinstance(event, Error) and event.cid is not None:
+            self._settle_cid(event.cid, None)
+        return True
+
+    def _settle_cid(self, cid: str, message_id: int | None) -> None:
+        """The server answered for ``cid``: stored as ``message_id``, or refused (None)."""
+        if self.unacked.pop(cid, None) is not None and message_id is not None:
+            self.own_ids.add(message_id)
+        if not self.unacked:
+            self._acked.set()
+
+    async def _reconnect(self, why: str) -> bool:
+        attempt = 0
+        while not self.closing:
+            attempt += 1
+            delay = backoff(attempt, cap=self.max_backoff)
+            self.status(f"{why}; reconnecting in {delay:.1f} s")
+            await asyncio.sleep(delay)
+            try:
+                await self.connect()
+                assert self.hello is not None
+                self.hello = Hello(
+                    self.hello.name, token=self.hello.token, resume_from=self.last_id
+                )
+                await self.join(self.hello)
+            except ConnectError as exc:
+                why = str(exc)
+                continue
+            except JoinError as exc:
+                if exc.code in FINAL_JOIN_ERRORS:
+                    self.status(f"cannot join again: {exc.message}")
+                    return False
+                why = exc.message
+                continue
+            except ConnectionClosed:
+                why = "connection lost while joining"
+                continue
+            self.resumed = True
+            self.status(f"reconnected; resumed after message {self.last_id}")
+            for say in list(self.unacked.values()):
+                await self._send(say)
+            return True
+        return False
+
+    async def wait_acked(self, within: float) -> bool:
+        """Wait until every message sent so far is acknowledged; False on timeout."""
+        try:
+            async with asyncio.timeout(within):
+                await self._acked.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        self.closing = True
+        if self.ws is not None:
+            await self.ws.close(1000, "bye")
+
+    @property
+    def close_code(self) -> int | None:
+        return None if self.ws is None else self.ws.close_code

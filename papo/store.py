@@ -1,0 +1,223 @@
+"""What the hub needs to keep: accounts, revoked tokens and the message history.
+
+The hub talks to a :class:`Store` and never knows which implementation it has:
+:class:`papo.store_sqlite.SqliteStore` (embedded and durable, the default) or
+:class:`papo.store_memory.MemoryStore` (``--memory``, a throwaway run).
+
+Both keep a :class:`MessageLog` in memory: id assignment, a ring of recently
+committed messages and the ``cid`` index. A message gets its id when it is
+appended and reaches the ring only once it is committed, so anything read
+from the ring is durable, and ring reads are synchronous: the hub can replay
+the ring's tail and make a session live in the same event-loop step, with no
+message falling in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict, deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from papo.protocol import Message
+
+DEFAULT_RETENTION = 100_000
+RING_SIZE = 20_000
+
+
+class StoreError(RuntimeError):
+    """The store cannot do what was asked (disk full, file not writable, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A name that someone has used. ``password_hash`` is None for open names."""
+
+    key: str
+    name: str
+    password_hash: bytes | None = None
+    created: float = 0.0
+    last_seen: int = 0  # the newest message id when the user last left
+
+    @property
+    def protected(self) -> bool:
+        return self.password_hash is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A message as kept: the event plus who may see it."""
+
+    id: int
+    sender: str
+    sender_key: str
+    text: str
+    ts: str
+    to: str | None = None
+    to_key: str | None = None
+    cid: str | None = None
+
+    def visible_to(self, key: str) -> bool:
+        return self.to_key is None or key in (self.to_key, self.sender_key)
+
+    def event(self) -> Message:
+        return Message(self.id, self.sender, self.text, self.ts, self.to)
+
+    def replayed_to(self, key: str) -> Message:
+        """The event for a replay to ``key``: with the ``cid`` when ``key`` sent it."""
+        cid = self.cid if key == self.sender_key else None
+        return Message(self.id, self.sender, self.text, self.ts, self.to, cid)
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Messages visible to one user after some id, and how far the scan went."""
+
+    messages: list[Stored]
+    scanned_to: int  # every id up to here was looked at
+    oldest: int  # the oldest id still kept (0 when nothing is)
+
+
+class Store(Protocol):
+    """Persistence behind the hub. Coroutines may raise :class:`StoreError`."""
+
+    log: MessageLog
+
+    async def open(self) -> None:
+        """Prepare the store (create files and tables, load the recent history)."""
+
+    async def close(self) -> None:
+        """Flush and release everything."""
+
+    async def secret(self) -> bytes:
+        """The server's signing secret, created once and kept."""
+
+    async def get_account(self, key: str) -> Account | None:
+        """The account for a name key, or None when the name was never used."""
+
+    async def save_account(self, account: Account) -> None:
+        """Create or replace an account."""
+
+    async def set_last_seen(self, key: str, message_id: int) -> None:
+        """Remember the newest message id when a user's last session closed."""
+
+    async def revoke_token(self, token_id: str, expires: float) -> None:
+        """Mark a token as revoked until it would have expired anyway."""
+
+    async def is_revoked(self, token_id: str) -> bool:
+        """Whether a token was revoked."""
+
+    async def append(self, message: Stored) -> tuple[Stored, bool]:
+        """Store ``message`` (its ``id`` is ignored) once committed; ``(stored, new)``.
+
+        When the same sender already sent the same ``cid``, nothing is stored
+        again and the earlier message comes back with ``new`` False.
+        """
+
+    async def page(self, key: str, after: int, limit: int) -> Page:
+        """Up to ``limit`` messages visible to ``key`` with ids over ``after``."""
+
+    async def ping(self) -> None:
+        """Raise :class:`StoreError` when the store is unusable (health check)."""
+
+
+class MessageLog:
+    """Ids, the ring of recent committed messages and the cid index (in memory)."""
+
+    def __init__(self, retention: int = DEFAULT_RETENTION, ring_size: int = RING_SIZE) -> None:
+        self.retention = retention
+        self.ring: deque[Stored] = deque(maxlen=max(1, min(ring_size, retention)))
+        self.assigned = 0  # the newest id handed out
+        self.committed = 0  # the newest id stored for good
+        self.oldest = 0  # the oldest id still kept
+        self._cids: OrderedDict[tuple[str, str], Stored | asyncio.Future[Stored]] = OrderedDict()
+
+    def load(self, messages: Iterable[Stored], last_id: int, oldest: int) -> None:
+        """Start from what the store holds (the newest messages, oldest first)."""
+        for message in messages:
+            self.ring.append(message)
+            if message.cid is not None:
+                self._remember(message.sender_key, message.cid, message)
+        self.assigned = self.committed = last_id
+        self.oldest = oldest
+
+    def duplicate(self, sender_key: str, cid: str | None) -> Stored | asyncio.Future[Stored] | None:
+        return None if cid is None else self._cids.get((sender_key, cid))
+
+    def assign(self, message: Stored) -> Stored:
+        self.assigned += 1
+        return Stored(
+            self.assigned,
+            message.sender,
+            message.sender_key,
+            message.text,
+            message.ts,
+            message.to,
+            message.to_key,
+            message.cid,
+        )
+
+    def pending(self, message: Stored, future: asyncio.Future[Stored]) -> None:
+        if message.cid is not None:
+            self._remember(message.sender_key, message.cid, future)
+
+    def failed(self, message: Stored) -> None:
+        if message.cid is not None:
+            self._cids.pop((message.sender_key, message.cid), None)
+
+    def commit(self, messages: list[Stored]) -> None:
+        for message in messages:
+            self.ring.append(message)
+            if message.cid is not None:
+                self._remember(message.sender_key, message.cid, message)
+        if messages:
+            self.committed = max(self.committed, messages[-1].id)
+            if not self.oldest:
+                self.oldest = messages[0].id
+
+    def trimmed(self, oldest: int) -> None:
+        self.oldest = max(self.oldest, oldest)
+
+    def _remember(self, sender_key: str, cid: str, value: Stored | asyncio.Future[Stored]) -> None:
+        self._cids[(sender_key, cid)] = value
+        self._cids.move_to_end((sender_key, cid))
+        while len(self._cids) > self.retention:
+            self._cids.popitem(last=False)
+
+    def covers(self, after: int) -> bool:
+        """Whether the ring holds every kept message with an id over ``after``."""
+        if after >= self.committed:
+            return True
+        if not self.ring:
+            return False
+        first = self.ring[0].id
+        return first <= after + 1 or first <= self.oldest
+
+    def since(self, key: str, after: int, limit: int) -> tuple[list[Stored], int]:
+        """Up to ``limit`` messages visible to ``key`` with ids over ``after``, from the
+        ring, and the id the scan reached (``committed`` when it reached the end)."""
+        start = len(self.ring)
+        for index in range(len(self.ring) - 1, -1, -1):  # the tail is what resumes want
+            if self.ring[index].id <= after:
+                break
+            start = index
+        out: list[Stored] = []
+        for index in range(start, len(self.ring)):
+            message = self.ring[index]
+            if message.visible_to(key):
+                out.append(message)
+                if len(out) == limit:
+                    return out, message.id
+        return out, max(after, self.committed)
+
+    def recent(self, key: str, count: int) -> list[Stored]:
+        """The newest ``count`` messages visible to ``key`` in the ring."""
+        out: list[Stored] = []
+        for message in reversed(self.ring):
+            if len(out) >= count:
+                break
+            if message.visible_to(key):
+                out.append(message)
+        out.reverse()
+        return out

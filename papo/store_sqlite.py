@@ -1,0 +1,319 @@
+"""The embedded store: SQLite (WAL) in the data directory, written by group commit.
+
+SQLite connections are not shared across threads, so every statement runs on
+one dedicated worker thread; the event loop never blocks on the disk.
+
+Messages are written by one writer task: every message appended while the
+previous batch was being committed goes into the next batch, in one
+transaction. Under load a batch holds many messages and the cost of a commit
+is shared; when idle a message is committed alone at once. Each sender is
+answered (and the message fanned out) only after its batch is committed, and
+batches resolve in id order, so delivery order is id order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import TypeVar
+
+from papo.store import (
+    DEFAULT_RETENTION,
+    RING_SIZE,
+    Account,
+    MessageLog,
+    Page,
+    Stored,
+    StoreError,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (
+    key TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    password_hash BLOB,
+    created REAL NOT NULL,
+    last_seen INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS revoked_tokens (
+    token_id TEXT PRIMARY KEY,
+    expires REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY,
+    sender TEXT NOT NULL,
+    sender_key TEXT NOT NULL,
+    text TEXT NOT NULL,
+    ts TEXT NOT NULL,
+    recipient TEXT,
+    recipient_key TEXT,
+    cid TEXT
+);
+CREATE INDEX IF NOT EXISTS messages_recipient ON messages (recipient_key, id)
+    WHERE recipient_key IS NOT NULL;
+"""
+
+COLUMNS = "id, sender, sender_key, text, ts, recipient, recipient_key, cid"
+
+
+class SqliteStore:
+    """Accounts, revoked tokens and messages in ``<data_dir>/papo.db``."""
+
+    def __init__(self, data_dir: Path, retention: int = DEFAULT_RETENTION) -> None:
+        self.data_dir = data_dir
+        self.path = data_dir / "papo.db"
+        self.retention = retention
+        self.log = MessageLog(retention, RING_SIZE)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="papo-sqlite")
+        self._db: sqlite3.Connection | None = None
+        self._queue: list[tuple[Stored, asyncio.Future[Stored]]] = []
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False
+        #: Called with the seconds each batch commit took (metrics set it).
+        self.observe_commit: Callable[[float], None] = lambda seconds: None
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T], *, transaction: bool = True) -> T:
+        """Run ``fn`` on the store's thread (in one transaction unless told otherwise)."""
+
+        def call() -> T:
+            if self._db is None:
+                raise StoreError("the store is closed")
+            try:
+                if not transaction:
+                    return fn(self._db)
+                with self._db:
+                    return fn(self._db)
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: {exc}") from exc
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    async def open(self) -> None:
+        def connect() -> None:
+            try:
+                self.data_dir.mkdir(parents=True, exist_ok=True)
+                db = sqlite3.connect(
+                    self.path, isolation_level=None, check_same_thread=False, timeout=1.0
+                )
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across crashes
+                db.executescript(SCHEMA)
+                db.isolation_level = "DEFERRED"  # implicit transactions for `with db`
+            except (OSError, sqlite3.Error) as exc:
+                raise StoreError(f"cannot open the store at {self.path}: {exc}") from exc
+            self._db = db
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, connect)
+
+        def load(db: sqlite3.Connection) -> tuple[list[Stored], int, int]:
+            rows = db.execute(
+                f"SELECT {COLUMNS} FROM messages ORDER BY id DESC LIMIT ?", (RING_SIZE,)
+            ).fetchall()
+            last, oldest = db.execute("SELECT max(id), min(id) FROM messages").fetchone()
+            return [_stored(row) for row in reversed(rows)], last or 0, oldest or 0
+
+        recent, last_id, oldest = await self._run(load)
+        self.log.load(recent, last_id, oldest)
+        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+        log.info("store %s: %d messages kept, last id %d", self.path, len(recent), last_id)
+
+    async def close(self) -> None:
+        if self._writer is not None:  # let the writer commit what is queued, then stop
+            self._closing = True
+            self._wake.set()
+            await self._writer
+
+        def shut() -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, shut)
+        self._executor.shutdown(wait=True)
+
+    # ---------------------------------------------------------------- messages
+
+    async def append(self, message: Stored) -> tuple[Stored, bool]:
+        earlier = self.log.duplicate(message.sender_key, message.cid)
+        if earlier is not None:
+            return (await earlier if isinstance(earlier, asyncio.Future) else earlier), False
+        stored = self.log.assign(message)
+        future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
+        self.log.pending(stored, future)
+        self._queue.append((stored, future))
+        self._wake.set()
+        return await future, True
+
+    async def _write_loop(self) -> None:
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                await self._wake.wait()
+                self._wake.clear()
+                continue
+            batch, self._queue = self._queue, []
+            messages = [stored for stored, _ in batch]
+            started = time.perf_counter()
+            try:
+                oldest = await self._run(partial(self._insert, messages=messages))
+            except StoreError as exc:
+                log.error("could not store %d message(s): %s", len(batch), exc)
+                for stored, future in batch:
+                    self.log.failed(stored)
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            self.observe_commit(time.perf_counter() - started)
+            self.log.commit(messages)
+            self.log.trimmed(oldest)
+            for stored, future in batch:
+                if not future.done():
+                    future.set_result(stored)
+
+    def _insert(self, db: sqlite3.Connection, *, messages: list[Stored]) -> int:
+        db.executemany(
+            f"INSERT INTO messages ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(m.id, m.sender, m.sender_key, m.text, m.ts, m.to, m.to_key, m.cid) for m in messages],
+        )
+        newest = messages[-1].id
+        # Keep the newest `retention` messages.
+        row = db.execute("SELECT min(id) FROM messages").fetchone()
+        oldest = int(row[0] or 0)
+        count = newest - oldest + 1  # an upper bound: ids may have gaps
+        if count > self.retention + self.retention // 100:  # trim in steps of 1 %
+            cut = db.execute(
+                "SELECT id FROM messages ORDER BY id DESC LIMIT 1 OFFSET ?", (self.retention - 1,)
+            ).fetchone()
+            if cut is not None:
+                db.execute("DELETE FROM messages WHERE id < ?", (cut[0],))
+                oldest = int(cut[0])
+        return oldest
+
+    async def page(self, key: str, after: int, limit: int) -> Page:
+        def query(db: sqlite3.Connection) -> Page:
+            rows = db.execute(
+                f"SELECT {COLUMNS} FROM messages WHERE id > ? "
+                "AND (recipient_key IS NULL OR recipient_key = ? OR sender_key = ?) "
+                "ORDER BY id LIMIT ?",
+                (after, key, key, limit),
+            ).fetchall()
+            newest, oldest = db.execute("SELECT max(id), min(id) FROM messages").fetchone()
+            messages = [_stored(row) for row in rows]
+            scanned = messages[-1].id if len(messages) == limit else max(after, newest or 0)
+            return Page(messages, scanned, oldest or 0)
+
+        return await self._run(query)
+
+    async def ping(self) -> None:
+        """Check that a write could happen now (a read alone succeeds under WAL even
+        when another process holds the write lock)."""
+
+        def probe(db: sqlite3.Connection) -> None:
+            db.execute("BEGIN IMMEDIATE")  # takes the write lock, or fails
+            db.execute("ROLLBACK")
+
+        await self._run(probe, transaction=False)
+
+    # ---------------------------------------------------------------- accounts
+
+    async def secret(self) -> bytes:
+        path = self.data_dir / "secret"
+
+        def load() -> bytes:
+            try:
+                return path.read_bytes()
+            except FileNotFoundError:
+                pass
+            value = secrets.token_bytes(32)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(value)
+            return value
+
+        try:
+            value = await asyncio.get_running_loop().run_in_executor(self._executor, load)
+        except OSError as exc:
+            raise StoreError(f"cannot read or create {path}: {exc}") from exc
+        if len(value) < 32:
+            raise StoreError(f"{path} is damaged (under 32 bytes); remove it to make a new one")
+        return value
+
+    async def get_account(self, key: str) -> Account | None:
+        def get(db: sqlite3.Connection) -> Account | None:
+            row = db.execute(
+                "SELECT key, name, password_hash, created, last_seen FROM accounts WHERE key = ?",
+                (key,),
+            ).fetchone()
+            return None if row is None else Account(row[0], row[1], row[2], row[3], row[4])
+
+        return await self._run(get)
+
+    async def save_account(self, account: Account) -> None:
+        await self._run(
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO accounts (key, name, password_hash, created, last_seen) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (
+                    account.key,
+                    account.name,
+                    account.password_hash,
+                    account.created,
+                    account.last_seen,
+                ),
+            )
+        )
+
+    async def set_last_seen(self, key: str, message_id: int) -> None:
+        await self._run(
+            lambda db: db.execute(
+                "UPDATE accounts SET last_seen = ? WHERE key = ?", (message_id, key)
+            )
+        )
+
+    async def revoke_token(self, token_id: str, expires: float) -> None:
+        def revoke(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM revoked_tokens WHERE expires < ?", (time.time(),))
+            db.execute(
+                "INSERT OR REPLACE INTO revoked_tokens (token_id, expires) VALUES (?, ?)",
+                (token_id, expires),
+            )
+
+        await self._run(revoke)
+
+    async def is_revoked(self, token_id: str) -> bool:
+        return await self._run(
+            lambda db: (
+                db.execute(
+                    "SELECT 1 FROM revoked_tokens WHERE token_id = ?", (token_id,)
+                ).fetchone()
+                is not None
+            )
+        )
+
+
+def _stored(row: tuple[object, ...]) -> Stored:
+    id_, sender, sender_key, text, ts, to, to_key, cid = row
+    return Stored(
+        int(id_),  # type: ignore[call-overload]
+        str(sender),
+        str(sender_key),
+        str(text),
+        str(ts),
+        None if to is None else str(to),
+        None if to_key is None else str(to_key),
+        None if cid is None else str(cid),
+    )

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ServerProcess
+
+StartServer = Callable[..., ServerProcess]
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[StartServer]:
+    """``start_server(*flags)`` runs a real server on a free port; all are killed after the test.
+
+    Every server of one test shares one data directory, so a second one sees
+    what the first stored (a restart).
+    """
+    started: list[ServerProcess] = []
+
+    def start(*flags: str) -> ServerProcess:
+        proc = ServerProcess(tmp_path / "data", *flags).start()
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.kill()
+
+
+@pytest.fixture
+def server(start_server: StartServer) -> ServerProcess:
+    """A real server with a short presence grace (0.3 s) and no rate limit, for fast tests."""
+    return start_server("--presence-grace", "0.3", "--rate-limit", "0")

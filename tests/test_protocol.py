@@ -1,0 +1,257 @@
+"""Property and example tests of the pure modules: protocol, names, commands, frames."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from websockets.frames import Frame, Opcode
+from websockets.streams import StreamReader
+
+from papo.commands import Help, Nick, Quit, parse_line
+from papo.names import InvalidNameError, clean_name, name_key
+from papo.protocol import (
+    Ack,
+    ClientEvent,
+    Error,
+    Hello,
+    Logout,
+    Message,
+    Notice,
+    Outgoing,
+    Presence,
+    ProtocolError,
+    Register,
+    Say,
+    ServerEvent,
+    UserInfo,
+    Users,
+    Welcome,
+    Who,
+    encode_client,
+    parse_client,
+    parse_server,
+    render_plain,
+    to_wire,
+)
+from papo.wsframe import text_frame
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+    max_leaves=20,
+)
+event_like = st.fixed_dictionaries(
+    {"type": st.sampled_from(["say", "hello", "who", "register", "logout", "x", ""])},
+    optional={
+        "text": json_values,
+        "name": json_values,
+        "to": json_values,
+        "cid": json_values,
+        "password": json_values,
+        "token": json_values,
+        "resume_from": json_values,
+        "from": json_values,
+    },
+)
+
+
+def parses_or_refuses(raw: str | bytes) -> ClientEvent | None:
+    try:
+        return parse_client(raw)
+    except ProtocolError as exc:
+        assert exc.code and exc.message
+        return None
+
+
+@given(st.text())
+def test_any_text_parses_or_raises_protocol_error(raw: str) -> None:
+    parses_or_refuses(raw)
+
+
+@given(st.binary())
+def test_any_bytes_parse_or_raise_protocol_error(raw: bytes) -> None:
+    parses_or_refuses(raw)
+
+
+@given(json_values)
+def test_any_json_value_parses_or_raises_protocol_error(value: Any) -> None:
+    parses_or_refuses(json.dumps(value))
+
+
+@given(event_like)
+def test_event_shaped_objects_parse_or_raise_protocol_error(value: dict[str, Any]) -> None:
+    event = parses_or_refuses(json.dumps(value))
+    if isinstance(event, Say):
+        assert event.text.strip() and len(event.text) <= 4096
+
+
+def test_hostile_nesting_is_a_protocol_error() -> None:
+    for raw in ("[" * 60_000, '{"a":' * 60_000):
+        with pytest.raises(ProtocolError) as caught:
+            parse_client(raw)
+        assert caught.value.code == "bad_json"
+
+
+def test_client_supplied_from_is_ignored() -> None:
+    assert parse_client('{"type":"say","text":"hi","from":"admin"}') == Say("hi")
+
+
+names = st.text(
+    st.characters(categories=["L", "Nd"], include_characters="_-."), min_size=1, max_size=32
+).filter(lambda n: n == clean_name(n))
+client_events = st.one_of(
+    st.builds(
+        Say,
+        text=st.text(min_size=1, max_size=50).filter(str.strip),
+        to=st.none() | names,
+        cid=st.none() | st.text(min_size=1, max_size=64),
+    ),
+    st.builds(
+        Hello,
+        name=names,
+        password=st.none() | st.text(max_size=20),
+        token=st.none() | st.text(max_size=20),
+        resume_from=st.none() | st.integers(min_value=0),
+    ),
+    st.just(Who()),
+    st.just(Logout()),
+    st.builds(Register, password=st.text(min_size=1, max_size=20)),
+)
+
+
+@given(client_events)
+def test_client_events_round_trip(event: ClientEvent) -> None:
+    assert parse_client(encode_client(event)) == event
+
+
+server_events = st.one_of(
+    st.builds(
+        Message, id=st.integers(0), sender=names, text=st.text(), ts=st.text(), to=st.none() | names
+    ),
+    st.builds(Presence, event=st.sampled_from(["join", "leave"]), name=names),
+    st.builds(Ack, id=st.integers(0), cid=st.none() | st.text()),
+    st.builds(Error, code=st.text(), message=st.text(), cid=st.none() | st.text()),
+    st.builds(Notice, text=st.text()),
+    st.builds(
+        Welcome,
+        name=names,
+        token=st.none() | st.text(),
+        last_id=st.integers(0),
+        protected=st.booleans(),
+    ),
+    st.builds(
+        Users,
+        users=st.lists(st.builds(UserInfo, name=names, sessions=st.integers(1, 9))).map(tuple),
+    ),
+)
+
+
+@given(server_events)
+def test_server_events_round_trip_and_plain_lines_stay_one_line(event: ServerEvent) -> None:
+    out = Outgoing(event)
+    payload = out.payload("json")
+    assert payload is not None
+    assert parse_server(payload) == event
+    assert json.loads(payload) == to_wire(event)
+    line = render_plain(event)
+    if line is not None:
+        assert "\n" not in line and "\r" not in line and "\x1b" not in line
+
+
+@given(st.binary(max_size=70_000))
+def test_prebuilt_frames_are_valid_websocket_frames(payload: bytes) -> None:
+    reader = StreamReader()
+    reader.feed_data(text_frame(payload))
+    reader.feed_eof()
+    parser = Frame.parse(reader.read_exact, mask=False, max_size=None)
+    try:
+        next(parser)
+        raise AssertionError("the frame was incomplete")
+    except StopIteration as done:
+        frame = done.value
+    assert frame.opcode is Opcode.TEXT and frame.fin and frame.data == payload
+
+
+def test_outgoing_encodes_once_per_mode() -> None:
+    out = Outgoing(Message(1, "ana", "oi", "2026-01-01T00:00:00.000Z"))
+    assert out.frame("json") is out.frame("json")
+    assert out.payload("plain") == b"ana: oi"
+    assert Outgoing(Ack(1)).payload("plain") is None
+
+
+# ---------------------------------------------------------------- names
+
+
+@pytest.mark.parametrize(
+    "name", ["joão", "João", "maria_2", "a", "x" * 32, "Ωμέγα", "दिल", "li.na-b"]
+)
+def test_good_names(name: str) -> None:
+    assert clean_name(name) == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        "x" * 33,
+        "a b",
+        "tab\there",
+        "nul\x00",
+        "bell\x07",
+        "evil\u202eoverride",
+        "zero\u200bwidth",
+        "emoji😀",
+        "semi;colon",
+        "\u0301accent-first",
+    ],
+)
+def test_bad_names(name: str) -> None:
+    with pytest.raises(InvalidNameError):
+        clean_name(name)
+
+
+def test_names_compare_case_insensitively_after_normalisation() -> None:
+    decomposed = "joa\u0303o"  # "joão" with a combining tilde
+    assert clean_name(decomposed) == "joão"
+    assert (
+        name_key("João") == name_key("joão") == name_key("JOÃO") == name_key(clean_name(decomposed))
+    )
+    assert name_key("Straße") == name_key("STRASSE")
+    assert name_key("ana") != name_key("ana_")
+
+
+# ---------------------------------------------------------------- commands
+
+
+@pytest.mark.parametrize(
+    ("line", "command"),
+    [
+        ("oi", Say("oi")),
+        ("  oi  ", Say("  oi  ")),
+        ("/msg joão oi tudo bem", Say("oi tudo bem", to="joão")),
+        ("/who", Who()),
+        ("/nick ana", Nick("ana")),
+        ("/nick ana s3cret", Nick("ana", "s3cret")),
+        ("/register s3cret", Register("s3cret")),
+        ("/logout", Logout()),
+        ("/help", Help()),
+        ("sair", Quit()),
+        ("/quit", Quit()),
+        ("SAIR", Quit()),
+        ("//slash", Say("/slash")),
+    ],
+)
+def test_commands(line: str, command: object) -> None:
+    assert parse_line(line) == command
+
+
+@pytest.mark.parametrize(
+    "line", ["/msg", "/msg ana", "/msg ana   ", "/bogus", "/nick", "/register", "   "]
+)
+def test_bad_commands(line: str) -> None:
+    with pytest.raises(ProtocolError):
+        parse_line(line)
