@@ -7,6 +7,11 @@ one :class:`~papo.protocol.Outgoing` written to every recipient's link,
 without awaiting anyone. The hub does not know about WebSockets (a
 :class:`Link` is all it needs of a connection) nor which store it has.
 
+Stored messages come back from the store through ``store.on_message``, in id
+order, whether they were sent here or on another instance; presence changes
+through ``store.on_presence``. The hub reports its users' session counts to
+the store and never decides alone whether a user joined or left the chat.
+
 Joining with ``resume_from`` replays what the session missed before it goes
 live: older pages from the store with flow control in between, and the last
 part from the store's in-memory ring in the same event-loop step in which the
@@ -22,7 +27,7 @@ import random
 import time
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from papo.accounts import Accounts, Identity
 from papo.limits import TokenBucket
@@ -42,7 +47,6 @@ from papo.protocol import (
     Register,
     Say,
     ServerEvent,
-    UserInfo,
     Users,
     Welcome,
     Who,
@@ -142,6 +146,8 @@ class Hub:
         self._tasks: set[asyncio.Task[Any]] = set()
         #: Called with the seconds each fan-out took (metrics set it).
         self.observe_fanout: Callable[[float], None] = lambda seconds: None
+        store.on_message = self._deliver
+        store.on_presence = self._presence
 
     # ------------------------------------------------------------ connections
 
@@ -193,7 +199,7 @@ class Hub:
             elif isinstance(event, Hello):
                 await self.join(session, event, rename=rename)
             elif isinstance(event, Who):
-                self.send(session, self.who())
+                self.send(session, await self.who())
             elif isinstance(event, Register):
                 await self.register(session, event.password)
             else:
@@ -310,19 +316,17 @@ class Hub:
     def _enter(self, session: Session, name: str, key: str) -> None:
         """Make ``session`` live for ``key``: from now on it receives what the user may see."""
         user = self.users.get(key)
-        guest = key.startswith(GUEST_PREFIX)
-        announce = user is None and not guest
         if user is None:
             bucket = TokenBucket(self.rate, self.burst)
-            user = self.users[key] = User(key, name, bucket, guest=guest)
+            user = self.users[key] = User(key, name, bucket, guest=key.startswith(GUEST_PREFIX))
         elif user.leave_timer is not None:  # back within the grace period: no flapping
             user.leave_timer.cancel()
             user.leave_timer = None
         user.sessions[session.id] = session
         session.user = user
-        if announce:
-            self.fanout(self.members.values(), Presence("join", user.name))
         self.members[session.id] = session
+        if not user.guest:
+            self.store.present(key, user.name, len(user.sessions))
         log.debug("conn %d joined as %s (%d sessions)", session.id, user.name, len(user.sessions))
 
     def _part(self, session: Session, grace: float) -> None:
@@ -331,6 +335,8 @@ class Hub:
         session.user = None
         self.members.pop(session.id, None)
         user.sessions.pop(session.id, None)
+        if not user.guest:
+            self.store.present(user.key, user.name, len(user.sessions))
         if user.sessions:
             return
         if grace > 0 and not user.guest:
@@ -346,8 +352,15 @@ class Hub:
         del self.users[user.key]
         if user.guest:
             return
-        self.fanout(self.members.values(), Presence("leave", user.name))
+        self.store.absent(user.key, user.name)
         self._spawn(self.store.set_last_seen(user.key, self.store.log.committed))
+
+    def _presence(self, event: Literal["join", "leave"], key: str, name: str) -> None:
+        """The store says a user joined or left the chat: tell everyone else here."""
+        self.fanout(
+            (s for s in self.members.values() if s.user is not None and s.user.key != key),
+            Presence(event, name),
+        )
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -388,38 +401,35 @@ class Hub:
                     raise ProtocolError("unknown_user", f"there is no user named {say.to}")
                 to = account.name
         stored, new = await self.store.append(
-            Stored(0, user.name, user.key, say.text, utc_timestamp(), to, to_key, say.cid)
-        )
+            Stored(0, user.name, user.key, say.text, utc_timestamp(), to, to_key, say.cid),
+            session.id,
+        )  # delivered by now, through _deliver
         if new:
             self.stats.stored += 1
-            self._deliver(stored, session)
         if session.link.mode == "json":
             self.send(session, Ack(stored.id, say.cid))
-        if new and to_key is not None and not self._online(to_key):
+        if new and to_key is not None and not await self.store.is_online(to_key):
             self.send(session, Notice(f"{to} is offline; they will get it when they come back"))
 
-    def _deliver(self, stored: Stored, origin: Session) -> None:
+    def _deliver(self, stored: Stored, origin: int | None) -> None:
+        """Write a stored message to every session here that may see it, but its origin."""
         if stored.to_key is None:
-            self.fanout(self.members.values(), stored.event(), exclude=origin)
+            exclude = None if origin is None else self.members.get(origin)
+            self.fanout(self.members.values(), stored.event(), exclude=exclude)
             return
         sessions: dict[int, Session] = {}
         for key in (stored.to_key, stored.sender_key):
             user = self.users.get(key)
             if user is not None:
                 sessions.update(user.sessions)
-        sessions.pop(origin.id, None)
+        if origin is not None:
+            sessions.pop(origin, None)
         self.fanout(sessions.values(), stored.event())
 
-    def _online(self, key: str) -> bool:
-        user = self.users.get(key)
-        return user is not None and bool(user.sessions)
-
-    def who(self) -> Users:
-        online = sorted(
-            (u for u in self.users.values() if u.sessions and not u.guest),
-            key=lambda u: u.name.casefold(),
-        )
-        return Users(tuple(UserInfo(u.name, len(u.sessions)) for u in online))
+    async def who(self) -> Users:
+        """Who is online in the whole chat (several instances included), by name."""
+        online = sorted(await self.store.who(), key=lambda u: u.name.casefold())
+        return Users(tuple(online))
 
     async def register(self, session: Session, password: str) -> None:
         user = self._user(session)

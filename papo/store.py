@@ -1,8 +1,18 @@
-"""What the hub needs to keep: accounts, revoked tokens and the message history.
+"""What the hub shares beyond itself: history, ids, accounts, presence, fan-out.
 
 The hub talks to a :class:`Store` and never knows which implementation it has:
-:class:`papo.store_sqlite.SqliteStore` (embedded and durable, the default) or
-:class:`papo.store_memory.MemoryStore` (``--memory``, a throwaway run).
+:class:`papo.store_sqlite.SqliteStore` (embedded and durable, the default),
+:class:`papo.store_memory.MemoryStore` (``--memory``, a throwaway run) or
+:class:`papo.store_redis.RedisStore` (``--redis``, several instances).
+
+Every stored message comes back to the hub through one door, in id order:
+:attr:`Store.on_message`. A single process calls it right after the commit;
+with Redis each instance calls it for every message it reads from the shared
+stream, its own and the other instances'. So there is one delivery path, and
+a message sent on one instance reaches the sessions of every instance.
+Presence goes the same way: the hub reports how many sessions each user has
+here, and the store says (:attr:`Store.on_presence`) when a user joined or
+left the whole chat.
 
 Both keep a :class:`MessageLog` in memory: id assignment, a ring of recently
 committed messages and the ``cid`` index. A message gets its id when it is
@@ -16,11 +26,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
-from papo.protocol import Message
+from papo.protocol import Message, UserInfo
 
 DEFAULT_RETENTION = 100_000
 RING_SIZE = 20_000
@@ -79,10 +89,20 @@ class Page:
     oldest: int  # the oldest id still kept (0 when nothing is)
 
 
+#: Called with each stored message, in id order, and the local session it came
+#: from (None when it came from elsewhere): the hub delivers it.
+Deliver = Callable[[Stored, "int | None"], None]
+#: Called when a user joined the chat (first session anywhere) or left it (last
+#: session anywhere, after the grace period): ``(event, key, name)``.
+Announce = Callable[[Literal["join", "leave"], str, str], None]
+
+
 class Store(Protocol):
-    """Persistence behind the hub. Coroutines may raise :class:`StoreError`."""
+    """Persistence and sharing behind the hub. Coroutines may raise :class:`StoreError`."""
 
     log: MessageLog
+    on_message: Deliver
+    on_presence: Announce
 
     async def open(self) -> None:
         """Prepare the store (create files and tables, load the recent history)."""
@@ -108,11 +128,15 @@ class Store(Protocol):
     async def is_revoked(self, token_id: str) -> bool:
         """Whether a token was revoked."""
 
-    async def append(self, message: Stored) -> tuple[Stored, bool]:
-        """Store ``message`` (its ``id`` is ignored) once committed; ``(stored, new)``.
+    async def append(self, message: Stored, origin: int | None = None) -> tuple[Stored, bool]:
+        """Store ``message`` (its ``id`` is ignored); ``(stored, new)``.
 
-        When the same sender already sent the same ``cid``, nothing is stored
-        again and the earlier message comes back with ``new`` False.
+        Returns once the message is committed and has gone through
+        :attr:`on_message` (with ``origin``, the sending session's id), so
+        whatever is answered to the sender comes after every earlier message
+        was delivered here. When the same sender already sent the same
+        ``cid``, nothing is stored again and the earlier message comes back
+        with ``new`` False.
         """
 
     async def page(self, key: str, after: int, limit: int) -> Page:
@@ -120,6 +144,57 @@ class Store(Protocol):
 
     async def ping(self) -> None:
         """Raise :class:`StoreError` when the store is unusable (health check)."""
+
+    def present(self, key: str, name: str, sessions: int) -> None:
+        """This process now has ``sessions`` live sessions of a user (0: in its grace period).
+
+        The first report of a user not present anywhere else announces a join.
+        """
+
+    def absent(self, key: str, name: str) -> None:
+        """This process has no session of a user any more (its grace period is over).
+
+        When no other process has one either, a leave is announced.
+        """
+
+    async def who(self) -> list[UserInfo]:
+        """Every user with a live session anywhere, with the number of sessions."""
+
+    async def is_online(self, key: str) -> bool:
+        """Whether a user has a live session anywhere."""
+
+
+class LocalPresence:
+    """Presence when this process is the whole chat (the embedded stores)."""
+
+    def __init__(self) -> None:
+        self._present: dict[str, tuple[str, int]] = {}
+        self.on_message: Deliver = _ignore_message
+        self.on_presence: Announce = _ignore_presence
+
+    def present(self, key: str, name: str, sessions: int) -> None:
+        first = key not in self._present
+        self._present[key] = (name, sessions)
+        if first:
+            self.on_presence("join", key, name)
+
+    def absent(self, key: str, name: str) -> None:
+        if self._present.pop(key, None) is not None:
+            self.on_presence("leave", key, name)
+
+    async def who(self) -> list[UserInfo]:
+        return [UserInfo(name, n) for name, n in self._present.values() if n > 0]
+
+    async def is_online(self, key: str) -> bool:
+        return self._present.get(key, ("", 0))[1] > 0
+
+
+def _ignore_message(message: Stored, origin: int | None) -> None:
+    pass
+
+
+def _ignore_presence(event: Literal["join", "leave"], key: str, name: str) -> None:
+    pass
 
 
 class MessageLog:

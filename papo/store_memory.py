@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import secrets
 
-from papo.store import DEFAULT_RETENTION, Account, MessageLog, Page, Stored
+from papo.store import DEFAULT_RETENTION, Account, LocalPresence, MessageLog, Page, Stored
 
 
-class MemoryStore:
+class MemoryStore(LocalPresence):
     """The :class:`~papo.store.Store` interface kept in dictionaries."""
 
     def __init__(self, retention: int = DEFAULT_RETENTION) -> None:
+        super().__init__()
         # The ring is the whole history here: it holds `retention` messages.
         self.log = MessageLog(retention, ring_size=retention)
         self._secret = secrets.token_bytes(32)
@@ -49,7 +50,7 @@ class MemoryStore:
     async def is_revoked(self, token_id: str) -> bool:
         return token_id in self._revoked
 
-    async def append(self, message: Stored) -> tuple[Stored, bool]:
+    async def append(self, message: Stored, origin: int | None = None) -> tuple[Stored, bool]:
         earlier = self.log.duplicate(message.sender_key, message.cid)
         if isinstance(earlier, Stored):
             return earlier, False
@@ -58,6 +59,7 @@ class MemoryStore:
         ring = self.log.ring
         if len(ring) == ring.maxlen:
             self.log.trimmed(ring[0].id)
+        self.on_message(stored, origin)
         return stored, True
 
     async def page(self, key: str, after: int, limit: int) -> Page:

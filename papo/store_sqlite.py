@@ -29,6 +29,7 @@ from papo.store import (
     DEFAULT_RETENTION,
     RING_SIZE,
     Account,
+    LocalPresence,
     MessageLog,
     Page,
     Stored,
@@ -68,17 +69,18 @@ CREATE INDEX IF NOT EXISTS messages_recipient ON messages (recipient_key, id)
 COLUMNS = "id, sender, sender_key, text, ts, recipient, recipient_key, cid"
 
 
-class SqliteStore:
+class SqliteStore(LocalPresence):
     """Accounts, revoked tokens and messages in ``<data_dir>/papo.db``."""
 
     def __init__(self, data_dir: Path, retention: int = DEFAULT_RETENTION) -> None:
+        super().__init__()
         self.data_dir = data_dir
         self.path = data_dir / "papo.db"
         self.retention = retention
         self.log = MessageLog(retention, RING_SIZE)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="papo-sqlite")
         self._db: sqlite3.Connection | None = None
-        self._queue: list[tuple[Stored, asyncio.Future[Stored]]] = []
+        self._queue: list[tuple[Stored, int | None, asyncio.Future[Stored]]] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
@@ -146,14 +148,14 @@ class SqliteStore:
 
     # ---------------------------------------------------------------- messages
 
-    async def append(self, message: Stored) -> tuple[Stored, bool]:
+    async def append(self, message: Stored, origin: int | None = None) -> tuple[Stored, bool]:
         earlier = self.log.duplicate(message.sender_key, message.cid)
         if earlier is not None:
             return (await earlier if isinstance(earlier, asyncio.Future) else earlier), False
         stored = self.log.assign(message)
         future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
         self.log.pending(stored, future)
-        self._queue.append((stored, future))
+        self._queue.append((stored, origin, future))
         self._wake.set()
         return await future, True
 
@@ -166,13 +168,13 @@ class SqliteStore:
                 self._wake.clear()
                 continue
             batch, self._queue = self._queue, []
-            messages = [stored for stored, _ in batch]
+            messages = [stored for stored, _, _ in batch]
             started = time.perf_counter()
             try:
                 oldest = await self._run(partial(self._insert, messages=messages))
             except StoreError as exc:
                 log.error("could not store %d message(s): %s", len(batch), exc)
-                for stored, future in batch:
+                for stored, _, future in batch:
                     self.log.failed(stored)
                     if not future.done():
                         future.set_exception(exc)
@@ -180,7 +182,9 @@ class SqliteStore:
             self.observe_commit(time.perf_counter() - started)
             self.log.commit(messages)
             self.log.trimmed(oldest)
-            for stored, future in batch:
+            for stored, origin, _ in batch:
+                self.on_message(stored, origin)
+            for stored, _, future in batch:
                 if not future.done():
                     future.set_result(stored)
 
