@@ -18,6 +18,7 @@ from papo.limits import AttemptLimiter
 from papo.metrics import Metrics, TransportStats
 from papo.store import Store, StoreError
 from papo.store_memory import MemoryStore
+from papo.store_redis import RedisStore
 from papo.store_sqlite import SqliteStore
 from papo.transport import Transport
 
@@ -39,11 +40,13 @@ def setup_logging(level: str) -> None:
 async def serve(settings: Settings) -> int:
     """Run the server until SIGINT or SIGTERM; returns the exit status."""
     started = time.monotonic()
-    store: Store = (
-        MemoryStore(settings.retention)
-        if settings.memory
-        else SqliteStore(settings.data_dir, settings.retention)
-    )
+    store: Store
+    if settings.redis_url:
+        store = RedisStore(settings.redis_url, settings.retention)
+    elif settings.memory:
+        store = MemoryStore(settings.retention)
+    else:
+        store = SqliteStore(settings.data_dir, settings.retention)
     await store.open()
     try:
         accounts = Accounts(

@@ -36,6 +36,7 @@ class Settings:
     ping_timeout: float = 20.0
     uvloop: bool = True
     memory: bool = False
+    redis_url: str | None = None
     retention: int = 100_000
     rate_limit: float = 20.0
     rate_burst: float = 40.0
@@ -78,8 +79,16 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         formatter_class=_HelpFormatter,
     )
 
-    def add(flag: str, default: Any, kind: Callable[[str], Any], help_: str, **kw: Any) -> None:
-        from_env = _env(env, flag)
+    def add(
+        flag: str,
+        default: Any,
+        kind: Callable[[str], Any],
+        help_: str,
+        *,
+        env_flag: str | None = None,
+        **kw: Any,
+    ) -> None:
+        from_env = _env(env, env_flag or flag)
         parser.add_argument(
             "--" + flag,
             type=kind,
@@ -164,6 +173,17 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         "connection and one compression per recipient; off by default)",
     )
     switch("memory", "keep everything in memory (a throwaway run: nothing survives a restart)")
+    add(
+        "redis",
+        None,
+        str,
+        "share the chat with other instances through Redis at URL "
+        "(e.g. redis://127.0.0.1:6379/0): history, ids, accounts and presence live there "
+        "and --data is not used",
+        metavar="URL",
+        dest="redis_url",
+        env_flag="redis-url",
+    )
     parser.add_argument(
         "--allow-origin",
         action="append",
@@ -187,7 +207,12 @@ def parse_settings(
     argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
 ) -> Settings:
     """Build :class:`Settings` from ``argv`` and ``environ`` (default: the process's)."""
-    ns = build_parser(environ).parse_args(argv)
+    parser = build_parser(environ)
+    ns = parser.parse_args(argv)
+    if ns.redis_url and ns.memory:
+        parser.error("--memory and --redis exclude each other: choose where the history lives")
+    if ns.redis_url and not ns.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        parser.error(f"--redis wants a URL like redis://127.0.0.1:6379/0, not {ns.redis_url!r}")
     return Settings(
         host=ns.host,
         port=ns.port,
@@ -206,6 +231,7 @@ def parse_settings(
         ping_timeout=ns.ping_timeout,
         uvloop=ns.uvloop,
         memory=ns.memory,
+        redis_url=ns.redis_url or None,
         retention=max(1, ns.retention),
         rate_limit=ns.rate_limit,
         rate_burst=2 * ns.rate_limit,

@@ -282,7 +282,7 @@ class Hub:
         """Replay every message visible to the user after ``after``, then go live."""
         log_ = self.store.log
         key = identity.key
-        if after > log_.committed:
+        if after > log_.committed and not await self.store.reach(after):
             self.send(
                 session,
                 Error(

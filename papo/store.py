@@ -163,14 +163,23 @@ class Store(Protocol):
     async def is_online(self, key: str) -> bool:
         """Whether a user has a live session anywhere."""
 
+    async def reach(self, message_id: int) -> bool:
+        """Whether every message up to ``message_id`` has come through here.
+
+        With several instances a client may resume here from an id it saw on
+        another instance a moment before this one read it: wait a little.
+        """
+
 
 class LocalPresence:
     """Presence when this process is the whole chat (the embedded stores)."""
 
+    log: MessageLog
+
     def __init__(self) -> None:
         self._present: dict[str, tuple[str, int]] = {}
-        self.on_message: Deliver = _ignore_message
-        self.on_presence: Announce = _ignore_presence
+        self.on_message: Deliver = no_delivery
+        self.on_presence: Announce = no_announcement
 
     def present(self, key: str, name: str, sessions: int) -> None:
         first = key not in self._present
@@ -188,13 +197,16 @@ class LocalPresence:
     async def is_online(self, key: str) -> bool:
         return self._present.get(key, ("", 0))[1] > 0
 
+    async def reach(self, message_id: int) -> bool:
+        return message_id <= self.log.committed
 
-def _ignore_message(message: Stored, origin: int | None) -> None:
-    pass
+
+def no_delivery(message: Stored, origin: int | None) -> None:
+    """The :attr:`Store.on_message` of a store no hub is using yet."""
 
 
-def _ignore_presence(event: Literal["join", "leave"], key: str, name: str) -> None:
-    pass
+def no_announcement(event: Literal["join", "leave"], key: str, name: str) -> None:
+    """The :attr:`Store.on_presence` of a store no hub is using yet."""
 
 
 class MessageLog:
