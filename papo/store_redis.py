@@ -393,8 +393,10 @@ class RedisStore:
         while True:
             cursor = f"0-{self.log.committed}"
             try:
+                # Right after a failure, a read that does not block: it tells
+                # at once whether Redis is back (and /healthz with it).
                 reply = await self._blocking.xread(
-                    {STREAM: cursor}, count=READ_COUNT, block=READ_BLOCK_MS
+                    {STREAM: cursor}, count=READ_COUNT, block=None if failures else READ_BLOCK_MS
                 )
             except RedisError as exc:
                 failures += 1

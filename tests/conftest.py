@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import ServerProcess
+from tests.helpers import RedisServer, ServerProcess, need, redis_missing
 
 StartServer = Callable[..., ServerProcess]
 
@@ -33,3 +34,12 @@ def start_server(tmp_path: Path) -> Iterator[StartServer]:
 def server(start_server: StartServer) -> ServerProcess:
     """A real server with a short presence grace (0.3 s) and no rate limit, for fast tests."""
     return start_server("--presence-grace", "0.3", "--rate-limit", "0")
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server of this test's own (fails in CI when missing, skips elsewhere)."""
+    need(redis_missing(), "the several-instances tests")
+    redis = RedisServer(tmp_path / "redis").start()
+    yield redis
+    redis.stop(signal.SIGKILL)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import StartServer
-from tests.helpers import JsonClient, ServerProcess
+from tests.helpers import JsonClient, ServerProcess, need
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -45,11 +45,7 @@ def _missing() -> str | None:
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    missing = _missing()
-    if missing is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"browser tests must run in CI: {missing}")
-        pytest.skip(missing)
+    need(_missing(), "browser tests")
     async with async_playwright() as p:
         chromium = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         yield chromium
