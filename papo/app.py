@@ -65,7 +65,7 @@ async def serve(settings: Settings) -> int:
         )
         metrics = Metrics(hub, TransportStats())
         hub.observe_fanout = metrics.fanout.observe
-        if isinstance(store, SqliteStore):
+        if isinstance(store, SqliteStore | RedisStore):
             store.observe_commit = metrics.history_write.observe
         transport = Transport(settings, hub, metrics)
         server = await transport.start()

@@ -42,6 +42,7 @@ import logging
 import random
 import secrets
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar, cast
 
@@ -276,6 +277,8 @@ class RedisStore:
         self._reading = False  # the reader's last XREAD succeeded
         self._problem = "not connected to Redis yet"
         self._presence_hash = f"{PREFIX}presence:{self.instance}"
+        #: Called with the seconds each append took in Redis (metrics set it).
+        self.observe_commit: Callable[[float], None] = lambda seconds: None
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -354,10 +357,12 @@ class RedisStore:
         if message.cid is not None:
             fields += ["c", message.cid]
         args: list[str | int] = [self.retention, self.log.committed, CID_TTL, *fields]
+        started = time.perf_counter()
         reply = await self._call(
             lambda: self._append(keys=[SEQ, STREAM, cid_key], args=args),
             "cannot store the message in Redis",
         )
+        self.observe_commit(time.perf_counter() - started)
         new, message_id = bool(reply[0]), int(reply[1])
         await self._reached(message_id)
         return Stored(
