@@ -15,7 +15,8 @@ scripts below may touch them together):
 ``{papo}:presence:<instance>``  that instance's users: key → "sessions<TAB>name"
 ``{papo}:events`` (channel)     presence changes: joins and leaves
 
-A message is appended by one script (check the cid, INCR, XADD) and comes
+Messages are appended by one script (check the cid, INCR, XADD), with every
+message queued meanwhile in the same call (group commit), and each comes
 back to every instance, this one included, through one blocking XREAD loop:
 each instance reads each message once, puts it in its in-memory ring and
 hands it to the hub (``on_message``), which writes it to its own sessions.
@@ -81,23 +82,35 @@ READ_BLOCK_MS = 5_000
 READ_COUNT = 1_000
 SCAN_COUNT = 1_000
 BACKOFF_CAP = 5.0
+APPEND_BATCH = 500  # messages per append script call at most
 
-# Append one message. KEYS: seq, stream, cid key ('' when no cid).
-# ARGV: retention, floor (the newest id this instance has seen), cid ttl, fields...
+# Append a batch of messages. KEYS: seq, stream.
+# ARGV: retention, floor (the newest id this instance has seen), cid ttl, then
+# per message: its cid key ('' when no cid), how many field strings, the fields.
+# Returns new (1 or 0) and id for each message.
 APPEND = """
-if KEYS[3] ~= '' then
-  local earlier = redis.call('GET', KEYS[3])
-  if earlier then return {0, tonumber(earlier)} end
+local floor, out, i = tonumber(ARGV[2]), {}, 4
+while i <= #ARGV do
+  local cid_key, n = ARGV[i], tonumber(ARGV[i + 1])
+  local earlier = cid_key ~= '' and redis.call('GET', cid_key)
+  if earlier then
+    table.insert(out, 0)
+    table.insert(out, tonumber(earlier))
+  else
+    local id = redis.call('INCR', KEYS[1])
+    if id <= floor then  -- Redis lost its data: never hand out an id twice
+      id = floor + 1
+      redis.call('SET', KEYS[1], id)
+    end
+    floor = id
+    redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[1], '0-' .. id, unpack(ARGV, i + 2, i + 1 + n))
+    if cid_key ~= '' then redis.call('SET', cid_key, id, 'EX', ARGV[3]) end
+    table.insert(out, 1)
+    table.insert(out, id)
+  end
+  i = i + 2 + n
 end
-local id = redis.call('INCR', KEYS[1])
-local floor = tonumber(ARGV[2])
-if id <= floor then  -- Redis lost its data: never hand out an id twice
-  id = floor + 1
-  redis.call('SET', KEYS[1], id)
-end
-redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[1], '0-' .. id, unpack(ARGV, 4))
-if KEYS[3] ~= '' then redis.call('SET', KEYS[3], id, 'EX', ARGV[3]) end
-return {1, id}
+return out
 """
 
 # Shared by the presence scripts: the clock, the live instances, and whether
@@ -183,7 +196,7 @@ return {#dead, left, redis.call('EXISTS', KEYS[2])}
 )
 
 # Everyone online anywhere. KEYS: instances. ARGV: dead_after.
-# Returns name, sessions, name, sessions, ...
+# Returns key, name, sessions, key, name, sessions, ...
 WHO = (
     _PRESENCE_LIB
     + """
@@ -204,23 +217,12 @@ end
 local out = {}
 for _, key in ipairs(order) do
   if totals[key] > 0 then
+    table.insert(out, key)
     table.insert(out, names[key])
     table.insert(out, totals[key])
   end
 end
 return out
-"""
-)
-
-# Whether a user has a live session anywhere. KEYS: instances. ARGV: dead_after, key.
-ONLINE = (
-    _PRESENCE_LIB
-    + """
-for _, inst in ipairs(live(KEYS[1], tonumber(ARGV[1]))) do
-  local value = redis.call('HGET', prefix .. 'presence:' .. inst, ARGV[2])
-  if value and tonumber(string.match(value, '^(%d+)')) > 0 then return 1 end
-end
-return 0
 """
 )
 
@@ -266,10 +268,14 @@ class RedisStore:
         self._sync = self._redis.register_script(SYNC)
         self._beat = self._redis.register_script(BEAT)
         self._who = self._redis.register_script(WHO)
-        self._online = self._redis.register_script(ONLINE)
         self._last_seen = self._redis.register_script(LAST_SEEN)
         self._waiters: dict[int, list[asyncio.Future[None]]] = {}
+        self._queue: list[tuple[list[str | int], asyncio.Future[tuple[bool, int]]]] = []
+        self._wake_writer = asyncio.Event()
         self._here: dict[str, tuple[str, int]] = {}  # this instance's users: key → (name, n)
+        # Users online on any instance, as of the last `who` and the presence
+        # events since: good enough for the advisory "is offline" notice.
+        self._anywhere: set[str] = set()
         self._dirty: set[str] = set()  # keys whose presence Redis has not been told yet
         self._names_gone: dict[str, str] = {}  # names of users gone, until Redis is told
         self._wake = asyncio.Event()
@@ -296,9 +302,11 @@ class RedisStore:
         oldest = _id(first[0][0]) if first else 0
         self.log.load(recent, last_id, oldest)
         await self._call(self._beat_once, "cannot register this instance in Redis")
+        await self.who()
         self._reading = True  # Redis answered; the reader says when that stops
         loop = asyncio.get_running_loop()
         self._tasks = [
+            loop.create_task(self._write_loop(), name="papo-redis-writer"),
             loop.create_task(self._read_loop(), name="papo-redis-reader"),
             loop.create_task(self._event_loop(), name="papo-redis-events"),
             loop.create_task(self._beat_loop(), name="papo-redis-heartbeat"),
@@ -323,6 +331,8 @@ class RedisStore:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for _, future in self._queue:
+            future.cancel()
         for waiters in self._waiters.values():
             for waiter in waiters:
                 waiter.cancel()
@@ -339,31 +349,10 @@ class RedisStore:
     # ---------------------------------------------------------------- messages
 
     async def append(self, message: Stored, origin: int | None = None) -> tuple[Stored, bool]:
-        cid_key = "" if message.cid is None else f"{PREFIX}cid:{message.sender_key}:{message.cid}"
-        fields: list[str] = [
-            "o",
-            f"{self.instance}:{origin if origin is not None else ''}",
-            "s",
-            message.sender,
-            "k",
-            message.sender_key,
-            "x",
-            message.text,
-            "t",
-            message.ts,
-        ]
-        if message.to is not None and message.to_key is not None:
-            fields += ["r", message.to, "rk", message.to_key]
-        if message.cid is not None:
-            fields += ["c", message.cid]
-        args: list[str | int] = [self.retention, self.log.committed, CID_TTL, *fields]
-        started = time.perf_counter()
-        reply = await self._call(
-            lambda: self._append(keys=[SEQ, STREAM, cid_key], args=args),
-            "cannot store the message in Redis",
-        )
-        self.observe_commit(time.perf_counter() - started)
-        new, message_id = bool(reply[0]), int(reply[1])
+        future: asyncio.Future[tuple[bool, int]] = asyncio.get_running_loop().create_future()
+        self._queue.append((_entry(message, f"{self.instance}:{origin or ''}"), future))
+        self._wake_writer.set()
+        new, message_id = await future
         await self._reached(message_id)
         return Stored(
             message_id,
@@ -375,6 +364,36 @@ class RedisStore:
             message.to_key,
             message.cid,
         ), new
+
+    async def _write_loop(self) -> None:
+        """Append what was queued meanwhile in one script call (Redis's group commit).
+
+        Under load a call carries many messages, so the cost of a round trip
+        and of redis-py's per-command work is shared; when idle a message goes
+        alone at once.
+        """
+        while True:
+            if not self._queue:
+                await self._wake_writer.wait()
+                self._wake_writer.clear()
+                continue
+            batch, self._queue = self._queue[:APPEND_BATCH], self._queue[APPEND_BATCH:]
+            args: list[str | int] = [self.retention, self.log.committed, CID_TTL]
+            for entry, _ in batch:
+                args += entry
+            started = time.perf_counter()
+            try:
+                reply = await self._append(keys=[SEQ, STREAM], args=args)
+            except RedisError as exc:
+                error = StoreError(f"cannot store the message in Redis: {exc}")
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            self.observe_commit(time.perf_counter() - started)
+            for index, (_, future) in enumerate(batch):
+                if not future.done():
+                    future.set_result((bool(reply[2 * index]), int(reply[2 * index + 1])))
 
     async def _reached(self, message_id: int) -> None:
         """Wait until this instance's reader has delivered ``message_id``."""
@@ -542,7 +561,8 @@ class RedisStore:
             await asyncio.sleep(self.heartbeat if not failures else _backoff(failures))
             try:
                 await self._beat_once()
-            except RedisError as exc:
+                await self.who()  # refreshes who is online anywhere
+            except (RedisError, StoreError) as exc:
                 failures += 1
                 self._lost(f"heartbeat failed: {exc}", failures)
                 continue
@@ -576,22 +596,25 @@ class RedisStore:
         except (ValueError, KeyError, TypeError):
             log.warning("ignoring a malformed presence event: %r", data[:200])
             return
-        if kind in ("join", "leave"):
-            self.on_presence(cast(Literal["join", "leave"], kind), key, name)
+        if kind == "join":
+            self._anywhere.add(key)
+        elif kind == "leave":
+            self._anywhere.discard(key)
+        else:
+            return
+        self.on_presence(cast(Literal["join", "leave"], kind), key, name)
 
     async def who(self) -> list[UserInfo]:
         reply = await self._call(
             lambda: self._who(keys=[INSTANCES], args=[self.dead_after]),
             "cannot read who is online from Redis",
         )
-        return [UserInfo(str(reply[i]), int(reply[i + 1])) for i in range(0, len(reply), 2)]
+        self._anywhere = {str(reply[i]) for i in range(0, len(reply), 3)}
+        return [UserInfo(str(reply[i + 1]), int(reply[i + 2])) for i in range(0, len(reply), 3)]
 
     async def is_online(self, key: str) -> bool:
-        reply = await self._call(
-            lambda: self._online(keys=[INSTANCES], args=[self.dead_after, key]),
-            "cannot read presence from Redis",
-        )
-        return bool(reply)
+        """From what this instance knows (no Redis round trip per private message)."""
+        return self._here.get(key, ("", 0))[1] > 0 or key in self._anywhere
 
     # ---------------------------------------------------------------- accounts
 
@@ -663,6 +686,18 @@ Entries = list[tuple[str, dict[str, str]]]
 def _entries(reply: object) -> Entries:
     """A stream range reply with its real type (redis-py types replies loosely)."""
     return cast(Entries, reply or [])
+
+
+def _entry(message: Stored, origin: str) -> list[str | int]:
+    """A message as the append script reads it: cid key, field count, fields."""
+    cid_key = "" if message.cid is None else f"{PREFIX}cid:{message.sender_key}:{message.cid}"
+    fields: list[str | int] = ["o", origin, "s", message.sender, "k", message.sender_key]
+    fields += ["x", message.text, "t", message.ts]
+    if message.to is not None and message.to_key is not None:
+        fields += ["r", message.to, "rk", message.to_key]
+    if message.cid is not None:
+        fields += ["c", message.cid]
+    return [cid_key, len(fields), *fields]
 
 
 def _id(entry_id: str) -> int:
