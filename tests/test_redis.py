@@ -9,6 +9,8 @@ they are skipped with the reason.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import random
 import signal
 import socket
@@ -17,8 +19,10 @@ import urllib.error
 import urllib.request
 from typing import Any, cast
 
+import pytest
 import redis as redis_py
 
+from papo.config import parse_settings
 from papo.protocol import Error, Hello, Message
 from papo.session import ChatSession
 from tests.conftest import StartServer
@@ -313,3 +317,18 @@ async def test_without_redis_the_server_says_so_and_exits(
         assert "cannot use Redis at redis://127.0.0.1" in str(exc)
     else:
         raise AssertionError("the server started without Redis")
+
+
+def test_redis_url_from_flag_or_environment_and_clear_refusals() -> None:
+    url = "redis://127.0.0.1:6379/0"
+    assert parse_settings(["--redis", url], {}).redis_url == url
+    assert parse_settings([], {"PAPO_REDIS_URL": url}).redis_url == url
+    assert parse_settings([], {}).redis_url is None
+    for argv, says in (
+        (["--redis", url, "--memory"], "--memory and --redis exclude each other"),
+        (["--redis", "127.0.0.1:6379"], "--redis wants a URL like redis://"),
+    ):
+        err = io.StringIO()
+        with pytest.raises(SystemExit) as exited, contextlib.redirect_stderr(err):
+            parse_settings(argv, {})
+        assert exited.value.code == 2 and says in err.getvalue()
