@@ -14,7 +14,7 @@ Presence goes the same way: the hub reports how many sessions each user has
 here, and the store says (:attr:`Store.on_presence`) when a user joined or
 left the whole chat.
 
-Both keep a :class:`MessageLog` in memory: id assignment, a ring of recently
+Each keeps a :class:`MessageLog` in memory: id assignment, a ring of recently
 committed messages and the ``cid`` index. A message gets its id when it is
 appended and reaches the ring only once it is committed, so anything read
 from the ring is durable, and ring reads are synchronous: the hub can replay
@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, Protocol
 
 from papo.protocol import Message, UserInfo
@@ -67,6 +67,10 @@ class Stored:
     to: str | None = None
     to_key: str | None = None
     cid: str | None = None
+
+    def with_id(self, message_id: int) -> Stored:
+        """The same message under the id the store gave it."""
+        return replace(self, id=message_id)
 
     def visible_to(self, key: str) -> bool:
         return self.to_key is None or key in (self.to_key, self.sender_key)
@@ -234,16 +238,7 @@ class MessageLog:
 
     def assign(self, message: Stored) -> Stored:
         self.assigned += 1
-        return Stored(
-            self.assigned,
-            message.sender,
-            message.sender_key,
-            message.text,
-            message.ts,
-            message.to,
-            message.to_key,
-            message.cid,
-        )
+        return message.with_id(self.assigned)
 
     def pending(self, message: Stored, future: asyncio.Future[Stored]) -> None:
         if message.cid is not None:

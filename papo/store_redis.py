@@ -291,15 +291,13 @@ class RedisStore:
     async def open(self) -> None:
         """Load the recent history, register this instance and start the loops."""
 
-        async def load() -> tuple[Entries, Entries]:
+        async def load() -> tuple[Entries, int]:
             newest = await self._redis.xrevrange(STREAM, "+", "-", count=RING_SIZE)
-            first = await self._redis.xrange(STREAM, "-", "+", count=1)
-            return _entries(newest), _entries(first)
+            return _entries(newest), await self._oldest()
 
-        newest, first = await self._call(load, f"cannot use Redis at {_safe(self.url)}")
+        newest, oldest = await self._call(load, f"cannot use Redis at {_safe(self.url)}")
         recent = [_stored(entry_id, fields) for entry_id, fields in reversed(newest)]
         last_id = recent[-1].id if recent else 0
-        oldest = _id(first[0][0]) if first else 0
         self.log.load(recent, last_id, oldest)
         await self._call(self._beat_once, "cannot register this instance in Redis")
         await self.who()
@@ -354,16 +352,7 @@ class RedisStore:
         self._wake_writer.set()
         new, message_id = await future
         await self._reached(message_id)
-        return Stored(
-            message_id,
-            message.sender,
-            message.sender_key,
-            message.text,
-            message.ts,
-            message.to,
-            message.to_key,
-            message.cid,
-        ), new
+        return message.with_id(message_id), new
 
     async def _write_loop(self) -> None:
         """Append what was queued meanwhile in one script call (Redis's group commit).
@@ -436,22 +425,24 @@ class RedisStore:
 
     def _take(self, entries: Entries) -> None:
         batch: list[tuple[Stored, int | None]] = []
+        last = self.log.committed
         for entry_id, fields in entries:
             stored = _stored(entry_id, fields)
-            if stored.id <= self.log.committed:
+            if stored.id <= last:
                 continue
-            if stored.id != self.log.committed + 1 and self.log.committed:
+            if stored.id != last + 1 and last:
                 log.warning(
                     "messages %d to %d are missing from the stream (trimmed, or Redis lost them)",
-                    self.log.committed + 1,
+                    last + 1,
                     stored.id - 1,
                 )
+            last = stored.id
             instance, _, session = fields.get("o", "").partition(":")
             here = instance == self.instance and session.isdigit()
             batch.append((stored, int(session) if here else None))
-            self.log.commit([stored])
         if not batch:
             return
+        self.log.commit([stored for stored, _ in batch])
         self.log.trimmed(batch[-1][0].id - self.retention + 1)
         for stored, origin in batch:
             self.on_message(stored, origin)
