@@ -11,24 +11,32 @@ from dataclasses import dataclass
 
 from papo.protocol import (
     DEFAULT_MAX_TEXT,
+    MAX_HISTORY,
     ClientEvent,
+    Join,
+    ListRooms,
     Logout,
     ProtocolError,
     Register,
     Say,
     Who,
     check_name,
+    check_room,
     check_text,
+    check_topic,
 )
 
 QUIT_WORDS = frozenset({"sair", "/quit", "/exit", "/sair"})
 
 HELP = (
     "commands: /msg NAME TEXT (private message) · /who (who is online) · "
+    "/join #ROOM (join or create a room; your lines go there) · /part [#ROOM] (leave it) · "
+    "/rooms (list rooms) · /topic TEXT (set this room's topic) · /history [N] (older messages) · "
     "/nick NAME [PASSWORD] (choose your name) · /register PASSWORD (protect your name) · "
-    "/logout · /help · sair or /quit (leave). Anything else is said to everyone; "
+    "/logout · /help · sair or /quit (leave). Anything else is said in the current room; "
     "start a line with // to say something that begins with /."
 )
+HISTORY_LINES = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +57,28 @@ class Nick:
     password: str | None = None
 
 
-Command = ClientEvent | Quit | Help | Nick
+@dataclass(frozen=True, slots=True)
+class PartRoom:
+    """Leave ``room``, or the current room when None."""
+
+    room: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TopicHere:
+    """Set the current room's topic."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryHere:
+    """Show up to ``limit`` messages of the current room older than what was shown."""
+
+    limit: int = HISTORY_LINES
+
+
+Command = ClientEvent | Quit | Help | Nick | PartRoom | TopicHere | HistoryHere
 
 
 def parse_line(line: str, *, max_text: int = DEFAULT_MAX_TEXT) -> Command:
@@ -85,4 +114,22 @@ def parse_line(line: str, *, max_text: int = DEFAULT_MAX_TEXT) -> Command:
         return Register(rest)
     if word == "/logout":
         return Logout()
+    if word == "/join":
+        if not rest or " " in rest:
+            raise ProtocolError("usage", "usage: /join #ROOM")
+        return Join(check_room(rest))
+    if word in ("/part", "/leave"):
+        if " " in rest:
+            raise ProtocolError("usage", "usage: /part [#ROOM]")
+        return PartRoom(check_room(rest) if rest else None)
+    if word == "/rooms":
+        return ListRooms()
+    if word == "/topic":
+        return TopicHere(check_topic(rest))
+    if word == "/history":
+        if not rest:
+            return HistoryHere()
+        if not rest.isdigit() or not 1 <= int(rest) <= MAX_HISTORY:
+            raise ProtocolError("usage", f"usage: /history [N] (N from 1 to {MAX_HISTORY})")
+        return HistoryHere(int(rest))
     raise ProtocolError("unknown_command", f"unknown command {word}; /help lists the commands")

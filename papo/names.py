@@ -5,6 +5,10 @@ digits, ``_``, ``-`` and ``.`` (combining marks may follow a letter, so names
 in scripts that need them work). Two names are the same user when their keys
 are equal: the key is the NFKC normalisation of the casefolded NFKC form, so
 ``João``, ``joão`` and ``JOÃO`` (composed or decomposed) are one user.
+
+Rooms follow the same rules behind a ``#`` (``#Ação`` and ``#ação`` are one
+room), and a conversation is named by a key: ``#`` and the room's name key,
+or ``@`` and the two users' keys for their direct messages.
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ import unicodedata
 
 MAX_NAME_LENGTH = 32
 _PUNCTUATION = frozenset("_-.")
+ROOM_PREFIX = "#"
+DIRECT_PREFIX = "@"
+DIRECT_SEPARATOR = "|"
 
 
 class InvalidNameError(ValueError):
@@ -37,6 +44,37 @@ def clean_name(raw: str) -> str:
             f"{_describe(char)} is not allowed"
         )
     return name
+
+
+def clean_room(raw: str) -> str:
+    """Return ``raw`` as a room's display name, ``#`` and a valid name (``sala`` → ``#sala``),
+    or raise :class:`InvalidNameError`."""
+    body = raw[1:] if raw.startswith(ROOM_PREFIX) else raw
+    try:
+        return ROOM_PREFIX + clean_name(body)
+    except InvalidNameError as exc:
+        raise InvalidNameError(str(exc).replace("a name", "a room name", 1)) from None
+
+
+def room_key(room: str) -> str:
+    """The comparison key of a room (``#Ação`` and ``#ação`` are one room)."""
+    return ROOM_PREFIX + name_key(room.removeprefix(ROOM_PREFIX))
+
+
+def direct_key(a: str, b: str) -> str:
+    """The conversation key of the direct messages between the users keyed ``a`` and ``b``.
+
+    ``@`` and the two keys in order, joined by ``|`` (which no name may hold),
+    so both sides name the same conversation.
+    """
+    first, second = sorted((a, b))
+    return f"{DIRECT_PREFIX}{first}{DIRECT_SEPARATOR}{second}"
+
+
+def direct_other(conversation: str, key: str) -> str:
+    """The other user's key in the direct conversation ``conversation`` of ``key``."""
+    first, _, second = conversation.removeprefix(DIRECT_PREFIX).partition(DIRECT_SEPARATOR)
+    return second if first == key else first
 
 
 def name_key(name: str) -> str:

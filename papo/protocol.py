@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from papo.names import InvalidNameError, clean_name
+from papo.errors import ProtocolError as ProtocolError  # noqa: PLC0414 (re-exported)
+from papo.names import InvalidNameError, clean_name, clean_room
 from papo.wsframe import text_frame
 
 Mode = Literal["json", "plain"]
@@ -32,17 +33,9 @@ MAX_CID_LENGTH = 64
 MAX_SECRET_LENGTH = 1024
 
 
-class ProtocolError(ValueError):
-    """A client event that cannot be accepted, with a stable machine code.
-
-    ``code`` is one of the codes listed in ``docs/protocol.md``; ``message``
-    is a sentence for people.
-    """
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+MAX_TOPIC = 300
+DEFAULT_HISTORY = 50
+MAX_HISTORY = 200
 
 
 # --------------------------------------------------------------------------
@@ -61,11 +54,64 @@ class Hello:
 
 @dataclass(frozen=True, slots=True)
 class Say:
-    """Send ``text`` to everyone, or privately to the user ``to``."""
+    """Send ``text`` to a room (``room``; None: the default room), or privately to ``to``."""
 
     text: str
     to: str | None = None
     cid: str | None = None
+    room: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    """Join the room ``room`` (created when nobody has yet)."""
+
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """Leave the room ``room``."""
+
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """Which conversation a request is about: a ``room``, or the direct messages ``with`` a user."""
+
+    room: str | None = None
+    with_: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """Up to ``limit`` messages of one conversation older than id ``before`` (None: newest)."""
+
+    conversation: Conversation
+    before: int | None = None
+    limit: int = DEFAULT_HISTORY
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """Everything up to id ``id`` in one conversation has been read."""
+
+    conversation: Conversation
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ListRooms:
+    """Ask for the list of rooms."""
+
+
+@dataclass(frozen=True, slots=True)
+class SetTopic:
+    """Set the topic of ``room`` (empty text clears it)."""
+
+    room: str
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +131,9 @@ class Logout:
     """Revoke the session token and leave."""
 
 
-ClientEvent = Hello | Say | Who | Register | Logout
+ClientEvent = (
+    Hello | Say | Who | Register | Logout | Join | Part | History | Read | ListRooms | SetTopic
+)
 
 
 def parse_client(raw: str | bytes, *, max_text: int = DEFAULT_MAX_TEXT) -> ClientEvent:
@@ -103,10 +151,38 @@ def parse_client(raw: str | bytes, *, max_text: int = DEFAULT_MAX_TEXT) -> Clien
         raise ProtocolError("bad_event", "an event needs a string field 'type'")
     if kind == "say":
         to = _optional_str(data, "to")
+        room = _optional_str(data, "room")
+        if to is not None and room is not None:
+            raise ProtocolError("bad_field", "'say' takes 'room' or 'to', not both")
         return Say(
             text=check_text(_required_str(data, "text"), max_text),
             to=None if to is None else check_name(to),
             cid=_cid(data),
+            room=None if room is None else check_room(room),
+        )
+    if kind == "join":
+        return Join(check_room(_required_str(data, "room")))
+    if kind == "part":
+        return Part(check_room(_required_str(data, "room")))
+    if kind == "history":
+        limit = _optional_id(data, "limit")
+        if limit is not None and not 1 <= limit <= MAX_HISTORY:
+            raise ProtocolError("bad_field", f"the field 'limit' is 1 to {MAX_HISTORY}")
+        return History(
+            _conversation(data),
+            before=_optional_id(data, "before"),
+            limit=DEFAULT_HISTORY if limit is None else limit,
+        )
+    if kind == "read":
+        message_id = _optional_id(data, "id")
+        if message_id is None:
+            raise ProtocolError("missing_field", "'read' needs the field 'id'")
+        return Read(_conversation(data), message_id)
+    if kind == "rooms":
+        return ListRooms()
+    if kind == "topic":
+        return SetTopic(
+            check_room(_required_str(data, "room")), check_topic(_required_str(data, "text"))
         )
     if kind == "hello":
         return Hello(
@@ -156,6 +232,36 @@ def check_name(raw: str) -> str:
         return clean_name(raw)
     except InvalidNameError as exc:
         raise ProtocolError("bad_name", f"bad name: {exc}") from None
+
+
+def check_room(raw: str) -> str:
+    """Validate a room name (``#sala``; the ``#`` may be left out) as ``#`` + a valid name."""
+    try:
+        return clean_room(raw)
+    except InvalidNameError as exc:
+        raise ProtocolError("bad_name", f"bad room name: {exc}") from None
+
+
+def check_topic(text: str) -> str:
+    """A room topic: one line of at most ``MAX_TOPIC`` characters (blank clears it)."""
+    text = " ".join(text.split())
+    if len(text) > MAX_TOPIC:
+        raise ProtocolError("text_too_long", f"a topic has at most {MAX_TOPIC} characters")
+    return text
+
+
+def _conversation(data: dict[str, Any]) -> Conversation:
+    room = _optional_str(data, "room")
+    with_ = _optional_str(data, "with")
+    if (room is None) == (with_ is None):
+        raise ProtocolError(
+            "bad_field" if room is not None else "missing_field",
+            f"'{data['type']}' needs either 'room' or 'with' (a user's name)",
+        )
+    if room is not None:
+        return Conversation(room=check_room(room))
+    assert with_ is not None
+    return Conversation(with_=check_name(with_))
 
 
 def _required_str(data: dict[str, Any], key: str) -> str:
@@ -211,6 +317,25 @@ def _short(value: object, limit: int = 80) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class RoomState:
+    """One of the user's rooms as ``welcome`` lists it."""
+
+    room: str
+    topic: str = ""
+    unread: int = 0
+    last_read: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DirectState:
+    """One of the user's direct conversations as ``welcome`` lists it."""
+
+    with_: str
+    unread: int = 0
+    last_read: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Welcome:
     """The join succeeded: you are ``name``; ``token`` joins again without a password."""
 
@@ -218,14 +343,18 @@ class Welcome:
     token: str | None = None
     last_id: int = 0
     protected: bool = False
+    rooms: tuple[RoomState, ...] = ()
+    direct: tuple[DirectState, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """A chat message. ``to`` is set when it is private.
+    """A chat message: in ``room``, or private when ``to`` is set.
 
     ``cid`` is set only when a message is replayed to its own sender (after a
     resume): it lets the sender recognise a message whose ``ack`` it missed.
+    ``home`` marks the default room, whose lines plain-text clients see
+    without a room tag (as before rooms existed).
     """
 
     id: int
@@ -234,6 +363,84 @@ class Message:
     ts: str
     to: str | None = None
     cid: str | None = None
+    room: str | None = None
+    home: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MemberInfo:
+    name: str
+    online: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RoomJoined:
+    """The user is now in ``room`` (sent to all of the user's sessions)."""
+
+    room: str
+    topic: str
+    members: tuple[MemberInfo, ...]
+    last_id: int
+    unread: int
+    last_read: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RoomParted:
+    """The user left ``room`` (sent to all of the user's sessions)."""
+
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class RoomTopic:
+    """``by`` set the topic of ``room`` (sent to its members)."""
+
+    room: str
+    topic: str
+    by: str
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """Another user joined or left a room you are in."""
+
+    event: Literal["join", "part"]
+    room: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """An answer to ``history``: ``messages`` oldest first; ``more`` when older ones exist."""
+
+    conversation: Conversation
+    messages: tuple[Message, ...]
+    more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReadMarker:
+    """The user has read ``conversation`` up to ``id`` (on another session)."""
+
+    conversation: Conversation
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class RoomInfo:
+    room: str
+    members: int
+    online: int
+    topic: str
+    joined: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RoomList:
+    """An answer to ``rooms``."""
+
+    rooms: tuple[RoomInfo, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,24 +499,52 @@ class Notice:
     text: str
 
 
-ServerEvent = Welcome | Message | Presence | Users | Ack | Error | Gap | Notice
+ServerEvent = (
+    Welcome
+    | Message
+    | Presence
+    | Users
+    | Ack
+    | Error
+    | Gap
+    | Notice
+    | RoomJoined
+    | RoomParted
+    | RoomTopic
+    | Member
+    | HistoryPage
+    | ReadMarker
+    | RoomList
+)
+
+
+def _conversation_wire(conversation: Conversation) -> dict[str, Any]:
+    if conversation.room is not None:
+        return {"room": conversation.room}
+    return {"with": conversation.with_}
+
+
+def _message_wire(event: Message) -> dict[str, Any]:
+    wire: dict[str, Any] = {
+        "type": "message",
+        "id": event.id,
+        "from": event.sender,
+        "text": event.text,
+        "ts": event.ts,
+    }
+    if event.to is not None:
+        wire["to"] = event.to
+    if event.room is not None:
+        wire["room"] = event.room
+    if event.cid is not None:
+        wire["cid"] = event.cid
+    return wire
 
 
 def to_wire(event: ServerEvent) -> dict[str, Any]:
     """The JSON object of a server event (see docs/protocol.md)."""
     if isinstance(event, Message):
-        wire: dict[str, Any] = {
-            "type": "message",
-            "id": event.id,
-            "from": event.sender,
-            "text": event.text,
-            "ts": event.ts,
-        }
-        if event.to is not None:
-            wire["to"] = event.to
-        if event.cid is not None:
-            wire["cid"] = event.cid
-        return wire
+        return _message_wire(event)
     if isinstance(event, Presence):
         return {"type": "presence", "event": event.event, "name": event.name}
     if isinstance(event, Ack):
@@ -326,6 +561,60 @@ def to_wire(event: ServerEvent) -> dict[str, Any]:
             "token": event.token,
             "last_id": event.last_id,
             "protected": event.protected,
+            "rooms": [
+                {"room": r.room, "topic": r.topic, "unread": r.unread, "last_read": r.last_read}
+                for r in event.rooms
+            ],
+            "direct": [
+                {"with": d.with_, "unread": d.unread, "last_read": d.last_read}
+                for d in event.direct
+            ],
+        }
+    if isinstance(event, RoomJoined):
+        return {
+            "type": "room",
+            "event": "joined",
+            "room": event.room,
+            "topic": event.topic,
+            "members": [{"name": m.name, "online": m.online} for m in event.members],
+            "last_id": event.last_id,
+            "unread": event.unread,
+            "last_read": event.last_read,
+        }
+    if isinstance(event, RoomParted):
+        return {"type": "room", "event": "parted", "room": event.room}
+    if isinstance(event, RoomTopic):
+        return {
+            "type": "room",
+            "event": "topic",
+            "room": event.room,
+            "topic": event.topic,
+            "by": event.by,
+        }
+    if isinstance(event, Member):
+        return {"type": "member", "event": event.event, "room": event.room, "name": event.name}
+    if isinstance(event, HistoryPage):
+        return {
+            "type": "history",
+            **_conversation_wire(event.conversation),
+            "messages": [_message_wire(m) for m in event.messages],
+            "more": event.more,
+        }
+    if isinstance(event, ReadMarker):
+        return {"type": "read", **_conversation_wire(event.conversation), "id": event.id}
+    if isinstance(event, RoomList):
+        return {
+            "type": "rooms",
+            "rooms": [
+                {
+                    "room": r.room,
+                    "members": r.members,
+                    "online": r.online,
+                    "topic": r.topic,
+                    "joined": r.joined,
+                }
+                for r in event.rooms
+            ],
         }
     if isinstance(event, Gap):
         return {"type": "gap", "after": event.after, "oldest": event.oldest}
@@ -350,10 +639,7 @@ def render_plain(event: ServerEvent) -> str | None:
     and nobody can forge a notice or drive the reader's terminal.
     """
     if isinstance(event, Message):
-        text = visible(event.text)
-        if event.to is None:
-            return f"{visible(event.sender)}: {text}"
-        return f"{visible(event.sender)} → {visible(event.to)} (private): {text}"
+        return plain_message(event)
     if isinstance(event, Presence):
         return f"* {visible(event.name)} {'joined' if event.event == 'join' else 'left'}"
     if isinstance(event, Error):
@@ -370,7 +656,48 @@ def render_plain(event: ServerEvent) -> str | None:
             for u in event.users
         )
         return f"* online ({len(event.users)}): {listed}"
-    return None  # acks are for JSON clients
+    return _render_rooms(event)
+
+
+def plain_message(event: Message) -> str:
+    """One chat line: ``NAME: text`` in the default room, ``[#sala] NAME: text`` elsewhere."""
+    text = visible(event.text)
+    if event.to is not None:
+        return f"{visible(event.sender)} → {visible(event.to)} (private): {text}"
+    if event.room is None or event.home:
+        return f"{visible(event.sender)}: {text}"
+    return f"[{visible(event.room)}] {visible(event.sender)}: {text}"
+
+
+def _render_rooms(event: ServerEvent) -> str | None:
+    if isinstance(event, RoomJoined):
+        topic = f" (topic: {visible(event.topic)})" if event.topic else ""
+        online = sum(1 for m in event.members if m.online)
+        return (
+            f"* you are in {visible(event.room)}{topic}: {len(event.members)} members, "
+            f"{online} online"
+        )
+    if isinstance(event, RoomParted):
+        return f"* you left {visible(event.room)}"
+    if isinstance(event, RoomTopic):
+        if not event.topic:
+            return f"* {visible(event.by)} cleared the topic of {visible(event.room)}"
+        return (
+            f"* {visible(event.by)} set the topic of {visible(event.room)}: {visible(event.topic)}"
+        )
+    if isinstance(event, Member):
+        verb = "joined" if event.event == "join" else "left"
+        return f"* {visible(event.name)} {verb} {visible(event.room)}"
+    if isinstance(event, RoomList):
+        if not event.rooms:
+            return "* no rooms yet: /join #name creates one"
+        listed = "; ".join(
+            f"{visible(r.room)}{' (you)' if r.joined else ''}: {r.members} members, "
+            f"{r.online} online{' — ' + visible(r.topic) if r.topic else ''}"
+            for r in event.rooms
+        )
+        return f"* rooms ({len(event.rooms)}): {listed}"
+    return None  # acks, read markers and history pages (sent line by line) are for JSON clients
 
 
 def visible(text: str) -> str:
@@ -444,14 +771,7 @@ def parse_server(raw: str | bytes) -> ServerEvent:
     try:
         kind = data["type"]
         if kind == "message":
-            return Message(
-                id=int(data["id"]),
-                sender=str(data["from"]),
-                text=str(data["text"]),
-                ts=str(data["ts"]),
-                to=None if data.get("to") is None else str(data["to"]),
-                cid=None if data.get("cid") is None else str(data["cid"]),
-            )
+            return _parse_message(data)
         if kind == "presence":
             event = data["event"]
             if event not in ("join", "leave"):
@@ -470,6 +790,19 @@ def parse_server(raw: str | bytes) -> ServerEvent:
                 token=None if token is None else str(token),
                 last_id=int(data.get("last_id", 0)),
                 protected=bool(data.get("protected", False)),
+                rooms=tuple(
+                    RoomState(
+                        str(r["room"]),
+                        str(r.get("topic", "")),
+                        int(r.get("unread", 0)),
+                        int(r.get("last_read", 0)),
+                    )
+                    for r in data.get("rooms", ())
+                ),
+                direct=tuple(
+                    DirectState(str(d["with"]), int(d.get("unread", 0)), int(d.get("last_read", 0)))
+                    for d in data.get("direct", ())
+                ),
             )
         if kind == "users":
             return Users(tuple(UserInfo(str(u["name"]), int(u["sessions"])) for u in data["users"]))
@@ -477,11 +810,75 @@ def parse_server(raw: str | bytes) -> ServerEvent:
             return Notice(str(data["text"]))
         if kind == "gap":
             return Gap(int(data["after"]), int(data["oldest"]))
+        if kind in ("room", "member", "history", "read", "rooms"):
+            return _parse_room_event(kind, data)
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, ProtocolError):
             raise
         raise ProtocolError("bad_event", f"malformed {data.get('type')!r} event: {exc}") from None
     raise ProtocolError("unknown_type", f"unknown event type {_short(data.get('type'))!r}")
+
+
+def _parse_message(data: dict[str, Any]) -> Message:
+    return Message(
+        id=int(data["id"]),
+        sender=str(data["from"]),
+        text=str(data["text"]),
+        ts=str(data["ts"]),
+        to=None if data.get("to") is None else str(data["to"]),
+        cid=None if data.get("cid") is None else str(data["cid"]),
+        room=None if data.get("room") is None else str(data["room"]),
+    )
+
+
+def _parse_conversation(data: dict[str, Any]) -> Conversation:
+    if data.get("room") is not None:
+        return Conversation(room=str(data["room"]))
+    return Conversation(with_=str(data["with"]))
+
+
+def _parse_room_event(kind: str, data: dict[str, Any]) -> ServerEvent:
+    if kind == "room":
+        event = data["event"]
+        if event == "joined":
+            return RoomJoined(
+                str(data["room"]),
+                str(data.get("topic", "")),
+                tuple(MemberInfo(str(m["name"]), bool(m["online"])) for m in data["members"]),
+                int(data["last_id"]),
+                int(data["unread"]),
+                int(data.get("last_read", 0)),
+            )
+        if event == "parted":
+            return RoomParted(str(data["room"]))
+        if event == "topic":
+            return RoomTopic(str(data["room"]), str(data["topic"]), str(data["by"]))
+        raise ProtocolError("bad_field", f"unknown room event {_short(event)!r}")
+    if kind == "member":
+        event = data["event"]
+        if event not in ("join", "part"):
+            raise ProtocolError("bad_field", f"unknown member event {_short(event)!r}")
+        return Member(event, str(data["room"]), str(data["name"]))
+    if kind == "history":
+        return HistoryPage(
+            _parse_conversation(data),
+            tuple(_parse_message(m) for m in data["messages"]),
+            bool(data["more"]),
+        )
+    if kind == "read":
+        return ReadMarker(_parse_conversation(data), int(data["id"]))
+    return RoomList(
+        tuple(
+            RoomInfo(
+                str(r["room"]),
+                int(r["members"]),
+                int(r["online"]),
+                str(r.get("topic", "")),
+                bool(r["joined"]),
+            )
+            for r in data["rooms"]
+        )
+    )
 
 
 def encode_client(event: ClientEvent) -> str:
@@ -491,8 +888,22 @@ def encode_client(event: ClientEvent) -> str:
         wire = {"type": "say", "text": event.text}
         if event.to is not None:
             wire["to"] = event.to
+        if event.room is not None:
+            wire["room"] = event.room
         if event.cid is not None:
             wire["cid"] = event.cid
+    elif isinstance(event, Join | Part):
+        wire = {"type": "join" if isinstance(event, Join) else "part", "room": event.room}
+    elif isinstance(event, History):
+        wire = {"type": "history", **_conversation_wire(event.conversation), "limit": event.limit}
+        if event.before is not None:
+            wire["before"] = event.before
+    elif isinstance(event, Read):
+        wire = {"type": "read", **_conversation_wire(event.conversation), "id": event.id}
+    elif isinstance(event, ListRooms):
+        wire = {"type": "rooms"}
+    elif isinstance(event, SetTopic):
+        wire = {"type": "topic", "room": event.room, "text": event.text}
     elif isinstance(event, Hello):
         wire = {"type": "hello", "name": event.name}
         for key in ("password", "token", "resume_from"):
