@@ -16,7 +16,8 @@ from papo.config import Settings, parse_settings
 from papo.hub import Hub
 from papo.limits import AttemptLimiter
 from papo.metrics import Metrics, TransportStats
-from papo.store import Store, StoreError
+from papo.names import room_key
+from papo.store import RoomRecord, Store, StoreError
 from papo.store_memory import MemoryStore
 from papo.store_redis import RedisStore
 from papo.store_sqlite import SqliteStore
@@ -41,12 +42,13 @@ async def serve(settings: Settings) -> int:
     """Run the server until SIGINT or SIGTERM; returns the exit status."""
     started = time.monotonic()
     store: Store
+    home = RoomRecord(room_key(settings.default_room), settings.default_room)
     if settings.redis_url:
         store = RedisStore(settings.redis_url, settings.retention)
     elif settings.memory:
         store = MemoryStore(settings.retention)
     else:
-        store = SqliteStore(settings.data_dir, settings.retention)
+        store = SqliteStore(settings.data_dir, settings.retention, home)
     await store.open()
     try:
         accounts = Accounts(
@@ -62,6 +64,8 @@ async def serve(settings: Settings) -> int:
             guests=not settings.require_password,
             rate=settings.rate_limit,
             burst=settings.rate_burst,
+            default_room=settings.default_room,
+            max_rooms_per_user=settings.max_rooms_per_user,
         )
         metrics = Metrics(hub, TransportStats())
         hub.observe_fanout = metrics.fanout.observe

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from papo import __version__
+from papo.names import InvalidNameError, clean_room
 from papo.protocol import DEFAULT_MAX_TEXT
 
 
@@ -42,6 +43,15 @@ class Settings:
     rate_burst: float = 40.0
     allow_origins: tuple[str, ...] = ()
     compression: bool = False
+    default_room: str = "#geral"
+    max_rooms_per_user: int = 100
+
+
+def _room(text: str) -> str:
+    try:
+        return clean_room(text)
+    except InvalidNameError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
 
 
 def _env(environ: Mapping[str, str], flag: str) -> str | None:
@@ -148,7 +158,25 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         _positive(float),
         "seconds to wait for a pong before closing",
     )
-    add("retention", d.retention, _positive(int), "how many messages the history keeps")
+    add(
+        "retention",
+        d.retention,
+        _positive(int),
+        "how many messages the history keeps per conversation (room or direct messages)",
+    )
+    add(
+        "default-room",
+        d.default_room,
+        _room,
+        "the room everyone is in, where lines without a room go",
+        metavar="#ROOM",
+    )
+    add(
+        "max-rooms-per-user",
+        d.max_rooms_per_user,
+        _positive(int),
+        "rooms one user may be a member of (the default room included)",
+    )
     add(
         "rate-limit",
         d.rate_limit,
@@ -237,4 +265,6 @@ def parse_settings(
         rate_burst=2 * ns.rate_limit,
         allow_origins=tuple(ns.allow_origin),
         compression=ns.compression,
+        default_room=ns.default_room,
+        max_rooms_per_user=max(1, ns.max_rooms_per_user),
     )

@@ -1,21 +1,25 @@
 """The hub: who is connected, which sessions belong to which user, who gets what.
 
-One :class:`Hub` is created in ``main`` and owns all routing state; nothing
-else keeps a set of connections. A message flows one way through it:
-validated event in → stored (id assigned, committed) → recipients picked →
-one :class:`~papo.protocol.Outgoing` written to every recipient's link,
-without awaiting anyone. The hub does not know about WebSockets (a
-:class:`Link` is all it needs of a connection) nor which store it has.
+One :class:`Hub` is created in ``main`` and owns all routing state: the pool
+of connections, the users online here and the rooms they are in; nothing else
+keeps a set of connections. A message flows one way through it: validated
+event in → stored (id assigned, committed) → recipients picked by its
+conversation → one :class:`~papo.protocol.Outgoing` written to every
+recipient's link, without awaiting anyone. The hub does not know about
+WebSockets (a :class:`~papo.directory.Link` is all it needs of a connection)
+nor which store it has.
+
+The work is split along the domain's seams: :mod:`papo.conversation` fans out
+a room's messages to its members, :mod:`papo.catchup` replays what a joining
+session missed, :mod:`papo.rooms` carries out joins, parts, topics, history
+pages and read markers. The hub dispatches events to them and keeps users
+and presence.
 
 Stored messages come back from the store through ``store.on_message``, in id
 order, whether they were sent here or on another instance; presence changes
-through ``store.on_presence``. The hub reports its users' session counts to
-the store and never decides alone whether a user joined or left the chat.
-
-Joining with ``resume_from`` replays what the session missed before it goes
-live: older pages from the store with flow control in between, and the last
-part from the store's in-memory ring in the same event-loop step in which the
-session becomes a recipient, so no message can fall between replay and live.
+through ``store.on_presence``; membership, topic and read-marker changes
+through ``store.on_room``. The hub reports its users' session counts to the
+store and never decides alone whether a user joined or left the chat.
 """
 
 from __future__ import annotations
@@ -26,101 +30,55 @@ import logging
 import random
 import time
 from collections.abc import Callable, Coroutine, Iterable
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
-from papo.accounts import Accounts, Identity
-from papo.limits import TokenBucket
-from papo.names import name_key
+from papo.accounts import Accounts
+from papo.catchup import RECENT_CONTEXT, CatchUp
+from papo.conversation import Room
+from papo.directory import GUEST_PREFIX, HubStats, Session, User, is_guest
+from papo.errors import PapoError, RateLimited
+from papo.limits import AttemptLimiter, TokenBucket
+from papo.names import direct_key, name_key, room_key
 from papo.protocol import (
     Ack,
     ClientEvent,
+    DirectState,
     Error,
-    Gap,
     Hello,
+    History,
+    Join,
+    ListRooms,
     Logout,
-    Mode,
     Notice,
     Outgoing,
+    Part,
     Presence,
     ProtocolError,
+    Read,
     Register,
+    RoomState,
     Say,
     ServerEvent,
+    SetTopic,
     Users,
     Welcome,
     Who,
     utc_timestamp,
 )
-from papo.store import Store, Stored, StoreError
+from papo.rooms import RoomOps
+from papo.store import RoomRecord, Store, Stored, StoreError, UserState
 
 log = logging.getLogger(__name__)
 
-GUEST_PREFIX = "guest-"
-RECENT_CONTEXT = 50
-REPLAY_CHUNK = 500
+DEFAULT_ROOM = "#geral"
+MAX_ROOMS_PER_USER = 100
+ROOM_CREATIONS_PER_MINUTE = 5
 
-
-class Link(Protocol):
-    """What the hub needs of one connection; the transport provides it."""
-
-    mode: Mode
-    address: str
-
-    def write(self, out: Outgoing) -> None:
-        """Queue ``out`` for this peer without waiting; never raises."""
-
-    async def drain(self) -> None:
-        """Wait until this peer's pending output is low again; never raises."""
-
-    def close(self, code: int, reason: str) -> None:
-        """Start closing this connection with ``code``; never raises."""
-
-    @property
-    def closed(self) -> bool:
-        """Whether the connection is closing or closed."""
-
-
-class Session:
-    """One live connection, joined to a user or not yet."""
-
-    __slots__ = ("id", "link", "opened", "token", "user")
-
-    def __init__(self, session_id: int, link: Link) -> None:
-        self.id = session_id
-        self.link = link
-        self.user: User | None = None
-        self.token: str | None = None
-        self.opened = time.monotonic()
-
-
-class User:
-    """A name with one or more sessions (devices, tabs)."""
-
-    __slots__ = ("bucket", "guest", "key", "leave_timer", "name", "sessions")
-
-    def __init__(self, key: str, name: str, bucket: TokenBucket, *, guest: bool) -> None:
-        self.key = key
-        self.name = name
-        self.guest = guest
-        self.bucket = bucket
-        self.sessions: dict[int, Session] = {}
-        self.leave_timer: asyncio.TimerHandle | None = None
-
-
-@dataclass(slots=True)
-class HubStats:
-    connections_total: int = 0
-    connections_peak: int = 0
-    received: int = 0
-    stored: int = 0
-    deliveries: int = 0
-    rate_limited: int = 0
-    flood_closes: int = 0
+__all__ = ["GUEST_PREFIX", "RECENT_CONTEXT", "Hub", "Session", "User"]
 
 
 class Hub:
-    """Owns the pool of connections and the online users; routes every event."""
+    """Owns the pool of connections, the online users and their rooms; routes every event."""
 
     def __init__(
         self,
@@ -131,6 +89,9 @@ class Hub:
         guests: bool = True,
         rate: float = 20.0,
         burst: float = 40.0,
+        default_room: str = DEFAULT_ROOM,
+        max_rooms_per_user: int = MAX_ROOMS_PER_USER,
+        room_creations: AttemptLimiter | None = None,
     ) -> None:
         self.store = store
         self.accounts = accounts
@@ -138,20 +99,28 @@ class Hub:
         self.guests = guests
         self.rate = rate
         self.burst = burst
+        self.max_rooms_per_user = max_rooms_per_user
+        self.room_creations = room_creations or AttemptLimiter(ROOM_CREATIONS_PER_MINUTE, 60.0)
         self.pool: dict[int, Session] = {}
-        self.members: dict[int, Session] = {}  # live joined sessions, for public fan-out
+        self.members: dict[int, Session] = {}  # live joined sessions: the default room's fan-out
         self.users: dict[str, User] = {}  # online users (and users in their grace period)
+        key = room_key(default_room)
+        self.home = RoomRecord(key, default_room)
+        self.rooms: dict[str, Room] = {key: Room(key, default_room, home=True)}
         self.stats = HubStats()
+        self.catchup = CatchUp(store, self.pool)
+        self.room_ops = RoomOps(self)
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
         #: Called with the seconds each fan-out took (metrics set it).
         self.observe_fanout: Callable[[float], None] = lambda seconds: None
         store.on_message = self._deliver
         store.on_presence = self._presence
+        store.on_room = self.room_ops.changed
 
     # ------------------------------------------------------------ connections
 
-    def attach(self, link: Link) -> Session:
+    def attach(self, link: Any) -> Session:
         """Add a new connection to the pool."""
         session = Session(next(self._ids), link)
         self.pool[session.id] = session
@@ -202,15 +171,40 @@ class Hub:
                 self.send(session, await self.who())
             elif isinstance(event, Register):
                 await self.register(session, event.password)
-            else:
-                assert isinstance(event, Logout)
+            elif isinstance(event, Logout):
                 await self.logout(session)
-        except ProtocolError as exc:
+            elif isinstance(event, Read):
+                await self.room_ops.read(session, self._user(session), event)
+            else:
+                user = self._user(session)
+                self.take(session, user)
+                if isinstance(event, Join):
+                    await self.room_ops.join(session, user, event.room)
+                elif isinstance(event, Part):
+                    await self.room_ops.part(session, user, event.room)
+                elif isinstance(event, SetTopic):
+                    await self.room_ops.topic(session, user, event.room, event.text)
+                elif isinstance(event, History):
+                    await self.room_ops.history(session, user, event)
+                else:
+                    assert isinstance(event, ListRooms)
+                    await self.room_ops.list_rooms(session, user)
+        except PapoError as exc:
             self.send(session, Error(exc.code, exc.message, _cid(event)))
         except StoreError as exc:
             log.error("store failure for conn %d: %s", session.id, exc)
             message = "the server cannot store this now; nothing was sent, try again"
             self.send(session, Error("store_unavailable", message, _cid(event)))
+
+    def take(self, session: Session, user: User) -> None:
+        """Spend one of the user's rate tokens, or refuse (and close a flood with 1008)."""
+        if user.bucket.take():
+            return
+        self.stats.rate_limited += 1
+        if user.bucket.refused > 2 * self.burst:
+            self.stats.flood_closes += 1
+            session.link.close(1008, "flooding: too many messages")
+        raise RateLimited(f"slow down: at most {self.rate:g} messages a second")
 
     async def join(self, session: Session, hello: Hello, *, rename: bool = False) -> None:
         """Join ``session`` as ``hello.name`` (after checking password or token)."""
@@ -224,101 +218,72 @@ class Hub:
         if session.id not in self.pool:  # closed while we checked
             return
         session.token = identity.token
+        state = await self.store.user_state(identity.key, identity.name, self.home)
+        if session.id not in self.pool:
+            return
         welcome = Welcome(
-            identity.name, identity.token, self.store.log.committed, identity.protected
+            identity.name,
+            identity.token,
+            self.store.log.committed,
+            identity.protected,
+            tuple(RoomState(c.name, c.topic, c.unread, c.last_read) for c in state.rooms),
+            tuple(DirectState(c.name, c.unread, c.last_read) for c in state.direct),
         )
         if session.user is not None:  # plain /nick: a new name, no replay
             self.send(session, welcome)
             if session.user.key != identity.key:
                 self._part(session, 0.0)
-                self._enter(session, identity.name, identity.key)
+                session.room = None
+                self._enter(session, identity.name, identity.key, state)
             return
         self.send(session, welcome)
-        if hello.resume_from is not None:
-            await self._catch_up(session, identity, hello.resume_from)
-        else:
-            await self._recent(session, identity)
+        present = self.users.get(identity.key)
+        rooms = set(present.rooms) if present is not None else {c.conv for c in state.rooms}
+        directs = {c.conv for c in state.direct}
 
-    def join_guest(self, session: Session) -> None:
+        def go_live() -> None:
+            self._enter(session, identity.name, identity.key, state)
+
+        if hello.resume_from is not None:
+            await self.catchup.resume(
+                session, identity, rooms, directs, go_live, after=hello.resume_from
+            )
+        else:
+            await self.catchup.recent(session, identity, rooms, directs, go_live)
+
+    async def join_guest(self, session: Session) -> None:
         """Join a plain-text connection under a fresh ``guest-NNNN`` name (not announced)."""
         digits = 4
         while True:
             for _ in range(20):
                 name = f"{GUEST_PREFIX}{random.randrange(10**digits):0{digits}d}"
                 if name not in self.users:
+                    self._reserve_guest(name)
+                    state = await self.store.user_state(name, name, self.home)
+                    if session.id not in self.pool:
+                        return
                     self.send(session, Welcome(name))
-                    self._go_live(session, name, name, self.store.log.recent(name, RECENT_CONTEXT))
+                    rooms = {c.conv for c in state.rooms}
+                    for message in self.store.log.recent(name, rooms, RECENT_CONTEXT):
+                        self.send(session, message.event())
+                    self._enter(session, name, name, state)
                     return
             digits += 1
 
-    async def _recent(self, session: Session, identity: Identity) -> None:
-        """A fresh join: the recent context, and private messages sent while away."""
-        log_ = self.store.log
-        context = log_.recent(identity.key, RECENT_CONTEXT)
-        first = context[0].id if context else log_.committed + 1
-        if 0 < identity.last_seen < first - 1:
-            page = await self.store.page(identity.key, identity.last_seen, REPLAY_CHUNK)
-            if session.id not in self.pool:
-                return
-            missed = [m for m in page.messages if m.to_key == identity.key and m.id < first]
-            for message in missed:
-                self.send(session, message.event())
-            context = log_.recent(identity.key, RECENT_CONTEXT)  # may have moved meanwhile
-            cursor = max((m.id for m in missed), default=0)
-            context = [m for m in context if m.id > cursor]
-        self._go_live(session, identity.name, identity.key, context)
+    def _reserve_guest(self, name: str) -> None:
+        """Hold a guest name while its state loads, so two guests cannot draw it."""
+        bucket = TokenBucket(self.rate, self.burst)
+        self.users[name] = User(name, name, bucket, guest=True)
 
-    def _go_live(self, session: Session, name: str, key: str, context: list[Stored]) -> None:
-        """Send the recent ``context``, then make the session a recipient.
-
-        Callers read ``context`` from the ring with no await since, so no
-        message can fall between the context and what arrives live.
-        """
-        for message in context:
-            self.send(session, message.event())
-        self._enter(session, name, key)
-
-    async def _catch_up(self, session: Session, identity: Identity, after: int) -> None:
-        """Replay every message visible to the user after ``after``, then go live."""
-        log_ = self.store.log
-        key = identity.key
-        if after > log_.committed and not await self.store.reach(after):
-            self.send(
-                session,
-                Error(
-                    "bad_resume",
-                    f"resume_from {after} is newer than the newest message ({log_.committed}); "
-                    "resuming from there",
-                ),
-            )
-            after = log_.committed
-        if log_.oldest and after < log_.oldest - 1:
-            self.send(session, Gap(after, log_.oldest))
-        cursor = after
-        while True:
-            if log_.covers(cursor):
-                batch, cursor = log_.since(key, cursor, REPLAY_CHUNK)
-                for message in batch:
-                    self.send(session, message.replayed_to(key))
-                if cursor >= log_.committed:
-                    break  # no await since `since`: nothing new can be missed
-            else:
-                page = await self.store.page(key, cursor, REPLAY_CHUNK)
-                for message in page.messages:
-                    if message.id > cursor:
-                        self.send(session, message.replayed_to(key))
-                cursor = max(cursor, page.scanned_to)
-            await session.link.drain()
-            if session.id not in self.pool or session.link.closed:
-                return
-        self._enter(session, identity.name, key)
-
-    def _enter(self, session: Session, name: str, key: str) -> None:
+    def _enter(self, session: Session, name: str, key: str, state: UserState) -> None:
         """Make ``session`` live for ``key``: from now on it receives what the user may see."""
         user = self.users.get(key)
-        if user is None:
-            bucket = TokenBucket(self.rate, self.burst)
-            user = self.users[key] = User(key, name, bucket, guest=key.startswith(GUEST_PREFIX))
+        if user is None or (user.guest and not user.sessions and user.leave_timer is None):
+            if user is None:
+                bucket = TokenBucket(self.rate, self.burst)
+                user = self.users[key] = User(key, name, bucket, guest=is_guest(key))
+            for conv in state.rooms:
+                self.room_ops.add_local(user, conv.conv, conv.name, conv.topic)
         elif user.leave_timer is not None:  # back within the grace period: no flapping
             user.leave_timer.cancel()
             user.leave_timer = None
@@ -350,10 +315,12 @@ class Hub:
         if user.sessions or self.users.get(user.key) is not user:
             return
         del self.users[user.key]
+        self.room_ops.drop_local(user)
         if user.guest:
+            self.spawn(self.store.forget_guest(user.key))
             return
         self.store.absent(user.key, user.name)
-        self._spawn(self.store.set_last_seen(user.key, self.store.log.committed))
+        self.spawn(self.store.set_last_seen(user.key, self.store.log.committed))
 
     def _presence(self, event: Literal["join", "leave"], key: str, name: str) -> None:
         """The store says a user joined or left the chat: tell everyone else here."""
@@ -362,7 +329,8 @@ class Hub:
             Presence(event, name),
         )
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` in the background; a failure is logged."""
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._done)
@@ -378,18 +346,10 @@ class Hub:
         return session.user
 
     async def say(self, session: Session, say: Say) -> None:
-        """Store a public or private message, deliver it, acknowledge it."""
+        """Store a room or private message, deliver it, acknowledge it."""
         user = self._user(session)
         self.stats.received += 1
-        if not user.bucket.take():
-            self.stats.rate_limited += 1
-            if user.bucket.refused > 2 * self.burst:
-                self.stats.flood_closes += 1
-                session.link.close(1008, "flooding: too many messages")
-            raise ProtocolError(
-                "rate_limited", f"slow down: at most {self.rate:g} messages a second"
-            )
-        to = to_key = None
+        self.take(session, user)
         if say.to is not None:
             to_key = name_key(say.to)
             target = self.users.get(to_key)
@@ -400,31 +360,55 @@ class Hub:
                 if account is None:
                     raise ProtocolError("unknown_user", f"there is no user named {say.to}")
                 to = account.name
-        stored, new = await self.store.append(
-            Stored(0, user.name, user.key, say.text, utc_timestamp(), to, to_key, say.cid),
-            session.id,
-        )  # delivered by now, through _deliver
+            message = Stored(
+                0, user.name, user.key, say.text, utc_timestamp(), to, to_key, say.cid,
+                conv=direct_key(user.key, to_key),
+            )  # fmt: skip
+        else:
+            room = self.room_ops.member_room(user, say.room or session.room)
+            if room is None:
+                await self.room_ops.refuse(say.room or session.room or self.home.name)
+                return
+            message = Stored(
+                0, user.name, user.key, say.text, utc_timestamp(), cid=say.cid,
+                room=room.name, conv=room.key, home=room.home,
+            )  # fmt: skip
+        stored, new = await self.store.append(message, session.id)  # delivered by now
         if new:
             self.stats.stored += 1
         if session.link.mode == "json":
             self.send(session, Ack(stored.id, say.cid))
-        if new and to_key is not None and not await self.store.is_online(to_key):
-            self.send(session, Notice(f"{to} is offline; they will get it when they come back"))
+        if new and stored.to_key is not None and not await self.store.is_online(stored.to_key):
+            self.send(
+                session, Notice(f"{stored.to} is offline; they will get it when they come back")
+            )
 
     def _deliver(self, stored: Stored, origin: int | None) -> None:
         """Write a stored message to every session here that may see it, but its origin."""
+        started = time.perf_counter()
+        out = Outgoing(stored.event())
+        count = 0
         if stored.to_key is None:
-            exclude = None if origin is None else self.members.get(origin)
-            self.fanout(self.members.values(), stored.event(), exclude=exclude)
-            return
-        sessions: dict[int, Session] = {}
-        for key in (stored.to_key, stored.sender_key):
-            user = self.users.get(key)
-            if user is not None:
-                sessions.update(user.sessions)
-        if origin is not None:
-            sessions.pop(origin, None)
-        self.fanout(sessions.values(), stored.event())
+            room = self.rooms.get(stored.conv)
+            if room is None:
+                return
+            if room.home:  # everyone's room: every live session
+                for session_id, session in self.members.items():
+                    if session_id != origin:
+                        session.link.write(out)
+                        count += 1
+            else:
+                count = room.deliver(stored, out, origin)
+        else:
+            for key in {stored.to_key, stored.sender_key}:
+                user = self.users.get(key)
+                if user is not None:
+                    for session_id, session in user.sessions.items():
+                        if session_id != origin:
+                            session.link.write(out)
+                            count += 1
+        self.stats.deliveries += count
+        self.observe_fanout(time.perf_counter() - started)
 
     async def who(self) -> Users:
         """Who is online in the whole chat (several instances included), by name."""

@@ -28,9 +28,12 @@ import asyncio
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from papo.protocol import Message, UserInfo
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
 
 DEFAULT_RETENTION = 100_000
 RING_SIZE = 20_000
@@ -57,7 +60,13 @@ class Account:
 
 @dataclass(frozen=True, slots=True)
 class Stored:
-    """A message as kept: the event plus who may see it."""
+    """A message as kept: the event plus who may see it.
+
+    ``conv`` is its conversation's key: the room's key (``#geral``) for a room
+    message, with ``room`` its display name; for a direct message (``to`` set)
+    the two users' :func:`~papo.names.direct_key`. ``home`` marks the default
+    room (plain-text clients see its lines untagged); it is not stored.
+    """
 
     id: int
     sender: str
@@ -67,21 +76,99 @@ class Stored:
     to: str | None = None
     to_key: str | None = None
     cid: str | None = None
+    room: str | None = None
+    conv: str = ""
+    home: bool = False
 
     def with_id(self, message_id: int) -> Stored:
         """The same message under the id the store gave it."""
         return replace(self, id=message_id)
 
-    def visible_to(self, key: str) -> bool:
-        return self.to_key is None or key in (self.to_key, self.sender_key)
+    def visible_to(self, key: str, rooms: Collection[str]) -> bool:
+        """Whether the user ``key``, a member of ``rooms`` (keys), may see this message."""
+        if self.to_key is None:
+            return self.conv in rooms
+        return key in (self.to_key, self.sender_key)
 
     def event(self) -> Message:
-        return Message(self.id, self.sender, self.text, self.ts, self.to)
+        return Message(
+            self.id, self.sender, self.text, self.ts, self.to, None, self.room, self.home
+        )
 
     def replayed_to(self, key: str) -> Message:
         """The event for a replay to ``key``: with the ``cid`` when ``key`` sent it."""
         cid = self.cid if key == self.sender_key else None
-        return Message(self.id, self.sender, self.text, self.ts, self.to, cid)
+        return Message(self.id, self.sender, self.text, self.ts, self.to, cid, self.room, self.home)
+
+
+@dataclass(frozen=True, slots=True)
+class RoomRecord:
+    """A room as kept: its key, the name as first written, topic, creator."""
+
+    key: str
+    name: str
+    topic: str = ""
+    created_by: str = ""
+    created: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RoomSummary:
+    """A room with how many members it has and how many of them are online."""
+
+    room: RoomRecord
+    members: int
+    online: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationState:
+    """One of a user's conversations at join time: for ``welcome`` and for routing.
+
+    ``name`` is the room's name (``#sala``) or, for direct messages, the other
+    user's name; ``other_key`` is that user's key (None for a room).
+    """
+
+    conv: str
+    name: str
+    topic: str = ""
+    last_read: int = 0
+    unread: int = 0
+    other_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UserState:
+    """A user's rooms (the default room first) and direct conversations."""
+
+    rooms: list[ConversationState]
+    direct: list[ConversationState]
+
+
+@dataclass(frozen=True, slots=True)
+class RoomChange:
+    """A change the hub must hear about, wherever it happened (this instance or another).
+
+    ``join``/``part``: ``user`` joined or left room ``conv`` (``message_id``:
+    the read marker given at join); ``topic``: ``user`` set the topic of
+    ``conv`` to ``topic``; ``read``: ``user`` read conversation ``conv`` up
+    to ``message_id`` (for a direct conversation ``room`` is empty and
+    ``topic`` holds the other user's name). ``origin`` is the session it
+    came from on this instance, when it did.
+    """
+
+    kind: Literal["join", "part", "topic", "read"]
+    conv: str
+    room: str
+    user_key: str
+    user_name: str
+    topic: str = ""
+    message_id: int = 0
+    origin: int | None = None
+
+
+#: Unread counts stop here: a badge says "1000+", and counting costs no more.
+UNREAD_CAP = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +186,8 @@ Deliver = Callable[[Stored, "int | None"], None]
 #: Called when a user joined the chat (first session anywhere) or left it (last
 #: session anywhere, after the grace period): ``(event, key, name)``.
 Announce = Callable[[Literal["join", "leave"], str, str], None]
+#: Called with every membership, topic and read-marker change, once stored.
+RoomChanged = Callable[[RoomChange], None]
 
 
 class Store(Protocol):
@@ -107,6 +196,7 @@ class Store(Protocol):
     log: MessageLog
     on_message: Deliver
     on_presence: Announce
+    on_room: RoomChanged
 
     async def open(self) -> None:
         """Prepare the store (create files and tables, load the recent history)."""
@@ -143,8 +233,69 @@ class Store(Protocol):
         with ``new`` False.
         """
 
-    async def page(self, key: str, after: int, limit: int) -> Page:
-        """Up to ``limit`` messages visible to ``key`` with ids over ``after``."""
+    async def page(self, key: str, convs: Collection[str], after: int, limit: int) -> Page:
+        """Up to ``limit`` messages with ids over ``after``, oldest first, in the
+        conversations ``convs`` (room keys and direct keys) of the user ``key``."""
+
+    async def history(self, conv: str, before: int | None, limit: int) -> tuple[list[Stored], bool]:
+        """Up to ``limit`` messages of ``conv`` older than ``before`` (None: the newest),
+        oldest first, and whether older ones exist."""
+
+    # ------------------------------------------------------------ rooms
+
+    async def user_state(self, key: str, name: str, default_room: RoomRecord) -> UserState:
+        """The rooms and direct conversations of ``key``, with read markers and unread counts.
+
+        A user who is not yet in ``default_room`` is made a member (silently:
+        everyone is in it).
+        """
+
+    async def get_room(self, key: str) -> RoomRecord | None:
+        """The room with key ``key``, or None when nobody created it."""
+
+    async def create_room(self, room: RoomRecord) -> tuple[RoomRecord, bool]:
+        """Create ``room`` unless it exists; ``(the room as kept, created)``."""
+
+    async def add_member(
+        self, room: RoomRecord, key: str, name: str, origin: int | None = None
+    ) -> bool:
+        """Make ``key`` a member of ``room`` (its read marker at the room's newest message).
+
+        False when it already was; otherwise :attr:`on_room` hears a ``join``.
+        """
+
+    async def remove_member(
+        self, room: RoomRecord, key: str, name: str, origin: int | None = None
+    ) -> bool:
+        """End ``key``'s membership of ``room``; :attr:`on_room` hears a ``part``."""
+
+    async def forget_guest(self, key: str) -> None:
+        """Drop every membership and read marker of a guest whose last session ended."""
+
+    async def set_topic(self, room: RoomRecord, topic: str, key: str, name: str) -> None:
+        """Set ``room``'s topic; :attr:`on_room` hears a ``topic``."""
+
+    async def set_read(
+        self, key: str, name: str, conv: str, message_id: int, origin: int | None = None
+    ) -> bool:
+        """Move ``key``'s read marker of ``conv`` forward to ``message_id``.
+
+        False when it was already there or further; otherwise :attr:`on_room`
+        hears a ``read``.
+        """
+
+    async def room_state(self, room: RoomRecord, key: str) -> ConversationState:
+        """``key``'s read marker and unread count in ``room`` (for ``room joined``)."""
+
+    async def members(self, room_key: str) -> list[tuple[str, str]]:
+        """The members of a room: ``(key, name)``, by name."""
+
+    async def rooms(self) -> list[RoomSummary]:
+        """Every room with its member and online counts."""
+
+    async def direct_peer(self, conv: str, key: str) -> str | None:
+        """The display name of the other user of a direct conversation of ``key``,
+        or None when they never exchanged a message."""
 
     async def ping(self) -> None:
         """Raise :class:`StoreError` when the store is unusable (health check)."""
@@ -184,6 +335,7 @@ class LocalPresence:
         self._present: dict[str, tuple[str, int]] = {}
         self.on_message: Deliver = no_delivery
         self.on_presence: Announce = no_announcement
+        self.on_room: RoomChanged = no_room_change
 
     def present(self, key: str, name: str, sessions: int) -> None:
         first = key not in self._present
@@ -213,6 +365,10 @@ def no_announcement(event: Literal["join", "leave"], key: str, name: str) -> Non
     """The :attr:`Store.on_presence` of a store no hub is using yet."""
 
 
+def no_room_change(change: RoomChange) -> None:
+    """The :attr:`Store.on_room` of a store no hub is using yet."""
+
+
 class MessageLog:
     """Ids, the ring of recent committed messages and the cid index (in memory)."""
 
@@ -222,6 +378,8 @@ class MessageLog:
         self.assigned = 0  # the newest id handed out
         self.committed = 0  # the newest id stored for good
         self.oldest = 0  # the oldest id still kept
+        #: conversation key → its oldest id still kept, for conversations trimmed by retention
+        self.trims: dict[str, int] = {}
         self._cids: OrderedDict[tuple[str, str], Stored | asyncio.Future[Stored]] = OrderedDict()
 
     def load(self, messages: Iterable[Stored], last_id: int, oldest: int) -> None:
@@ -261,6 +419,14 @@ class MessageLog:
     def trimmed(self, oldest: int) -> None:
         self.oldest = max(self.oldest, oldest)
 
+    def trim_conversation(self, conv: str, oldest: int) -> None:
+        """Messages of ``conv`` older than ``oldest`` are gone (retention)."""
+        self.trims[conv] = max(self.trims.get(conv, 0), oldest)
+
+    def gap_before(self, convs: Collection[str]) -> int:
+        """The oldest id kept in the most trimmed of ``convs`` (0: none was trimmed)."""
+        return max((self.trims.get(conv, 0) for conv in convs), default=0)
+
     def _remember(self, sender_key: str, cid: str, value: Stored | asyncio.Future[Stored]) -> None:
         self._cids[(sender_key, cid)] = value
         self._cids.move_to_end((sender_key, cid))
@@ -276,9 +442,12 @@ class MessageLog:
         first = self.ring[0].id
         return first <= after + 1 or first <= self.oldest
 
-    def since(self, key: str, after: int, limit: int) -> tuple[list[Stored], int]:
-        """Up to ``limit`` messages visible to ``key`` with ids over ``after``, from the
-        ring, and the id the scan reached (``committed`` when it reached the end)."""
+    def since(
+        self, key: str, rooms: Collection[str], after: int, limit: int
+    ) -> tuple[list[Stored], int]:
+        """Up to ``limit`` messages visible to ``key`` (a member of ``rooms``) with ids
+        over ``after``, from the ring, and the id the scan reached (``committed``
+        when it reached the end)."""
         start = len(self.ring)
         for index in range(len(self.ring) - 1, -1, -1):  # the tail is what resumes want
             if self.ring[index].id <= after:
@@ -287,19 +456,19 @@ class MessageLog:
         out: list[Stored] = []
         for index in range(start, len(self.ring)):
             message = self.ring[index]
-            if message.visible_to(key):
+            if message.visible_to(key, rooms):
                 out.append(message)
                 if len(out) == limit:
                     return out, message.id
         return out, max(after, self.committed)
 
-    def recent(self, key: str, count: int) -> list[Stored]:
-        """The newest ``count`` messages visible to ``key`` in the ring."""
+    def recent(self, key: str, rooms: Collection[str], count: int) -> list[Stored]:
+        """The newest ``count`` messages visible to ``key`` (a member of ``rooms``) in the ring."""
         out: list[Stored] = []
         for message in reversed(self.ring):
             if len(out) >= count:
                 break
-            if message.visible_to(key):
+            if message.visible_to(key, rooms):
                 out.append(message)
         out.reverse()
         return out

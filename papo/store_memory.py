@@ -1,26 +1,41 @@
 """A throwaway store (``--memory``): everything in this process, gone when it stops.
 
 For trying papo out, for tests that need no disk, and as the baseline the
-durable store is measured against.
+durable store is measured against. Each conversation keeps its own newest
+``retention`` messages, so a busy room cannot evict a quiet one's history.
 """
 
 from __future__ import annotations
 
+import bisect
+import heapq
 import secrets
+from collections.abc import Collection
 
-from papo.store import DEFAULT_RETENTION, Account, LocalPresence, MessageLog, Page, Stored
+from papo.store import (
+    DEFAULT_RETENTION,
+    RING_SIZE,
+    UNREAD_CAP,
+    Account,
+    MessageLog,
+    Page,
+    Stored,
+)
+from papo.store_local import LocalRooms
 
 
-class MemoryStore(LocalPresence):
+class MemoryStore(LocalRooms):
     """The :class:`~papo.store.Store` interface kept in dictionaries."""
 
     def __init__(self, retention: int = DEFAULT_RETENTION) -> None:
         super().__init__()
-        # The ring is the whole history here: it holds `retention` messages.
-        self.log = MessageLog(retention, ring_size=retention)
+        self.retention = retention
+        self.log = MessageLog(retention, ring_size=RING_SIZE)
         self._secret = secrets.token_bytes(32)
         self._accounts: dict[str, Account] = {}
         self._revoked: set[str] = set()
+        #: conversation key → its messages, oldest first (ids increase)
+        self._convs: dict[str, list[Stored]] = {}
 
     async def open(self) -> None:
         pass
@@ -56,15 +71,48 @@ class MemoryStore(LocalPresence):
             return earlier, False
         stored = self.log.assign(message)
         self.log.commit([stored])
-        ring = self.log.ring
-        if len(ring) == ring.maxlen:
-            self.log.trimmed(ring[0].id)
+        kept = self._convs.setdefault(stored.conv, [])
+        kept.append(stored)
+        if len(kept) > self.retention + self.retention // 100:  # trim in steps of 1 %
+            del kept[: len(kept) - self.retention]
+            self.log.trim_conversation(stored.conv, kept[0].id)
+        self._directs_of((stored,))
         self.on_message(stored, origin)
         return stored, True
 
-    async def page(self, key: str, after: int, limit: int) -> Page:
-        messages, scanned = self.log.since(key, after, limit)
+    async def page(self, key: str, convs: Collection[str], after: int, limit: int) -> Page:
+        runs = []
+        for conv in convs:
+            kept = self._convs.get(conv, [])
+            start = bisect.bisect_right(kept, after, key=lambda m: m.id)
+            runs.append(kept[start : start + limit])
+        messages = list(heapq.merge(*runs, key=lambda m: m.id))[:limit]
+        scanned = messages[-1].id if len(messages) == limit else max(after, self.log.committed)
         return Page(messages, scanned, self.log.oldest)
+
+    async def history(self, conv: str, before: int | None, limit: int) -> tuple[list[Stored], bool]:
+        kept = self._convs.get(conv, [])
+        end = len(kept) if before is None else bisect.bisect_left(kept, before, key=lambda m: m.id)
+        start = max(0, end - limit)
+        return kept[start:end], start > 0
 
     async def ping(self) -> None:
         pass
+
+    async def _newest(self, conv: str) -> int:
+        kept = self._convs.get(conv)
+        return kept[-1].id if kept else 0
+
+    async def _unread(self, key: str, marks: dict[str, int]) -> dict[str, int]:
+        out = {}
+        for conv, after in marks.items():
+            kept = self._convs.get(conv, [])
+            start = bisect.bisect_right(kept, after, key=lambda m: m.id)
+            count = 0
+            for message in kept[start:]:
+                if message.sender_key != key:
+                    count += 1
+                    if count >= UNREAD_CAP:
+                        break
+            out[conv] = count
+        return out

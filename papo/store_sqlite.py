@@ -9,32 +9,46 @@ transaction. Under load a batch holds many messages and the cost of a commit
 is shared; when idle a message is committed alone at once. Each sender is
 answered (and the message fanned out) only after its batch is committed, and
 batches resolve in id order, so delivery order is id order.
+
+Every message carries its conversation (``conv``: a room's key, or the two
+users' key for direct messages), and the index ``(conv, id)`` makes a history
+page, an unread count and a resume over a user's conversations one indexed
+query each. Retention applies per conversation. Rooms, memberships, read
+markers and direct conversations are loaded into memory at start
+(:class:`~papo.membership.Memberships`) and written through on every change.
+A data directory from before rooms is migrated in place at start: public
+messages move to the default room, private ones to their direct conversation.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
+from papo.membership import Memberships
 from papo.store import (
     DEFAULT_RETENTION,
     RING_SIZE,
+    UNREAD_CAP,
     Account,
-    LocalPresence,
     MessageLog,
     Page,
+    RoomRecord,
     Stored,
     StoreError,
 )
+from papo.store_local import LocalRooms
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +78,67 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_recipient ON messages (recipient_key, id)
     WHERE recipient_key IS NOT NULL;
+CREATE TABLE IF NOT EXISTS rooms (
+    key TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    topic TEXT NOT NULL DEFAULT '',
+    created_by TEXT NOT NULL DEFAULT '',
+    created REAL NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS members (
+    room TEXT NOT NULL,
+    user_key TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    PRIMARY KEY (room, user_key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS read_markers (
+    user_key TEXT NOT NULL,
+    conv TEXT NOT NULL,
+    id INTEGER NOT NULL,
+    PRIMARY KEY (user_key, conv)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS directs (
+    conv TEXT PRIMARY KEY,
+    a_key TEXT NOT NULL,
+    a_name TEXT NOT NULL,
+    b_key TEXT NOT NULL,
+    b_name TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS trims (
+    conv TEXT PRIMARY KEY,
+    oldest INTEGER NOT NULL
+) WITHOUT ROWID;
 """
 
-COLUMNS = "id, sender, sender_key, text, ts, recipient, recipient_key, cid"
+# Before rooms, messages had no conversation: public ones were the one room's.
+MIGRATE_CONVERSATIONS = """
+ALTER TABLE messages ADD COLUMN conv TEXT;
+ALTER TABLE messages ADD COLUMN room TEXT;
+UPDATE messages SET conv = :room_key, room = :room WHERE recipient_key IS NULL;
+UPDATE messages SET conv = '@' || min(sender_key, recipient_key) || '|' || max(sender_key, recipient_key)
+    WHERE recipient_key IS NOT NULL;
+INSERT OR IGNORE INTO directs (conv, a_key, a_name, b_key, b_name)
+    SELECT conv, sender_key, sender, recipient_key, recipient FROM messages
+    WHERE recipient_key IS NOT NULL GROUP BY conv;
+"""
+
+CONV_INDEX = "CREATE INDEX IF NOT EXISTS messages_conv ON messages (conv, id)"
+
+COLUMNS = "id, sender, sender_key, text, ts, recipient, recipient_key, cid, room, conv"
 
 
-class SqliteStore(LocalPresence):
-    """Accounts, revoked tokens and messages in ``<data_dir>/papo.db``."""
+class SqliteStore(LocalRooms):
+    """Accounts, revoked tokens, messages and rooms in ``<data_dir>/papo.db``."""
 
-    def __init__(self, data_dir: Path, retention: int = DEFAULT_RETENTION) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        retention: int = DEFAULT_RETENTION,
+        default_room: RoomRecord | None = None,
+    ) -> None:
         super().__init__()
+        self.default_room = default_room or RoomRecord("#geral", "#geral")
+        self._counts: dict[str, int] = {}  # messages kept per conversation
         self.data_dir = data_dir
         self.path = data_dir / "papo.db"
         self.retention = retention
@@ -113,6 +178,15 @@ class SqliteStore(LocalPresence):
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across crashes
                 db.executescript(SCHEMA)
+                columns = {row[1] for row in db.execute("PRAGMA table_info(messages)")}
+                if "conv" not in columns:
+                    room = self.default_room
+                    with db:
+                        for statement in MIGRATE_CONVERSATIONS.split(";"):
+                            if statement.strip():
+                                db.execute(statement, {"room_key": room.key, "room": room.name})
+                    log.info("store %s: messages moved into conversations", self.path)
+                db.execute(CONV_INDEX)
                 db.isolation_level = "DEFERRED"  # implicit transactions for `with db`
             except (OSError, sqlite3.Error) as exc:
                 raise StoreError(f"cannot open the store at {self.path}: {exc}") from exc
@@ -125,7 +199,8 @@ class SqliteStore(LocalPresence):
                 f"SELECT {COLUMNS} FROM messages ORDER BY id DESC LIMIT ?", (RING_SIZE,)
             ).fetchall()
             last, oldest = db.execute("SELECT max(id), min(id) FROM messages").fetchone()
-            return [_stored(row) for row in reversed(rows)], last or 0, oldest or 0
+            self._load_rooms(db)
+            return [self._stored(row) for row in reversed(rows)], last or 0, oldest or 0
 
         recent, last_id, oldest = await self._run(load)
         self.log.load(recent, last_id, oldest)
@@ -171,7 +246,7 @@ class SqliteStore(LocalPresence):
             messages = [stored for stored, _, _ in batch]
             started = time.perf_counter()
             try:
-                oldest = await self._run(partial(self._insert, messages=messages))
+                oldest, trims = await self._run(partial(self._insert, messages=messages))
             except StoreError as exc:
                 log.error("could not store %d message(s): %s", len(batch), exc)
                 for stored, _, future in batch:
@@ -182,45 +257,187 @@ class SqliteStore(LocalPresence):
             self.observe_commit(time.perf_counter() - started)
             self.log.commit(messages)
             self.log.trimmed(oldest)
+            for conv, kept in trims.items():
+                self.log.trim_conversation(conv, kept)
+            self._directs_of(messages)
             for stored, origin, _ in batch:
                 self.on_message(stored, origin)
             for stored, _, future in batch:
                 if not future.done():
                     future.set_result(stored)
 
-    def _insert(self, db: sqlite3.Connection, *, messages: list[Stored]) -> int:
-        db.executemany(
-            f"INSERT INTO messages ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(m.id, m.sender, m.sender_key, m.text, m.ts, m.to, m.to_key, m.cid) for m in messages],
-        )
-        newest = messages[-1].id
-        # Keep the newest `retention` messages.
-        row = db.execute("SELECT min(id) FROM messages").fetchone()
-        oldest = int(row[0] or 0)
-        count = newest - oldest + 1  # an upper bound: ids may have gaps
-        if count > self.retention + self.retention // 100:  # trim in steps of 1 %
-            cut = db.execute(
-                "SELECT id FROM messages ORDER BY id DESC LIMIT 1 OFFSET ?", (self.retention - 1,)
-            ).fetchone()
-            if cut is not None:
-                db.execute("DELETE FROM messages WHERE id < ?", (cut[0],))
-                oldest = int(cut[0])
-        return oldest
+    def _insert(
+        self, db: sqlite3.Connection, *, messages: list[Stored]
+    ) -> tuple[int, dict[str, int]]:
+        """Insert a batch (on the store's thread); trim each conversation to ``retention``.
 
-    async def page(self, key: str, after: int, limit: int) -> Page:
+        Returns the oldest id still kept anywhere, and the conversations trimmed
+        with the oldest id each still keeps.
+        """
+        trims: dict[str, int] = {}
+        db.executemany(
+            f"INSERT INTO messages ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (m.id, m.sender, m.sender_key, m.text, m.ts, m.to, m.to_key, m.cid, m.room, m.conv)
+                for m in messages
+            ],
+        )
+        added: dict[str, int] = {}
+        for m in messages:
+            added[m.conv] = added.get(m.conv, 0) + 1
+            if m.to_key is not None:
+                db.execute(
+                    "INSERT OR IGNORE INTO directs (conv, a_key, a_name, b_key, b_name) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (m.conv, m.sender_key, m.sender, m.to_key, m.to),
+                )
+        for conv, n in added.items():
+            count = self._counts[conv] = self._counts.get(conv, 0) + n
+            if count > self.retention + self.retention // 100:  # trim in steps of 1 %
+                cut = db.execute(
+                    "SELECT id FROM messages WHERE conv = ? ORDER BY id DESC LIMIT 1 OFFSET ?",
+                    (conv, self.retention - 1),
+                ).fetchone()
+                if cut is not None:
+                    db.execute("DELETE FROM messages WHERE conv = ? AND id < ?", (conv, cut[0]))
+                    db.execute(
+                        "INSERT OR REPLACE INTO trims (conv, oldest) VALUES (?, ?)", (conv, cut[0])
+                    )
+                    trims[conv] = int(cut[0])
+                    self._counts[conv] = self.retention
+        row = db.execute("SELECT min(id) FROM messages").fetchone()
+        return int(row[0] or 0), trims
+
+    async def page(self, key: str, convs: Collection[str], after: int, limit: int) -> Page:
+        wanted = json.dumps(sorted(convs))
+
         def query(db: sqlite3.Connection) -> Page:
             rows = db.execute(
-                f"SELECT {COLUMNS} FROM messages WHERE id > ? "
-                "AND (recipient_key IS NULL OR recipient_key = ? OR sender_key = ?) "
-                "ORDER BY id LIMIT ?",
-                (after, key, key, limit),
+                f"SELECT {COLUMNS} FROM messages "
+                "WHERE conv IN (SELECT value FROM json_each(?)) AND id > ? ORDER BY id LIMIT ?",
+                (wanted, after, limit),
             ).fetchall()
             newest, oldest = db.execute("SELECT max(id), min(id) FROM messages").fetchone()
-            messages = [_stored(row) for row in rows]
+            messages = [self._stored(row) for row in rows]
             scanned = messages[-1].id if len(messages) == limit else max(after, newest or 0)
             return Page(messages, scanned, oldest or 0)
 
         return await self._run(query)
+
+    async def history(self, conv: str, before: int | None, limit: int) -> tuple[list[Stored], bool]:
+        def query(db: sqlite3.Connection) -> tuple[list[Stored], bool]:
+            rows = db.execute(
+                f"SELECT {COLUMNS} FROM messages WHERE conv = ? AND id < ? "
+                "ORDER BY id DESC LIMIT ?",
+                (conv, before if before is not None else 2**63 - 1, limit + 1),
+            ).fetchall()
+            messages = [self._stored(row) for row in rows[:limit]]
+            messages.reverse()
+            return messages, len(rows) > limit
+
+        return await self._run(query)
+
+    # ---------------------------------------------------------------- rooms
+
+    def _load_rooms(self, db: sqlite3.Connection) -> None:
+        """Rooms, memberships, markers and direct conversations into memory (at start).
+
+        Guests' memberships end with their sessions: a crash may have left some.
+        """
+        db.execute("DELETE FROM members WHERE user_key LIKE 'guest-%'")
+        db.execute("DELETE FROM read_markers WHERE user_key LIKE 'guest-%'")
+        table = self.memberships = Memberships()
+        for key, name, topic, by, created in db.execute(
+            "SELECT key, name, topic, created_by, created FROM rooms"
+        ):
+            table.add_room(RoomRecord(key, name, topic, by, created))
+        for room, user_key, user_name in db.execute(
+            "SELECT room, user_key, user_name FROM members"
+        ):
+            table.add_member(room, user_key, user_name)
+        for user_key, conv, message_id in db.execute("SELECT user_key, conv, id FROM read_markers"):
+            table.set_marker(user_key, conv, message_id)
+        for conv, a_key, a_name, b_key, b_name in db.execute(
+            "SELECT conv, a_key, a_name, b_key, b_name FROM directs"
+        ):
+            table.add_direct(conv, (a_key, a_name), (b_key, b_name))
+        for conv, oldest in db.execute("SELECT conv, oldest FROM trims"):
+            self.log.trim_conversation(conv, oldest)
+        self._counts = dict(db.execute("SELECT conv, count(*) FROM messages GROUP BY conv"))
+
+    async def _persist_room(self, room: RoomRecord) -> None:
+        await self._run(
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO rooms (key, name, topic, created_by, created) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (room.key, room.name, room.topic, room.created_by, room.created),
+            )
+        )
+
+    async def _persist_member(self, room_key: str, key: str, name: str, last_read: int) -> None:
+        def insert(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT OR IGNORE INTO members (room, user_key, user_name) VALUES (?, ?, ?)",
+                (room_key, key, name),
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO read_markers (user_key, conv, id) VALUES (?, ?, ?)",
+                (key, room_key, last_read),
+            )
+
+        await self._run(insert)
+
+    async def _persist_part(self, room_key: str, key: str) -> None:
+        def delete(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM members WHERE room = ? AND user_key = ?", (room_key, key))
+            db.execute("DELETE FROM read_markers WHERE user_key = ? AND conv = ?", (key, room_key))
+
+        await self._run(delete)
+
+    async def _persist_marker(self, key: str, conv: str, message_id: int) -> None:
+        await self._run(
+            lambda db: db.execute(
+                "INSERT INTO read_markers (user_key, conv, id) VALUES (?, ?, ?) "
+                "ON CONFLICT (user_key, conv) DO UPDATE SET id = excluded.id "
+                "WHERE excluded.id > read_markers.id",
+                (key, conv, message_id),
+            )
+        )
+
+    async def _persist_forget(self, key: str) -> None:
+        def delete(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM members WHERE user_key = ?", (key,))
+            db.execute("DELETE FROM read_markers WHERE user_key = ?", (key,))
+
+        await self._run(delete)
+
+    async def _newest(self, conv: str) -> int:
+        def query(db: sqlite3.Connection) -> int:
+            row = db.execute("SELECT max(id) FROM messages WHERE conv = ?", (conv,)).fetchone()
+            return int(row[0] or 0)
+
+        return await self._run(query, transaction=False)
+
+    async def _unread(self, key: str, marks: dict[str, int]) -> dict[str, int]:
+        def query(db: sqlite3.Connection) -> dict[str, int]:
+            return {
+                conv: int(
+                    db.execute(
+                        "SELECT count(*) FROM (SELECT 1 FROM messages "
+                        "WHERE conv = ? AND id > ? AND sender_key != ? LIMIT ?)",
+                        (conv, after, key, UNREAD_CAP),
+                    ).fetchone()[0]
+                )
+                for conv, after in marks.items()
+            }
+
+        return await self._run(query, transaction=False)
+
+    def _stored(self, row: tuple[object, ...]) -> Stored:
+        stored = _stored(row)
+        if stored.conv == self.default_room.key:
+            return replace(stored, home=True)
+        return stored
 
     async def ping(self) -> None:
         """Check that a write could happen now (a read alone succeeds under WAL even
@@ -310,7 +527,7 @@ class SqliteStore(LocalPresence):
 
 
 def _stored(row: tuple[object, ...]) -> Stored:
-    id_, sender, sender_key, text, ts, to, to_key, cid = row
+    id_, sender, sender_key, text, ts, to, to_key, cid, room, conv = row
     return Stored(
         int(id_),  # type: ignore[call-overload]
         str(sender),
@@ -320,4 +537,6 @@ def _stored(row: tuple[object, ...]) -> Stored:
         None if to is None else str(to),
         None if to_key is None else str(to_key),
         None if cid is None else str(cid),
+        None if room is None else str(room),
+        str(conv),
     )

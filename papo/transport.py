@@ -27,6 +27,7 @@ import http
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -37,17 +38,22 @@ from websockets.protocol import State
 from websockets.typing import Subprotocol
 
 from papo import SUBPROTOCOL
-from papo.commands import HELP, Help, Nick, Quit, parse_line
+from papo.commands import HELP, Help, HistoryHere, Nick, PartRoom, Quit, TopicHere, parse_line
 from papo.config import Settings
 from papo.hub import Hub, Session
 from papo.metrics import CONTENT_TYPE, Metrics, TransportStats
 from papo.protocol import (
+    Conversation,
     Error,
     Hello,
+    History,
     Mode,
     Notice,
     Outgoing,
+    Part,
     ProtocolError,
+    Say,
+    SetTopic,
     check_name,
     parse_client,
 )
@@ -370,7 +376,7 @@ class Transport:
                 if session.user is not None:
                     return
         if hub.guests:
-            hub.join_guest(session)
+            await hub.join_guest(session)
             hub.send(session, Notice("choose your name with /nick NAME"))
         else:
             hub.send(session, Notice("this server needs a name and password: /nick NAME PASSWORD"))
@@ -388,8 +394,21 @@ class Transport:
             hub.send(session, Notice(HELP))
         elif isinstance(command, Nick):
             await hub.handle(session, Hello(command.name, password=command.password), rename=True)
+        elif isinstance(command, PartRoom):
+            await hub.handle(session, Part(command.room or self._current(session)))
+        elif isinstance(command, TopicHere):
+            await hub.handle(session, SetTopic(self._current(session), command.text))
+        elif isinstance(command, HistoryHere):
+            room = Conversation(room=self._current(session))
+            await hub.handle(session, History(room, limit=command.limit))
+        elif isinstance(command, Say) and command.to is None:
+            await hub.handle(session, replace(command, room=session.room))
         else:
             await hub.handle(session, command)
+
+    def _current(self, session: Session) -> str:
+        """The room a plain-text connection's lines go to."""
+        return session.room or self.hub.home.name
 
 
 def select_subprotocol(

@@ -1,0 +1,299 @@
+"""Rooms as users act on them: join, part, topic, history pages, read markers, the list.
+
+:class:`RoomOps` checks a request against what the user is (member or not,
+how many rooms, how fast it creates them) and asks the store to change it;
+the store announces every change through ``on_room`` (:meth:`RoomOps.changed`),
+here or on another instance alike, and only then do the hub's rooms and the
+users' sessions hear of it. So a join on the phone reaches the laptop on
+another instance the same way it reaches the laptop on this one.
+
+A join is answered to every session of the user with ``room joined`` and the
+room's last messages; live messages of that room arriving meanwhile wait in
+the user's ``pending`` queue and follow the history, so none is lost, doubled
+or reordered.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from papo.conversation import Room
+from papo.directory import Session, User
+from papo.errors import CannotPart, NotMember, ProtocolError, RateLimited, TooManyRooms, UnknownRoom
+from papo.names import direct_key, name_key, room_key
+from papo.protocol import (
+    DEFAULT_HISTORY,
+    Conversation,
+    History,
+    HistoryPage,
+    Member,
+    MemberInfo,
+    Notice,
+    Outgoing,
+    Read,
+    ReadMarker,
+    RoomInfo,
+    RoomJoined,
+    RoomList,
+    RoomParted,
+    RoomTopic,
+)
+from papo.store import RoomChange, RoomRecord, StoreError
+
+if TYPE_CHECKING:
+    from papo.hub import Hub
+
+log = logging.getLogger(__name__)
+
+
+class RoomOps:
+    """Room requests of users here, and room changes from the store."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    # ------------------------------------------------------------ local rooms
+
+    def add_local(self, user: User, key: str, name: str, topic: str) -> Room:
+        """``user`` (with sessions here) is a member of room ``key``: route its messages here."""
+        room = self.hub.rooms.get(key)
+        if room is None:
+            room = self.hub.rooms[key] = Room(key, name, topic)
+        user.rooms.add(key)
+        if not room.home:
+            room.members[user.key] = user
+        return room
+
+    def drop_local(self, user: User) -> None:
+        """``user`` has no session here any more: stop routing its rooms here."""
+        for key in user.rooms:
+            self._forget_member(key, user)
+        user.pending.clear()
+
+    def _forget_member(self, key: str, user: User) -> None:
+        room = self.hub.rooms.get(key)
+        if room is not None and not room.home:
+            room.members.pop(user.key, None)
+            if not room.members:
+                del self.hub.rooms[key]
+
+    def member_room(self, user: User, name: str | None) -> Room | None:
+        """The room ``name`` (None: the default room) when ``user`` is a member, else None."""
+        key = self.hub.home.key if name is None else room_key(name)
+        return self.hub.rooms.get(key) if key in user.rooms else None
+
+    async def refuse(self, name: str) -> None:
+        """Raise why a user cannot use room ``name``: it does not exist, or is not theirs."""
+        if await self.hub.store.get_room(room_key(name)) is None:
+            raise UnknownRoom(f"there is no room {name}; /join {name} creates it")
+        raise NotMember(f"you are not in {name}; /join {name} first")
+
+    async def _room(self, user: User, name: str) -> Room:
+        room = self.member_room(user, name)
+        if room is None:
+            await self.refuse(name)
+            raise AssertionError("refuse raises")
+        return room
+
+    # ------------------------------------------------------------ requests
+
+    async def join(self, session: Session, user: User, name: str) -> None:
+        store = self.hub.store
+        key = room_key(name)
+        if key in user.rooms:  # already in: answer this session, announce nothing
+            room = self.hub.rooms[key]
+            record = RoomRecord(key, room.name, room.topic)
+            await self._send_joined(user, record, [session], flush=False)
+            return
+        if len(user.rooms) >= self.hub.max_rooms_per_user:
+            raise TooManyRooms(
+                f"you are in {len(user.rooms)} rooms, the most this server allows; /part one first"
+            )
+        found = await store.get_room(key)
+        if found is not None:
+            record = found
+        else:
+            limiter = self.hub.room_creations
+            wait = limiter.retry_after(user.key)
+            if wait > 0:
+                raise RateLimited(f"you are creating rooms too fast; try again in {wait:.0f} s")
+            record, created = await store.create_room(RoomRecord(key, name, "", user.name))
+            if created:
+                limiter.failed(user.key)  # counts one creation
+                log.info("room %s created by %s", record.name, user.name)
+        if session.link.mode == "plain":
+            session.room = None if record.key == self.hub.home.key else record.name
+        await store.add_member(record, user.key, user.name, session.id)
+
+    async def part(self, session: Session, user: User, name: str) -> None:
+        key = room_key(name)
+        if key == self.hub.home.key:
+            raise CannotPart(f"everyone is in {self.hub.home.name}; it cannot be left")
+        room = await self._room(user, name)
+        record = RoomRecord(room.key, room.name, room.topic)
+        await self.hub.store.remove_member(record, user.key, user.name, session.id)
+
+    async def topic(self, session: Session, user: User, name: str, text: str) -> None:
+        room = await self._room(user, name)
+        record = RoomRecord(room.key, room.name, room.topic)
+        await self.hub.store.set_topic(record, text, user.key, user.name)
+
+    async def history(self, session: Session, user: User, event: History) -> None:
+        conv, conversation = await self._conversation(user, event.conversation)
+        before = event.before
+        plain = session.link.mode == "plain"
+        if plain and before is None:
+            before = session.history_before.get(conv)
+        messages, more = await self.hub.store.history(conv, before, event.limit)
+        if not plain:
+            page = tuple(m.event() for m in messages)
+            self.hub.send(session, HistoryPage(conversation, page, more))
+            return
+        where = conversation.room or conversation.with_ or ""
+        if not messages:
+            self.hub.send(session, Notice(f"no older messages in {where}"))
+            return
+        session.history_before[conv] = messages[0].id
+        self.hub.send(session, Notice(f"— {len(messages)} earlier messages of {where} —"))
+        for message in messages:
+            self.hub.send(session, message.event())
+        self.hub.send(
+            session, Notice("— end of history" + ("; /history for more —" if more else " —"))
+        )
+
+    async def read(self, session: Session, user: User, event: Read) -> None:
+        conv, _ = await self._conversation(user, event.conversation)
+        await self.hub.store.set_read(user.key, user.name, conv, event.id, session.id)
+
+    async def list_rooms(self, session: Session, user: User) -> None:
+        summaries = await self.hub.store.rooms()
+        self.hub.send(
+            session,
+            RoomList(
+                tuple(
+                    RoomInfo(
+                        s.room.name, s.members, s.online, s.room.topic, s.room.key in user.rooms
+                    )
+                    for s in summaries
+                )
+            ),
+        )
+
+    async def _conversation(
+        self, user: User, conversation: Conversation
+    ) -> tuple[str, Conversation]:
+        """The key of a room the user is in, or of a direct conversation it has."""
+        if conversation.room is not None:
+            room = await self._room(user, conversation.room)
+            return room.key, Conversation(room=room.name)
+        assert conversation.with_ is not None
+        conv = direct_key(user.key, name_key(conversation.with_))
+        peer = await self.hub.store.direct_peer(conv, user.key)
+        if peer is None:
+            raise ProtocolError(
+                "unknown_user", f"you have no direct messages with {conversation.with_}"
+            )
+        return conv, Conversation(with_=peer)
+
+    # ------------------------------------------------------------ changes
+
+    def changed(self, change: RoomChange) -> None:
+        """The store says a membership, topic or read marker changed (here or elsewhere)."""
+        if change.kind == "join":
+            self._joined(change)
+        elif change.kind == "part":
+            self._parted(change)
+        elif change.kind == "topic":
+            room = self.hub.rooms.get(change.conv)
+            if room is not None:
+                room.topic = change.topic
+                self._notify(room, RoomTopic(room.name, change.topic, change.user_name))
+        else:
+            self._read(change)
+
+    def _notify(self, room: Room, event: Member | RoomTopic, skip: str | None = None) -> None:
+        out = Outgoing(event)
+        if room.home:
+            for session in self.hub.members.values():
+                if session.user is not None and session.user.key != skip:
+                    session.link.write(out)
+        else:
+            room.notify(out, skip=skip)
+
+    def _joined(self, change: RoomChange) -> None:
+        room = self.hub.rooms.get(change.conv)
+        if room is not None:
+            self._notify(room, Member("join", room.name, change.user_name), skip=change.user_key)
+        user = self.hub.users.get(change.user_key)
+        if user is None or change.conv in user.rooms:
+            return
+        self.add_local(user, change.conv, change.room, room.topic if room else "")
+        user.pending[change.conv] = []
+        record = RoomRecord(change.conv, change.room)
+        self.hub.spawn(self._send_joined(user, record, list(user.sessions.values())))
+
+    async def _send_joined(
+        self, user: User, record: RoomRecord, sessions: list[Session], *, flush: bool = True
+    ) -> None:
+        """``room joined``, the last messages, then (``flush``) what arrived meanwhile."""
+        store = self.hub.store
+        try:
+            record = await store.get_room(record.key) or record
+            state = await store.room_state(record, user.key)
+            members = await store.members(record.key)
+            online = [await store.is_online(key) for key, _ in members]
+            messages, _ = await store.history(record.key, None, DEFAULT_HISTORY)
+        except StoreError as exc:
+            log.error("cannot read room %s for %s: %s", record.name, user.name, exc)
+            messages, members, online = [], [], []
+            state = None
+        pending = user.pending.pop(record.key, []) if flush else []
+        newest = messages[-1].id if messages else 0
+        joined = RoomJoined(
+            record.name,
+            record.topic,
+            tuple(MemberInfo(name, up) for (_, name), up in zip(members, online, strict=True)),
+            max(newest, *(m.id for m, _ in pending)) if pending else newest,
+            state.unread if state else 0,
+            state.last_read if state else 0,
+        )
+        outs = [Outgoing(joined)] + [Outgoing(m.event()) for m in messages]
+        for session in sessions:
+            if session.id in self.hub.pool and session.user is user:
+                for out in outs:
+                    session.link.write(out)
+        for message, origin in pending:
+            if message.id > newest:
+                out = Outgoing(message.event())
+                for session in user.sessions.values():
+                    if session.id != origin:
+                        session.link.write(out)
+
+    def _parted(self, change: RoomChange) -> None:
+        user = self.hub.users.get(change.user_key)
+        if user is not None and change.conv in user.rooms:
+            user.rooms.discard(change.conv)
+            user.pending.pop(change.conv, None)
+            self._forget_member(change.conv, user)
+            out = Outgoing(RoomParted(change.room))
+            for session in user.sessions.values():
+                session.link.write(out)
+                if session.room is not None and room_key(session.room) == change.conv:
+                    session.room = None
+        room = self.hub.rooms.get(change.conv)
+        if room is not None:
+            self._notify(room, Member("part", room.name, change.user_name), skip=change.user_key)
+
+    def _read(self, change: RoomChange) -> None:
+        user = self.hub.users.get(change.user_key)
+        if user is None:
+            return
+        if change.room:
+            conversation = Conversation(room=change.room)
+        else:  # a direct conversation: the store names the other user in `topic`
+            conversation = Conversation(with_=change.topic)
+        out = Outgoing(ReadMarker(conversation, change.message_id))
+        for session_id, session in user.sessions.items():
+            if session_id != change.origin:
+                session.link.write(out)
