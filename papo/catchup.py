@@ -101,7 +101,7 @@ class CatchUp:
             self._send_event(session, Gap(after, oldest))
         cursor = after
         while True:
-            if log_.covers(cursor):
+            if log_.covers(cursor, rooms | directs):
                 batch, cursor = log_.since(key, rooms, cursor, REPLAY_CHUNK)
                 for message in batch:
                     self._send_replay(session, message, key)

@@ -433,8 +433,10 @@ class MessageLog:
         while len(self._cids) > self.retention:
             self._cids.popitem(last=False)
 
-    def covers(self, after: int) -> bool:
-        """Whether the ring holds every kept message with an id over ``after``."""
+    def covers(self, after: int, convs: Collection[str] = ()) -> bool:
+        """Whether the ring holds every kept message with an id over ``after``
+        (of the conversations ``convs``: a store that does not see every
+        conversation from the start, the Redis one, checks them too)."""
         if after >= self.committed:
             return True
         if not self.ring:
