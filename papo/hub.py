@@ -259,8 +259,16 @@ class Hub:
                 name = f"{GUEST_PREFIX}{random.randrange(10**digits):0{digits}d}"
                 if name not in self.users:
                     self._reserve_guest(name)
-                    state = await self.store.user_state(name, name, self.home)
+                    try:
+                        state = await self.store.user_state(name, name, self.home)
+                    except StoreError as exc:
+                        self.users.pop(name, None)
+                        log.error("store failure for conn %d: %s", session.id, exc)
+                        message = "the server cannot store anything now; try again soon"
+                        self.send(session, Error("store_unavailable", message))
+                        return
                     if session.id not in self.pool:
+                        self.users.pop(name, None)
                         return
                     self.send(session, Welcome(name))
                     rooms = {c.conv for c in state.rooms}
@@ -334,6 +342,11 @@ class Hub:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._done)
+
+    async def settle(self) -> None:
+        """Wait until every background task started so far (and any they start) is done."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)

@@ -1,0 +1,83 @@
+"""Small fakes for in-process tests of the core: a connection without a socket.
+
+:class:`FakeLink` is what the hub needs of a connection (``papo.directory.Link``):
+it decodes every frame written to it, so a test reads exactly the events a
+real client would have received, in order, in microseconds. :func:`make_hub`
+builds a hub over a real store (memory or SQLite) and real accounts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from papo.accounts import Accounts, Tokens
+from papo.hub import Hub, Session
+from papo.limits import AttemptLimiter
+from papo.protocol import Hello, Mode, Outgoing
+from papo.store import Store
+from papo.store_memory import MemoryStore
+from papo.store_sqlite import SqliteStore
+
+
+class FakeLink:
+    """A connection that keeps what it was sent."""
+
+    def __init__(self, mode: Mode = "json", address: str = "127.0.0.1") -> None:
+        self.mode: Mode = mode
+        self.address = address
+        self.sent: list[Any] = []  # decoded JSON events, or plain lines
+        self.close_code: int | None = None
+
+    def write(self, out: Outgoing) -> None:
+        if self.close_code is not None:
+            return
+        payload = out.payload(self.mode)
+        if payload is not None:
+            text = payload.decode()
+            self.sent.append(json.loads(text) if self.mode == "json" else text)
+
+    async def drain(self) -> None:
+        pass
+
+    def close(self, code: int, reason: str) -> None:
+        if self.close_code is None:
+            self.close_code = code
+
+    @property
+    def closed(self) -> bool:
+        return self.close_code is not None
+
+    def take(self) -> list[Any]:
+        """Everything sent since the last take."""
+        sent, self.sent = self.sent, []
+        return sent
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        """The events of one type sent since the last take (the others are dropped)."""
+        return [e for e in self.take() if isinstance(e, dict) and e["type"] == kind]
+
+
+async def make_hub(tmp_path: Path | None = None, **options: Any) -> Hub:
+    """A hub over a memory store (or SQLite in ``tmp_path``), opened, with real accounts."""
+    store: Store = MemoryStore() if tmp_path is None else SqliteStore(tmp_path)
+    await store.open()
+    accounts = Accounts(store, Tokens(await store.secret(), 3600), AttemptLimiter(5, 60))
+    options.setdefault("rate", 0)
+    options.setdefault("presence_grace", 0)
+    return Hub(store, accounts, **options)
+
+
+async def connect(hub: Hub, name: str, mode: Mode = "json", **hello: Any) -> Session:
+    """A joined session of ``name``, its welcome and context already taken."""
+    session = hub.attach(FakeLink(mode))
+    await hub.handle(session, Hello(name, **hello))
+    await hub.settle()
+    link(session).take()
+    return session
+
+
+def link(session: Session) -> FakeLink:
+    assert isinstance(session.link, FakeLink)
+    return session.link

@@ -1,0 +1,427 @@
+"""In-process tests of the hub, rooms and stores: fake connections, no sockets, no sleeps.
+
+Every routing and permission rule of rooms is checked here in milliseconds;
+the real-socket tests (test_rooms.py) prove the wiring.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from papo.hub import Hub, Session
+from papo.limits import AttemptLimiter
+from papo.protocol import (
+    Conversation,
+    Hello,
+    History,
+    Join,
+    ListRooms,
+    Part,
+    Read,
+    Say,
+    SetTopic,
+)
+from tests.fakes import FakeLink, connect, link, make_hub
+
+
+def texts(session: Session) -> list[str]:
+    return [e["text"] for e in link(session).of("message")]
+
+
+async def say(hub: Hub, session: Session, text: str, **where: Any) -> dict[str, Any]:
+    await hub.handle(session, Say(text, **where))
+    await hub.settle()
+    sent = link(session).take()
+    answers = [e for e in sent if e["type"] in ("ack", "error")]
+    assert answers, sent
+    return answers[-1]
+
+
+async def do(hub: Hub, session: Session, event: Any) -> None:
+    await hub.handle(session, event)
+    await hub.settle()
+
+
+def clear(*sessions: Session) -> None:
+    """Forget what was sent so far (presence of others joining, welcomes)."""
+    for session in sessions:
+        link(session).take()
+
+
+def errors(session: Session) -> list[str]:
+    return [e["code"] for e in link(session).of("error")]
+
+
+async def test_routing_matrix_4_users_2_sessions_3_rooms_2_direct() -> None:
+    """For every event, exactly which of 8 sessions receive it."""
+    hub = await make_hub()
+    users = ("ana", "beto", "carla", "davi")
+    s = {f"{u}{i}": await connect(hub, u) for u in users for i in (1, 2)}
+    rooms = {"#a": ("ana", "beto"), "#b": ("beto", "carla", "davi"), "#c": ("ana", "davi")}
+    for room, members in rooms.items():
+        for member in members:
+            await do(hub, s[f"{member}1"], Join(room))
+    for session in s.values():
+        link(session).take()
+
+    def everyone_but(sender: str, allowed: set[str]) -> dict[str, bool]:
+        return {k: k != sender and k[:-1] in allowed for k in s}
+
+    cases: list[tuple[str, dict[str, Any], set[str]]] = [
+        ("ana1", {}, set(users)),  # #geral
+        ("beto2", {"room": "#a"}, {"ana", "beto"}),
+        ("carla1", {"room": "#b"}, {"beto", "carla", "davi"}),
+        ("davi2", {"room": "#c"}, {"ana", "davi"}),
+        ("ana2", {"to": "carla"}, {"ana", "carla"}),
+        ("davi1", {"to": "beto"}, {"davi", "beto"}),
+    ]
+    for n, (sender, where, allowed) in enumerate(cases):
+        ack = await say(hub, s[sender], f"m{n}", **where)
+        assert ack["type"] == "ack"
+        got = {k: texts(v) == [f"m{n}"] for k, v in s.items()}
+        assert got == everyone_but(sender, allowed), (sender, where)
+        for k, v in s.items():  # and nothing else reached anyone
+            assert link(v).take() == [], k
+
+
+async def test_room_message_carries_room_and_direct_message_does_not() -> None:
+    hub = await make_hub()
+    ana, beto = await connect(hub, "ana"), await connect(hub, "beto")
+    await do(hub, ana, Join("#sala"))
+    await do(hub, beto, Join("#SALA"))
+    link(ana).take()
+    await say(hub, beto, "oi", room="#sala")
+    assert link(ana).of("message")[0]["room"] == "#sala"  # as first written
+    await say(hub, beto, "psiu", to="ana")
+    message = link(ana).of("message")[0]
+    assert message["to"] == "ana" and "room" not in message
+    await say(hub, beto, "todos")
+    assert link(ana).of("message")[0]["room"] == "#geral"
+
+
+async def test_join_reaches_every_session_of_the_user_and_members_hear_of_it() -> None:
+    hub = await make_hub()
+    ana1, ana2 = await connect(hub, "ana"), await connect(hub, "ana")
+    beto, carla = await connect(hub, "beto"), await connect(hub, "carla")
+    await do(hub, beto, Join("#sala"))
+    await say(hub, beto, "antes", room="#sala")
+    clear(ana1, ana2, beto, carla)
+    await do(hub, ana1, Join("#sala"))
+    for session in (ana1, ana2):
+        sent = link(session).take()
+        assert sent[0]["type"] == "room" and sent[0]["event"] == "joined"
+        assert [m["name"] for m in sent[0]["members"]] == ["ana", "beto"]
+        assert [e["text"] for e in sent[1:]] == ["antes"]  # the last messages follow
+    assert link(beto).take() == [
+        {"type": "member", "event": "join", "room": "#sala", "name": "ana"}
+    ]
+    assert link(carla).take() == []
+    # joining again: this session is answered, nobody else hears anything
+    await do(hub, ana2, Join("#sala"))
+    assert [e["type"] for e in link(ana2).take()] == ["room", "message"]
+    assert link(ana1).take() == link(beto).take() == []
+
+
+async def test_live_messages_during_a_join_follow_its_history_once_in_order() -> None:
+    hub = await make_hub()
+    ana, beto = await connect(hub, "ana"), await connect(hub, "beto")
+    await do(hub, beto, Join("#sala"))
+    clear(ana)
+    await hub.handle(ana, Join("#sala"))  # its history is read in the background...
+    await hub.handle(beto, Say("durante", room="#sala"))  # ...while this arrives live
+    await hub.settle()
+    sent = link(ana).take()
+    assert sent[0]["event"] == "joined"
+    assert [e["text"] for e in sent if e["type"] == "message"] == ["durante"]
+
+
+async def test_part_and_its_refusals() -> None:
+    hub = await make_hub()
+    ana1, ana2, beto = (
+        await connect(hub, "ana"),
+        await connect(hub, "ana"),
+        await connect(hub, "beto"),
+    )
+    await do(hub, ana1, Join("#sala"))
+    await do(hub, beto, Join("#sala"))
+    for session in (ana1, ana2, beto):
+        link(session).take()
+    await do(hub, ana2, Part("#sala"))
+    for session in (ana1, ana2):
+        assert link(session).take() == [{"type": "room", "event": "parted", "room": "#sala"}]
+    assert link(beto).take() == [
+        {"type": "member", "event": "part", "room": "#sala", "name": "ana"}
+    ]
+    await say(hub, beto, "ainda aí?", room="#sala")
+    assert link(ana1).take() == link(ana2).take() == []
+    await do(hub, ana1, Part("#sala"))
+    await do(hub, ana1, Part("#nada"))
+    await do(hub, ana1, Part("#geral"))
+    assert errors(ana1) == ["not_member", "unknown_room", "cannot_part"]
+
+
+async def test_member_and_non_member_permissions_both_ways() -> None:
+    """Each room action: allowed for a member, refused for a non-member."""
+    hub = await make_hub()
+    member, outsider = await connect(hub, "ana"), await connect(hub, "beto")
+    await do(hub, member, Join("#sala"))
+    await say(hub, member, "primeira", room="#sala")
+    link(member).take()
+    actions: list[Any] = [
+        Say("oi", room="#sala"),
+        SetTopic("#sala", "assunto"),
+        History(Conversation(room="#sala")),
+        Read(Conversation(room="#sala"), 1),
+        Part("#sala"),
+    ]
+    for action in actions:
+        await do(hub, outsider, action)
+        assert errors(outsider) == ["not_member"], action
+        await do(hub, member, action)
+        assert errors(member) == [], action
+    # an unknown room is named as such, for every action that needs the room
+    for action in [
+        Say("x", room="#nada"),
+        SetTopic("#nada", "t"),
+        History(Conversation(room="#nada")),
+    ]:
+        await do(hub, member, action)
+        assert errors(member) == ["unknown_room"], action
+
+
+async def test_topic_reaches_members_only() -> None:
+    hub = await make_hub()
+    ana, beto, carla = [await connect(hub, n) for n in ("ana", "beto", "carla")]
+    for session in (ana, beto):
+        await do(hub, session, Join("#sala"))
+    for session in (ana, beto, carla):
+        link(session).take()
+    await do(hub, ana, SetTopic("#sala", "projeto x"))
+    topic = {"type": "room", "event": "topic", "room": "#sala", "topic": "projeto x", "by": "ana"}
+    assert link(ana).take() == [topic] and link(beto).take() == [topic]
+    assert link(carla).take() == []
+
+
+async def test_history_pages_back_to_the_first_message() -> None:
+    hub = await make_hub()
+    ana = await connect(hub, "ana")
+    await do(hub, ana, Join("#sala"))
+    for i in range(120):
+        await say(hub, ana, f"m{i}", room="#sala")
+        await say(hub, ana, f"geral{i}")  # other conversations interleave
+    link(ana).take()
+    seen: list[str] = []
+    before = None
+    while True:
+        await do(hub, ana, History(Conversation(room="#sala"), before=before, limit=50))
+        page = link(ana).of("history")[0]
+        seen = [m["text"] for m in page["messages"]] + seen
+        if not page["more"]:
+            break
+        before = page["messages"][0]["id"]
+    assert seen == [f"m{i}" for i in range(120)]
+
+
+async def test_read_marker_reaches_the_users_other_sessions_only_forward() -> None:
+    hub = await make_hub()
+    ana1, ana2, beto = (
+        await connect(hub, "ana"),
+        await connect(hub, "ana"),
+        await connect(hub, "beto"),
+    )
+    for session in (ana1, beto):
+        await do(hub, session, Join("#sala"))
+    ids = [(await say(hub, beto, f"m{i}", room="#sala"))["id"] for i in range(3)]
+    for session in (ana1, ana2, beto):
+        link(session).take()
+    await do(hub, ana1, Read(Conversation(room="#sala"), ids[1]))
+    assert link(ana1).take() == []
+    assert link(ana2).take() == [{"type": "read", "room": "#sala", "id": ids[1]}]
+    assert link(beto).take() == []
+    await do(hub, ana2, Read(Conversation(room="#sala"), ids[0]))  # backwards: nothing
+    assert link(ana1).take() == []
+    # a new device sees one unread message in #sala
+    ana3 = hub.attach(FakeLink())
+    await do(hub, ana3, Hello("ana"))
+    rooms = {r["room"]: r for r in link(ana3).of("welcome")[0]["rooms"]}
+    assert rooms["#sala"]["unread"] == 1 and rooms["#sala"]["last_read"] == ids[1]
+
+
+async def test_direct_conversation_has_history_read_and_unread() -> None:
+    hub = await make_hub()
+    ana, beto = await connect(hub, "ana"), await connect(hub, "beto")
+    first = (await say(hub, ana, "oi beto", to="beto"))["id"]
+    await say(hub, ana, "tudo bem?", to="BETO")
+    link(beto).take()
+    await do(hub, beto, History(Conversation(with_="ana")))
+    page = link(beto).of("history")[0]
+    assert page["with"] == "ana" and [m["text"] for m in page["messages"]] == [
+        "oi beto",
+        "tudo bem?",
+    ]
+    await do(hub, beto, Read(Conversation(with_="ana"), first))
+    beto2 = hub.attach(FakeLink())
+    await do(hub, beto2, Hello("beto"))
+    assert link(beto2).of("welcome")[0]["direct"] == [
+        {"with": "ana", "unread": 1, "last_read": first}
+    ]
+    await do(hub, beto, History(Conversation(with_="zeca")))
+    assert errors(beto) == ["unknown_user"]
+
+
+async def test_rooms_list_counts_members_online_and_joined() -> None:
+    hub = await make_hub()
+    ana, beto = await connect(hub, "ana"), await connect(hub, "beto")
+    await do(hub, ana, Join("#sala"))
+    await do(hub, ana, SetTopic("#sala", "t"))
+    link(ana).take()
+    await do(hub, beto, ListRooms())
+    assert link(beto).of("rooms")[0]["rooms"] == [
+        {"room": "#geral", "members": 2, "online": 2, "topic": "", "joined": True},
+        {"room": "#sala", "members": 1, "online": 1, "topic": "t", "joined": False},
+    ]
+
+
+async def test_at_most_max_rooms_per_user() -> None:
+    hub = await make_hub(max_rooms_per_user=3, room_creations=AttemptLimiter(100, 60))
+    ana = await connect(hub, "ana")
+    for name in ("#a", "#b", "#c"):
+        await do(hub, ana, Join(name))
+    assert errors(ana) == ["too_many_rooms"]  # #geral counts: #c was one too many
+    await do(hub, ana, Part("#a"))
+    await do(hub, ana, Join("#c"))
+    assert errors(ana) == []
+
+
+async def test_room_creation_is_rate_limited_per_user_with_a_fake_clock() -> None:
+    now = itertools.count(1000.0)
+    clock = [0.0]
+    limiter = AttemptLimiter(2, 60.0, clock=lambda: clock[0])
+    hub = await make_hub(room_creations=limiter)
+    ana, beto = await connect(hub, "ana"), await connect(hub, "beto")
+    await do(hub, ana, Join("#a"))
+    await do(hub, ana, Join("#b"))
+    await do(hub, ana, Join("#c"))
+    assert errors(ana) == ["rate_limited"]
+    await do(hub, beto, Join("#c"))  # another user is not held back
+    await do(hub, ana, Join("#c"))  # joining an existing room creates nothing
+    assert errors(beto) == errors(ana) == []
+    clock[0] += 61
+    await do(hub, ana, Join("#d"))
+    assert errors(ana) == []
+    del now
+
+
+async def test_a_join_flood_is_rate_limited_like_messages() -> None:
+    hub = await make_hub(rate=1, burst=3)
+    ana = await connect(hub, "ana")
+    for _ in range(5):
+        await do(hub, ana, Join("#geral"))
+    assert errors(ana).count("rate_limited") == 2
+
+
+async def test_fresh_join_gets_direct_messages_missed_under_many_room_messages(
+    tmp_path: Path,
+) -> None:
+    hub = await make_hub(tmp_path)
+    ana = await connect(hub, "ana")
+    await say(hub, ana, "até já")
+    hub.detach(ana)  # ana leaves: last_seen recorded
+    await hub.settle()
+    beto = await connect(hub, "beto")
+    await say(hub, beto, "enquanto estavas fora", to="ana")
+    for i in range(600):  # far more than one replay page of public messages
+        await say(hub, beto, f"público {i}")
+    ana = hub.attach(FakeLink())
+    await do(hub, ana, Hello("ana"))
+    got = texts(ana)
+    assert got[0] == "enquanto estavas fora"
+    assert got[1:] == [f"público {i}" for i in range(550, 600)]
+    await hub.store.close()
+
+
+async def test_resume_replays_only_the_users_rooms_and_directs_in_order() -> None:
+    hub = await make_hub()
+    ana, beto = await connect(hub, "ana"), await connect(hub, "beto")
+    await do(hub, ana, Join("#sala"))
+    await do(hub, beto, Join("#sala"))
+    await do(hub, beto, Join("#outra"))
+    last = (await say(hub, ana, "antes"))["id"]
+    hub.detach(ana)
+    expected = []
+    for i in range(30):
+        await say(hub, beto, f"sala{i}", room="#sala")
+        await say(hub, beto, f"outra{i}", room="#outra")
+        await say(hub, beto, f"dm{i}", to="ana")
+        expected += [f"sala{i}", f"dm{i}"]
+    await hub.settle()
+    ana = hub.attach(FakeLink())
+    await do(hub, ana, Hello("ana", resume_from=last))
+    messages = link(ana).of("message")
+    assert [m["text"] for m in messages] == expected
+    assert [m["id"] for m in messages] == sorted(m["id"] for m in messages)
+
+
+async def test_guest_memberships_end_with_its_session() -> None:
+    hub = await make_hub()
+    guest = hub.attach(FakeLink("plain"))
+    await hub.join_guest(guest)
+    assert guest.user is not None
+    name = guest.user.name
+    await do(hub, guest, Join("#sala"))
+    members = await hub.store.members("#sala")
+    assert [n for _, n in members] == [name]
+    hub.detach(guest)
+    await hub.settle()
+    assert await hub.store.members("#sala") == []
+
+
+async def test_memberships_topics_and_markers_survive_a_restart(tmp_path: Path) -> None:
+    hub = await make_hub(tmp_path)
+    ana = await connect(hub, "ana")
+    await do(hub, ana, Join("#Ação"))
+    await do(hub, ana, SetTopic("#ação", "tudo"))
+    mid = await say(hub, ana, "m", room="#acao")  # another room: accents matter
+    assert mid["code"] == "unknown_room"
+    msg = await say(hub, ana, "m", room="#AÇÃO")
+    await do(hub, ana, Read(Conversation(room="#ação"), msg["id"]))
+    await hub.store.close()
+    hub = await make_hub(tmp_path)
+    ana = hub.attach(FakeLink())
+    await do(hub, ana, Hello("ana"))
+    welcome = link(ana).of("welcome")[0]
+    assert welcome["rooms"] == [
+        {"room": "#geral", "topic": "", "unread": 0, "last_read": 0},
+        {"room": "#Ação", "topic": "tudo", "unread": 0, "last_read": msg["id"]},
+    ]
+    await hub.store.close()
+
+
+async def test_plain_join_makes_the_current_room_and_tags_lines() -> None:
+    hub = await make_hub()
+    ana = await connect(hub, "ana", mode="plain")
+    beto = await connect(hub, "beto")
+    await do(hub, beto, Join("#sala"))
+    await do(hub, ana, Join("#sala"))
+    assert ana.room == "#sala"
+    link(ana).take()
+    await say(hub, beto, "na sala", room="#sala")
+    await say(hub, beto, "no geral")
+    assert link(ana).take() == ["[#sala] beto: na sala", "beto: no geral"]
+    await do(hub, ana, Part("#sala"))
+    assert ana.room is None
+
+
+@pytest.mark.parametrize("mode", ["json", "plain"])
+async def test_bad_room_names_are_refused_clearly(mode: str) -> None:
+    from papo.protocol import ProtocolError, check_room
+
+    for bad in ("#", "#a b", "#" + "x" * 33, "#zero\u200bwidth"):
+        with pytest.raises(ProtocolError) as caught:
+            check_room(bad)
+        assert caught.value.code == "bad_name"
+        assert "room name" in caught.value.message
