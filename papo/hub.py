@@ -272,8 +272,8 @@ class Hub:
                         return
                     self.send(session, Welcome(name))
                     rooms = {c.conv for c in state.rooms}
-                    for message in self.store.log.recent(name, rooms, RECENT_CONTEXT):
-                        self.send(session, message.event())
+                    for recent in self.store.log.recent(name, rooms, RECENT_CONTEXT):
+                        self.send(session, recent.event())
                     self._enter(session, name, name, state)
                     return
             digits += 1

@@ -36,7 +36,7 @@ async def say(hub: Hub, session: Session, text: str, **where: Any) -> dict[str, 
     await hub.handle(session, Say(text, **where))
     await hub.settle()
     sent = link(session).take()
-    answers = [e for e in sent if e["type"] in ("ack", "error")]
+    answers: list[dict[str, Any]] = [e for e in sent if e["type"] in ("ack", "error")]
     assert answers, sent
     return answers[-1]
 
