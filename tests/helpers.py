@@ -139,10 +139,14 @@ class JsonClient:
     async def send(self, event: dict[str, Any]) -> None:
         await self.ws.send(json.dumps(event))
 
-    async def say(self, text: str, to: str | None = None, cid: str | None = None) -> dict[str, Any]:
+    async def say(
+        self, text: str, to: str | None = None, cid: str | None = None, room: str | None = None
+    ) -> dict[str, Any]:
         event: dict[str, Any] = {"type": "say", "text": text}
         if to is not None:
             event["to"] = to
+        if room is not None:
+            event["room"] = room
         if cid is not None:
             event["cid"] = cid
         await self.send(event)
