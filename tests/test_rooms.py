@@ -19,7 +19,7 @@ FLAGS = ("--presence-grace", "0.3", "--rate-limit", "0")
 
 async def until_probe(client: JsonClient, probe: str) -> list[dict[str, Any]]:
     """Every event before the probe message ``probe`` (presence and member noise dropped)."""
-    got = []
+    got: list[dict[str, Any]] = []
     while True:
         event = await client.recv()
         if event["type"] == "message" and event["text"] == probe:
@@ -78,7 +78,7 @@ async def test_errors_for_unknown_room_non_member_and_parting_geral(server: Serv
     ana = await JsonClient.open(server.url, "ana")
     beto = await JsonClient.open(server.url, "beto")
     await joined(ana, "#sala")
-    for event, code in [
+    refusals: list[tuple[dict[str, Any], str]] = [
         ({"type": "say", "room": "#nada", "text": "x", "cid": "1"}, "unknown_room"),
         ({"type": "say", "room": "#sala", "text": "x", "cid": "2"}, "not_member"),
         ({"type": "part", "room": "#geral"}, "cannot_part"),
@@ -87,7 +87,8 @@ async def test_errors_for_unknown_room_non_member_and_parting_geral(server: Serv
         ({"type": "say", "room": "#sala", "to": "ana", "text": "x"}, "bad_field"),
         ({"type": "join", "room": "#a b"}, "bad_name"),
         ({"type": "history", "room": "#sala", "limit": 500}, "bad_field"),
-    ]:
+    ]
+    for event, code in refusals:
         await beto.send(event)
         error = await beto.expect("error")
         assert error["code"] == code, (event, error)
