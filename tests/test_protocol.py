@@ -11,22 +11,48 @@ from hypothesis import strategies as st
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from papo.commands import Help, Nick, Quit, parse_line
-from papo.names import InvalidNameError, clean_name, name_key
+from papo.commands import Help, HistoryHere, Nick, PartRoom, Quit, TopicHere, parse_line
+from papo.names import (
+    InvalidNameError,
+    clean_name,
+    clean_room,
+    direct_key,
+    direct_other,
+    name_key,
+    room_key,
+)
 from papo.protocol import (
     Ack,
     ClientEvent,
+    Conversation,
+    DirectState,
     Error,
     Hello,
+    History,
+    HistoryPage,
+    Join,
+    ListRooms,
     Logout,
+    Member,
+    MemberInfo,
     Message,
     Notice,
     Outgoing,
+    Part,
     Presence,
     ProtocolError,
+    Read,
+    ReadMarker,
     Register,
+    RoomInfo,
+    RoomJoined,
+    RoomList,
+    RoomParted,
+    RoomState,
+    RoomTopic,
     Say,
     ServerEvent,
+    SetTopic,
     UserInfo,
     Users,
     Welcome,
@@ -103,6 +129,9 @@ def test_client_supplied_from_is_ignored() -> None:
 names = st.text(
     st.characters(categories=["L", "Nd"], include_characters="_-."), min_size=1, max_size=32
 ).filter(lambda n: n == clean_name(n))
+rooms = names.map(lambda n: "#" + n)
+conversations = st.builds(Conversation, room=rooms) | st.builds(Conversation, with_=names)
+topics = st.text(max_size=300).map(lambda t: " ".join(t.split()))
 client_events = st.one_of(
     st.builds(
         Say,
@@ -110,6 +139,23 @@ client_events = st.one_of(
         to=st.none() | names,
         cid=st.none() | st.text(min_size=1, max_size=64),
     ),
+    st.builds(
+        Say,
+        text=st.text(min_size=1, max_size=50).filter(str.strip),
+        cid=st.none() | st.text(min_size=1, max_size=64),
+        room=rooms,
+    ),
+    st.builds(Join, room=rooms),
+    st.builds(Part, room=rooms),
+    st.builds(
+        History,
+        conversation=conversations,
+        before=st.none() | st.integers(0),
+        limit=st.integers(1, 200),
+    ),
+    st.builds(Read, conversation=conversations, id=st.integers(0)),
+    st.just(ListRooms()),
+    st.builds(SetTopic, room=rooms, text=topics),
     st.builds(
         Hello,
         name=names,
@@ -128,9 +174,42 @@ def test_client_events_round_trip(event: ClientEvent) -> None:
     assert parse_client(encode_client(event)) == event
 
 
+messages = st.builds(
+    Message, id=st.integers(0), sender=names, text=st.text(), ts=st.text(), to=st.none() | names
+) | st.builds(Message, id=st.integers(0), sender=names, text=st.text(), ts=st.text(), room=rooms)
 server_events = st.one_of(
+    messages,
     st.builds(
-        Message, id=st.integers(0), sender=names, text=st.text(), ts=st.text(), to=st.none() | names
+        RoomJoined,
+        room=rooms,
+        topic=st.text(),
+        members=st.lists(st.builds(MemberInfo, name=names, online=st.booleans())).map(tuple),
+        last_id=st.integers(0),
+        unread=st.integers(0),
+        last_read=st.integers(0),
+    ),
+    st.builds(RoomParted, room=rooms),
+    st.builds(RoomTopic, room=rooms, topic=st.text(), by=names),
+    st.builds(Member, event=st.sampled_from(["join", "part"]), room=rooms, name=names),
+    st.builds(
+        HistoryPage,
+        conversation=conversations,
+        messages=st.lists(messages, max_size=3).map(tuple),
+        more=st.booleans(),
+    ),
+    st.builds(ReadMarker, conversation=conversations, id=st.integers(0)),
+    st.builds(
+        RoomList,
+        rooms=st.lists(
+            st.builds(
+                RoomInfo,
+                room=rooms,
+                members=st.integers(0),
+                online=st.integers(0),
+                topic=st.text(),
+                joined=st.booleans(),
+            )
+        ).map(tuple),
     ),
     st.builds(Presence, event=st.sampled_from(["join", "leave"]), name=names),
     st.builds(Ack, id=st.integers(0), cid=st.none() | st.text()),
@@ -142,6 +221,10 @@ server_events = st.one_of(
         token=st.none() | st.text(),
         last_id=st.integers(0),
         protected=st.booleans(),
+        rooms=st.lists(
+            st.builds(RoomState, room=rooms, topic=st.text(), unread=st.integers(0))
+        ).map(tuple),
+        direct=st.lists(st.builds(DirectState, with_=names, unread=st.integers(0))).map(tuple),
     ),
     st.builds(
         Users,
@@ -243,6 +326,15 @@ def test_names_compare_case_insensitively_after_normalisation() -> None:
         ("/quit", Quit()),
         ("SAIR", Quit()),
         ("//slash", Say("/slash")),
+        ("/join #sala", Join("#sala")),
+        ("/join sala", Join("#sala")),
+        ("/part", PartRoom()),
+        ("/part #Sala", PartRoom("#Sala")),
+        ("/rooms", ListRooms()),
+        ("/topic  projeto   x ", TopicHere("projeto x")),
+        ("/topic", TopicHere("")),
+        ("/history", HistoryHere()),
+        ("/history 5", HistoryHere(5)),
     ],
 )
 def test_commands(line: str, command: object) -> None:
@@ -250,8 +342,64 @@ def test_commands(line: str, command: object) -> None:
 
 
 @pytest.mark.parametrize(
-    "line", ["/msg", "/msg ana", "/msg ana   ", "/bogus", "/nick", "/register", "   "]
+    "line",
+    [
+        "/msg",
+        "/msg ana",
+        "/msg ana   ",
+        "/bogus",
+        "/nick",
+        "/register",
+        "   ",
+        "/join",
+        "/join #a #b",
+        "/join #a b",
+        "/part #a #b",
+        "/history x",
+        "/history 0",
+        "/history 201",
+    ],
 )
 def test_bad_commands(line: str) -> None:
     with pytest.raises(ProtocolError):
         parse_line(line)
+
+
+# ---------------------------------------------------------------- rooms
+
+
+@given(names)
+def test_a_room_is_a_name_behind_a_hash(name: str) -> None:
+    assert clean_room(name) == clean_room("#" + name) == "#" + clean_name(name)
+    assert room_key(clean_room(name)) == "#" + name_key(name)
+
+
+@given(names, names)
+def test_rooms_compare_like_names(a: str, b: str) -> None:
+    assert (room_key("#" + a) == room_key("#" + b)) == (name_key(a) == name_key(b))
+
+
+@given(names, names)
+def test_direct_key_names_one_conversation_for_both_sides(a: str, b: str) -> None:
+    ka, kb = name_key(a), name_key(b)
+    assert direct_key(ka, kb) == direct_key(kb, ka)
+    assert direct_other(direct_key(ka, kb), ka) == kb
+    assert direct_key(ka, kb) != room_key("#" + a)  # never a room's key
+
+
+def test_say_takes_a_room_or_a_recipient_not_both() -> None:
+    with pytest.raises(ProtocolError) as caught:
+        parse_client('{"type":"say","text":"x","room":"#a","to":"b"}')
+    assert caught.value.code == "bad_field"
+    with pytest.raises(ProtocolError) as caught:
+        parse_client('{"type":"history"}')
+    assert caught.value.code == "missing_field"
+    with pytest.raises(ProtocolError) as caught:
+        parse_client('{"type":"read","room":"#a","with":"b","id":1}')
+    assert caught.value.code == "bad_field"
+
+
+def test_room_lines_in_plain_mode() -> None:
+    assert render_plain(Message(1, "ana", "oi", "t", room="#sala")) == "[#sala] ana: oi"
+    assert render_plain(Message(1, "ana", "oi", "t", room="#geral", home=True)) == "ana: oi"
+    assert render_plain(Message(1, "ana", "oi", "t", to="beto")) == "ana → beto (private): oi"
