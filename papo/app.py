@@ -44,7 +44,7 @@ async def serve(settings: Settings) -> int:
     store: Store
     home = RoomRecord(room_key(settings.default_room), settings.default_room)
     if settings.redis_url:
-        store = RedisStore(settings.redis_url, settings.retention)
+        store = RedisStore(settings.redis_url, settings.retention, default_room=home)
     elif settings.memory:
         store = MemoryStore(settings.retention)
     else:
@@ -66,6 +66,7 @@ async def serve(settings: Settings) -> int:
             burst=settings.rate_burst,
             default_room=settings.default_room,
             max_rooms_per_user=settings.max_rooms_per_user,
+            room_creations=AttemptLimiter(settings.room_creations, 60.0),
         )
         metrics = Metrics(hub, TransportStats())
         hub.observe_fanout = metrics.fanout.observe

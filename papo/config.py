@@ -45,6 +45,7 @@ class Settings:
     compression: bool = False
     default_room: str = "#geral"
     max_rooms_per_user: int = 100
+    room_creations: int = 5
 
 
 def _room(text: str) -> str:
@@ -178,6 +179,12 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         "rooms one user may be a member of (the default room included)",
     )
     add(
+        "room-creations",
+        d.room_creations,
+        _positive(int),
+        "new rooms one user may create a minute; 0 turns the limit off",
+    )
+    add(
         "rate-limit",
         d.rate_limit,
         _positive(float),
@@ -267,4 +274,5 @@ def parse_settings(
         compression=ns.compression,
         default_room=ns.default_room,
         max_rooms_per_user=max(1, ns.max_rooms_per_user),
+        room_creations=ns.room_creations,
     )
