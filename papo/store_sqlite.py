@@ -37,6 +37,13 @@ from pathlib import Path
 from typing import TypeVar
 
 from papo.membership import Memberships
+from papo.sqlite_schema import (
+    COLUMNS,
+    CONV_INDEX,
+    MIGRATE_CONVERSATIONS,
+    SCHEMA,
+    row_to_stored,
+)
 from papo.store import (
     DEFAULT_RETENTION,
     RING_SIZE,
@@ -53,78 +60,6 @@ from papo.store_local import LocalRooms
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS accounts (
-    key TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    password_hash BLOB,
-    created REAL NOT NULL,
-    last_seen INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS revoked_tokens (
-    token_id TEXT PRIMARY KEY,
-    expires REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS messages (
-    id INTEGER PRIMARY KEY,
-    sender TEXT NOT NULL,
-    sender_key TEXT NOT NULL,
-    text TEXT NOT NULL,
-    ts TEXT NOT NULL,
-    recipient TEXT,
-    recipient_key TEXT,
-    cid TEXT
-);
-CREATE INDEX IF NOT EXISTS messages_recipient ON messages (recipient_key, id)
-    WHERE recipient_key IS NOT NULL;
-CREATE TABLE IF NOT EXISTS rooms (
-    key TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    topic TEXT NOT NULL DEFAULT '',
-    created_by TEXT NOT NULL DEFAULT '',
-    created REAL NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS members (
-    room TEXT NOT NULL,
-    user_key TEXT NOT NULL,
-    user_name TEXT NOT NULL,
-    PRIMARY KEY (room, user_key)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS read_markers (
-    user_key TEXT NOT NULL,
-    conv TEXT NOT NULL,
-    id INTEGER NOT NULL,
-    PRIMARY KEY (user_key, conv)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS directs (
-    conv TEXT PRIMARY KEY,
-    a_key TEXT NOT NULL,
-    a_name TEXT NOT NULL,
-    b_key TEXT NOT NULL,
-    b_name TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS trims (
-    conv TEXT PRIMARY KEY,
-    oldest INTEGER NOT NULL
-) WITHOUT ROWID;
-"""
-
-# Before rooms, messages had no conversation: public ones were the one room's.
-MIGRATE_CONVERSATIONS = """
-ALTER TABLE messages ADD COLUMN conv TEXT;
-ALTER TABLE messages ADD COLUMN room TEXT;
-UPDATE messages SET conv = :room_key, room = :room WHERE recipient_key IS NULL;
-UPDATE messages SET conv = '@' || min(sender_key, recipient_key) || '|' || max(sender_key, recipient_key)
-    WHERE recipient_key IS NOT NULL;
-INSERT OR IGNORE INTO directs (conv, a_key, a_name, b_key, b_name)
-    SELECT conv, sender_key, sender, recipient_key, recipient FROM messages
-    WHERE recipient_key IS NOT NULL GROUP BY conv;
-"""
-
-CONV_INDEX = "CREATE INDEX IF NOT EXISTS messages_conv ON messages (conv, id)"
-
-COLUMNS = "id, sender, sender_key, text, ts, recipient, recipient_key, cid, room, conv"
 
 
 class SqliteStore(LocalRooms):
@@ -434,7 +369,7 @@ class SqliteStore(LocalRooms):
         return await self._run(query, transaction=False)
 
     def _stored(self, row: tuple[object, ...]) -> Stored:
-        stored = _stored(row)
+        stored = row_to_stored(row)
         if stored.conv == self.default_room.key:
             return replace(stored, home=True)
         return stored
@@ -524,19 +459,3 @@ class SqliteStore(LocalRooms):
                 is not None
             )
         )
-
-
-def _stored(row: tuple[object, ...]) -> Stored:
-    id_, sender, sender_key, text, ts, to, to_key, cid, room, conv = row
-    return Stored(
-        int(id_),  # type: ignore[call-overload]
-        str(sender),
-        str(sender_key),
-        str(text),
-        str(ts),
-        None if to is None else str(to),
-        None if to_key is None else str(to_key),
-        None if cid is None else str(cid),
-        None if room is None else str(room),
-        str(conv),
-    )
