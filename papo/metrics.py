@@ -41,6 +41,11 @@ class _HubCollector(Collector):
             "Users with at least one live session",
             sum(1 for u in hub.users.values() if u.sessions and not u.guest),
         )
+        yield GaugeMetricFamily(
+            "papo_rooms_routed",
+            "Rooms with members connected to this instance (the default room included)",
+            len(hub.rooms),
+        )
         counters: list[tuple[str, str, int]] = [
             ("papo_connections_total", "Connections accepted", stats.connections_total),
             ("papo_messages_received_total", "Messages received from clients", stats.received),

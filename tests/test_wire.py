@@ -132,7 +132,8 @@ async def test_metrics_count_what_happened(server: ServerProcess) -> None:
     b = await JsonClient.open(server.url, "beto")
     for i in range(3):
         await a.say(f"m{i}")
-    await b.quiet(0.3)
+    await a.send({"type": "join", "room": "#sala"})
+    await a.expect("room")
     response = await asyncio.to_thread(urllib.request.urlopen, server.http + "/metrics")
     assert response.headers.get_all("Content-Type") == ["text/plain; version=0.0.4; charset=utf-8"]
     body = response.read().decode()
@@ -143,6 +144,7 @@ async def test_metrics_count_what_happened(server: ServerProcess) -> None:
     }
     assert values["papo_connections"] == 2
     assert values["papo_users_online"] == 2
+    assert values["papo_rooms_routed"] == 2  # #geral and #sala
     assert values["papo_messages_received_total"] == 3
     assert values["papo_messages_stored_total"] == 3
     assert values["papo_messages_delivered_total"] >= 3
