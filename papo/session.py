@@ -8,6 +8,13 @@ backoff with jitter, capped at 30 s), joins again with its token and
 ``resume_from`` that id, and re-sends every message the server has not yet
 acknowledged, under the same ``cid``, so the server stores it once. Messages
 typed while disconnected wait in the outbox and go out after the reconnect.
+A message's ``room`` (or ``to``) is part of what is re-sent.
+
+Rooms add one wrinkle to "an id at or below the newest seen is a duplicate":
+a ``room {event:"joined"}`` is followed by the room's last messages, which are
+older than what was seen elsewhere but new to this client. The session lets
+them through, except those of a room whose messages it has already passed on
+(joining a room again re-sends its backlog).
 """
 
 from __future__ import annotations
@@ -25,14 +32,18 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.typing import Subprotocol
 
 from papo import SUBPROTOCOL
+from papo.names import room_key
 from papo.protocol import (
     Ack,
     ClientEvent,
+    DirectState,
     Error,
     Hello,
     Logout,
     Message,
     ProtocolError,
+    RoomJoined,
+    RoomState,
     Say,
     ServerEvent,
     Welcome,
@@ -66,6 +77,8 @@ class Joined:
     name: str
     token: str | None
     last_id: int
+    rooms: tuple[RoomState, ...] = ()  # the user's rooms (the default room first)
+    direct: tuple[DirectState, ...] = ()  # the user's direct conversations
 
 
 def backoff(attempt: int, base: float = 0.5, cap: float = 30.0) -> float:
@@ -102,6 +115,10 @@ class ChatSession:
         self._acked.set()
         self._cids = itertools.count(1)
         self._prefix = f"{random.getrandbits(32):08x}-"
+        self._room_newest: dict[str, int] = {}  # room key → newest message id passed on
+        # room key → (the room's last_id when joined, newest id passed on before): its backlog
+        self._backlog: dict[str, tuple[int, int]] = {}
+        self._rejoined: Welcome | None = None  # the welcome of a reconnect, for events()
 
     async def connect(self) -> None:
         """Open the connection (once, or again after a drop)."""
@@ -142,7 +159,7 @@ class ChatSession:
             if isinstance(event, Error):
                 raise JoinError(event.code, event.message)
         first = self.joined is None
-        self.joined = Joined(event.name, event.token, event.last_id)
+        self.joined = Joined(event.name, event.token, event.last_id, event.rooms, event.direct)
         if first:
             self.last_id = event.last_id
         # Later joins use the token (no password prompt) and resume where we were.
@@ -150,18 +167,21 @@ class ChatSession:
         self.live = True
         return self.joined
 
-    async def say(self, text: str, to: str | None = None) -> None:
-        """Send a message; kept and re-sent until the server acknowledges it."""
+    async def say(self, text: str, to: str | None = None, room: str | None = None) -> None:
+        """Send a message (to ``room``, or privately ``to``; neither: the default room).
+
+        Kept and re-sent, room and all, until the server acknowledges it.
+        """
         cid = f"{self._prefix}{next(self._cids)}"
-        say = Say(text, to, cid)
+        say = Say(text, to, cid, room)
         self.unacked[cid] = say
         self._acked.clear()
         await self._send(say)
 
     async def send(self, event: ClientEvent) -> bool:
-        """Send another event (``who``, ``register``, ``logout``); False when offline."""
+        """Send another event (``who``, ``join``, ``read``, ``logout``...); False when offline."""
         if isinstance(event, Say):
-            await self.say(event.text, event.to)
+            await self.say(event.text, event.to, event.room)
             return True
         if isinstance(event, Logout):
             self.closing = True
@@ -180,6 +200,9 @@ class ChatSession:
         """Server events, across reconnects, until the conversation ends for good."""
         while True:
             assert self.ws is not None
+            if self._rejoined is not None:  # the new welcome: the user's rooms and unread counts
+                welcome, self._rejoined = self._rejoined, None
+                yield welcome
             try:
                 async for raw in self.ws:
                     try:
@@ -203,9 +226,23 @@ class ChatSession:
         if isinstance(event, Message):
             if event.cid is not None:  # ours, replayed on resume: its ack may have been lost
                 self._settle_cid(event.cid, event.id)
-            seen_before = self.resumed and event.id <= self.last_id
+            room = None if event.room is None else room_key(event.room)
+            backlog = self._backlog.get(room) if room is not None else None
+            if backlog is not None and event.id <= backlog[0]:
+                # The backlog of a room just joined: older than ids seen elsewhere, yet new
+                # here, unless this room's messages were passed on already (a second join).
+                fresh = event.id > backlog[1]
+            else:
+                seen_before = self.resumed and event.id <= self.last_id
+                fresh = event.id not in self.own_ids and not seen_before
             self.last_id = max(self.last_id, event.id)
-            return event.id not in self.own_ids and not seen_before
+            if fresh and room is not None:
+                self._room_newest[room] = max(self._room_newest.get(room, 0), event.id)
+            return fresh
+        if isinstance(event, RoomJoined):
+            room = room_key(event.room)
+            self._backlog[room] = (event.last_id, self._room_newest.get(room, 0))
+            return True
         if isinstance(event, Ack) and event.cid is not None:
             self._settle_cid(event.cid, event.id)
             return False
@@ -247,6 +284,15 @@ class ChatSession:
                 why = "connection lost while joining"
                 continue
             self.resumed = True
+            self._backlog.clear()  # a resume replays in id order: nothing older is new
+            assert self.joined is not None
+            self._rejoined = Welcome(
+                self.joined.name,
+                self.joined.token,
+                self.joined.last_id,
+                rooms=self.joined.rooms,
+                direct=self.joined.direct,
+            )
             self.status(f"reconnected; resumed after message {self.last_id}")
             for say in list(self.unacked.values()):
                 await self._send(say)
