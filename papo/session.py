@@ -47,9 +47,8 @@ from papo.protocol import (
     Say,
     ServerEvent,
     Welcome,
-    encode_client,
-    parse_server,
 )
+from papo.protocol_client import encode_client, parse_server
 
 log = logging.getLogger(__name__)
 

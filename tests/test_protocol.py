@@ -57,12 +57,11 @@ from papo.protocol import (
     Users,
     Welcome,
     Who,
-    encode_client,
     parse_client,
-    parse_server,
     render_plain,
     to_wire,
 )
+from papo.protocol_client import encode_client, parse_server
 from papo.wsframe import text_frame
 
 json_values = st.recursive(

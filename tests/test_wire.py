@@ -152,6 +152,8 @@ async def test_metrics_count_what_happened(server: ServerProcess) -> None:
     assert values["papo_fanout_seconds_count"] >= 3
     for name in ("papo_rate_limited_total", "papo_slow_consumer_closes_total"):
         assert name in values
+    await a.close()
+    await b.close()
 
 
 async def test_healthz_is_503_while_the_store_is_unusable(server: ServerProcess) -> None:

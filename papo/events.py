@@ -1,0 +1,327 @@
+"""papo's events as values: what a client may ask, what a server may tell. Pure, no I/O.
+
+Plain frozen dataclasses, shared by the server, the terminal client and the
+tests. How they look on the wire is :mod:`papo.protocol`'s business (JSON)
+and :mod:`papo.plain`'s (lines for people); reading server events on the
+client side is :mod:`papo.protocol_client`'s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Mode = Literal["json", "plain"]
+
+DEFAULT_MAX_TEXT = 4096
+MAX_CID_LENGTH = 64
+MAX_SECRET_LENGTH = 1024
+
+
+MAX_TOPIC = 300
+DEFAULT_HISTORY = 50
+MAX_HISTORY = 200
+
+
+# --------------------------------------------------------------------------
+# Client events
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """Join as ``name``, with a password or a token when the name needs one."""
+
+    name: str
+    password: str | None = None
+    token: str | None = None
+    resume_from: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Say:
+    """Send ``text`` to a room (``room``; None: the default room), or privately to ``to``."""
+
+    text: str
+    to: str | None = None
+    cid: str | None = None
+    room: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    """Join the room ``room`` (created when nobody has yet)."""
+
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """Leave the room ``room``."""
+
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """Which conversation a request is about: a ``room``, or the direct messages ``with`` a user."""
+
+    room: str | None = None
+    with_: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """Up to ``limit`` messages of one conversation older than id ``before`` (None: newest)."""
+
+    conversation: Conversation
+    before: int | None = None
+    limit: int = DEFAULT_HISTORY
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """Everything up to id ``id`` in one conversation has been read."""
+
+    conversation: Conversation
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ListRooms:
+    """Ask for the list of rooms."""
+
+
+@dataclass(frozen=True, slots=True)
+class SetTopic:
+    """Set the topic of ``room`` (empty text clears it)."""
+
+    room: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Who:
+    """Ask for the list of online users."""
+
+
+@dataclass(frozen=True, slots=True)
+class Register:
+    """Protect the current name with ``password``."""
+
+    password: str
+
+
+@dataclass(frozen=True, slots=True)
+class Logout:
+    """Revoke the session token and leave."""
+
+
+ClientEvent = (
+    Hello | Say | Who | Register | Logout | Join | Part | History | Read | ListRooms | SetTopic
+)
+
+
+# --------------------------------------------------------------------------
+# Server events
+
+
+@dataclass(frozen=True, slots=True)
+class RoomState:
+    """One of the user's rooms as ``welcome`` lists it."""
+
+    room: str
+    topic: str = ""
+    unread: int = 0
+    last_read: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DirectState:
+    """One of the user's direct conversations as ``welcome`` lists it."""
+
+    with_: str
+    unread: int = 0
+    last_read: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    """The join succeeded: you are ``name``; ``token`` joins again without a password."""
+
+    name: str
+    token: str | None = None
+    last_id: int = 0
+    protected: bool = False
+    rooms: tuple[RoomState, ...] = ()
+    direct: tuple[DirectState, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A chat message: in ``room``, or private when ``to`` is set.
+
+    ``cid`` is set only when a message is replayed to its own sender (after a
+    resume): it lets the sender recognise a message whose ``ack`` it missed.
+    ``home`` marks the default room, whose lines plain-text clients see
+    without a room tag (as before rooms existed).
+    """
+
+    id: int
+    sender: str
+    text: str
+    ts: str
+    to: str | None = None
+    cid: str | None = None
+    room: str | None = None
+    home: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MemberInfo:
+    name: str
+    online: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RoomJoined:
+    """The user is now in ``room`` (sent to all of the user's sessions)."""
+
+    room: str
+    topic: str
+    members: tuple[MemberInfo, ...]
+    last_id: int
+    unread: int
+    last_read: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RoomParted:
+    """The user left ``room`` (sent to all of the user's sessions)."""
+
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class RoomTopic:
+    """``by`` set the topic of ``room`` (sent to its members)."""
+
+    room: str
+    topic: str
+    by: str
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """Another user joined or left a room you are in."""
+
+    event: Literal["join", "part"]
+    room: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """An answer to ``history``: ``messages`` oldest first; ``more`` when older ones exist."""
+
+    conversation: Conversation
+    messages: tuple[Message, ...]
+    more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReadMarker:
+    """The user has read ``conversation`` up to ``id`` (on another session)."""
+
+    conversation: Conversation
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class RoomInfo:
+    room: str
+    members: int
+    online: int
+    topic: str
+    joined: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RoomList:
+    """An answer to ``rooms``."""
+
+    rooms: tuple[RoomInfo, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """A user came online (``join``: first session) or went away (``leave``: last one)."""
+
+    event: Literal["join", "leave"]
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserInfo:
+    name: str
+    sessions: int
+
+
+@dataclass(frozen=True, slots=True)
+class Users:
+    """The online users, with how many sessions each has."""
+
+    users: tuple[UserInfo, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """Your message ``cid`` was accepted and stored as ``id``."""
+
+    id: int
+    cid: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """Something you sent could not be done; the connection stays open.
+
+    ``cid`` repeats the client id of the ``say`` that failed, if it had one.
+    """
+
+    code: str
+    message: str
+    cid: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Messages after ``after`` and before ``oldest`` are no longer kept (retention)."""
+
+    after: int
+    oldest: int
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Information for people (greetings, help, confirmations)."""
+
+    text: str
+
+
+ServerEvent = (
+    Welcome
+    | Message
+    | Presence
+    | Users
+    | Ack
+    | Error
+    | Gap
+    | Notice
+    | RoomJoined
+    | RoomParted
+    | RoomTopic
+    | Member
+    | HistoryPage
+    | ReadMarker
+    | RoomList
+)

@@ -1,0 +1,200 @@
+"""The client side of the wire: read server events, write client events. Pure, no I/O.
+
+Used by the terminal client's session (:mod:`papo.session`) and the tests.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from papo.events import (
+    Ack,
+    ClientEvent,
+    Conversation,
+    DirectState,
+    Error,
+    Gap,
+    Hello,
+    History,
+    HistoryPage,
+    Join,
+    ListRooms,
+    Member,
+    MemberInfo,
+    Message,
+    Notice,
+    Part,
+    Presence,
+    Read,
+    ReadMarker,
+    Register,
+    RoomInfo,
+    RoomJoined,
+    RoomList,
+    RoomParted,
+    RoomState,
+    RoomTopic,
+    Say,
+    ServerEvent,
+    SetTopic,
+    UserInfo,
+    Users,
+    Welcome,
+    Who,
+)
+from papo.protocol import ProtocolError, conversation_wire, load_event, short
+
+
+def parse_server(raw: str | bytes) -> ServerEvent:
+    """Parse a server event (the clients' side). Raises :class:`ProtocolError`."""
+    data = load_event(raw)
+    try:
+        kind = data["type"]
+        if kind == "message":
+            return _parse_message(data)
+        if kind == "presence":
+            event = data["event"]
+            if event not in ("join", "leave"):
+                raise ProtocolError("bad_field", f"unknown presence event {event!r}")
+            return Presence(event=event, name=str(data["name"]))
+        if kind == "ack":
+            cid = data.get("cid")
+            return Ack(id=int(data["id"]), cid=None if cid is None else str(cid))
+        if kind == "error":
+            cid = data.get("cid")
+            return Error(str(data["code"]), str(data["message"]), None if cid is None else str(cid))
+        if kind == "welcome":
+            token = data.get("token")
+            return Welcome(
+                name=str(data["name"]),
+                token=None if token is None else str(token),
+                last_id=int(data.get("last_id", 0)),
+                protected=bool(data.get("protected", False)),
+                rooms=tuple(
+                    RoomState(
+                        str(r["room"]),
+                        str(r.get("topic", "")),
+                        int(r.get("unread", 0)),
+                        int(r.get("last_read", 0)),
+                    )
+                    for r in data.get("rooms", ())
+                ),
+                direct=tuple(
+                    DirectState(str(d["with"]), int(d.get("unread", 0)), int(d.get("last_read", 0)))
+                    for d in data.get("direct", ())
+                ),
+            )
+        if kind == "users":
+            return Users(tuple(UserInfo(str(u["name"]), int(u["sessions"])) for u in data["users"]))
+        if kind == "notice":
+            return Notice(str(data["text"]))
+        if kind == "gap":
+            return Gap(int(data["after"]), int(data["oldest"]))
+        if kind in ("room", "member", "history", "read", "rooms"):
+            return _parse_room_event(kind, data)
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, ProtocolError):
+            raise
+        raise ProtocolError("bad_event", f"malformed {data.get('type')!r} event: {exc}") from None
+    raise ProtocolError("unknown_type", f"unknown event type {short(data.get('type'))!r}")
+
+
+def _parse_message(data: dict[str, Any]) -> Message:
+    return Message(
+        id=int(data["id"]),
+        sender=str(data["from"]),
+        text=str(data["text"]),
+        ts=str(data["ts"]),
+        to=None if data.get("to") is None else str(data["to"]),
+        cid=None if data.get("cid") is None else str(data["cid"]),
+        room=None if data.get("room") is None else str(data["room"]),
+    )
+
+
+def _parse_conversation(data: dict[str, Any]) -> Conversation:
+    if data.get("room") is not None:
+        return Conversation(room=str(data["room"]))
+    return Conversation(with_=str(data["with"]))
+
+
+def _parse_room_event(kind: str, data: dict[str, Any]) -> ServerEvent:
+    if kind == "room":
+        event = data["event"]
+        if event == "joined":
+            return RoomJoined(
+                str(data["room"]),
+                str(data.get("topic", "")),
+                tuple(MemberInfo(str(m["name"]), bool(m["online"])) for m in data["members"]),
+                int(data["last_id"]),
+                int(data["unread"]),
+                int(data.get("last_read", 0)),
+            )
+        if event == "parted":
+            return RoomParted(str(data["room"]))
+        if event == "topic":
+            return RoomTopic(str(data["room"]), str(data["topic"]), str(data["by"]))
+        raise ProtocolError("bad_field", f"unknown room event {short(event)!r}")
+    if kind == "member":
+        event = data["event"]
+        if event not in ("join", "part"):
+            raise ProtocolError("bad_field", f"unknown member event {short(event)!r}")
+        return Member(event, str(data["room"]), str(data["name"]))
+    if kind == "history":
+        return HistoryPage(
+            _parse_conversation(data),
+            tuple(_parse_message(m) for m in data["messages"]),
+            bool(data["more"]),
+        )
+    if kind == "read":
+        return ReadMarker(_parse_conversation(data), int(data["id"]))
+    return RoomList(
+        tuple(
+            RoomInfo(
+                str(r["room"]),
+                int(r["members"]),
+                int(r["online"]),
+                str(r.get("topic", "")),
+                bool(r["joined"]),
+            )
+            for r in data["rooms"]
+        )
+    )
+
+
+def encode_client(event: ClientEvent) -> str:
+    """The JSON frame of a client event (the clients' side)."""
+    wire: dict[str, Any]
+    if isinstance(event, Say):
+        wire = {"type": "say", "text": event.text}
+        if event.to is not None:
+            wire["to"] = event.to
+        if event.room is not None:
+            wire["room"] = event.room
+        if event.cid is not None:
+            wire["cid"] = event.cid
+    elif isinstance(event, Join | Part):
+        wire = {"type": "join" if isinstance(event, Join) else "part", "room": event.room}
+    elif isinstance(event, History):
+        wire = {"type": "history", **conversation_wire(event.conversation), "limit": event.limit}
+        if event.before is not None:
+            wire["before"] = event.before
+    elif isinstance(event, Read):
+        wire = {"type": "read", **conversation_wire(event.conversation), "id": event.id}
+    elif isinstance(event, ListRooms):
+        wire = {"type": "rooms"}
+    elif isinstance(event, SetTopic):
+        wire = {"type": "topic", "room": event.room, "text": event.text}
+    elif isinstance(event, Hello):
+        wire = {"type": "hello", "name": event.name}
+        for key in ("password", "token", "resume_from"):
+            value = getattr(event, key)
+            if value is not None:
+                wire[key] = value
+    elif isinstance(event, Register):
+        wire = {"type": "register", "password": event.password}
+    elif isinstance(event, Who):
+        wire = {"type": "who"}
+    else:
+        wire = {"type": "logout"}
+    return json.dumps(wire, ensure_ascii=False, separators=(",", ":"))
