@@ -61,7 +61,7 @@ async def join(browser: Browser, server: ServerProcess, name: str, password: str
         await page.get_by_label("Password").fill(password)
     await page.get_by_role("button", name="Join").click()
     await expect(page.get_by_role("status")).to_contain_text("connected as " + name)
-    await expect(page.get_by_role("button", name="Join")).to_be_hidden()
+    await expect(page.get_by_role("button", name="Join", exact=True)).to_be_hidden()
     await expect(page.get_by_label("Message")).to_be_focused()
     return page
 
@@ -111,7 +111,9 @@ async def test_private_message_reaches_only_the_recipients_tabs(
     await expect(beto.get_by_label("Online")).to_contain_text("ana ⧉2")  # on two devices
 
     await carla.say("só para a ana", to="ana")
-    for tab in (ana_tab1, ana_tab2):
+    for tab in (ana_tab1, ana_tab2):  # in the direct conversation with carla, which appeared
+        rooms = tab.get_by_role("navigation", name="Rooms")
+        await rooms.get_by_role("button", name="carla").click()
         await expect(log(tab)).to_contain_text("private from carlacarla:só para a ana")
     await carla.say("para todos")
     await expect(log(beto)).to_contain_text("carla:para todos")
