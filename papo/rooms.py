@@ -124,7 +124,12 @@ class RoomOps:
                 log.info("room %s created by %s", record.name, user.name)
         if session.link.mode == "plain":
             session.room = None if record.key == self.hub.home.key else record.name
-        await store.add_member(record, user.key, user.name, session.id)
+        if not await store.add_member(record, user.key, user.name, session.id):
+            # Already a member after all (a join from another device won the
+            # race): this session still gets its answer.
+            if key not in user.rooms:
+                self.add_local(user, key, record.name, record.topic)
+            await self._send_joined(user, record, [session], flush=False)
 
     async def part(self, session: Session, user: User, name: str) -> None:
         key = room_key(name)
@@ -164,7 +169,9 @@ class RoomOps:
 
     async def read(self, session: Session, user: User, event: Read) -> None:
         conv, _ = await self._conversation(user, event.conversation)
-        await self.hub.store.set_read(user.key, user.name, conv, event.id, session.id)
+        # A marker past the newest message would silence the badge for good.
+        newest = self.hub.store.log.committed
+        await self.hub.store.set_read(user.key, user.name, conv, min(event.id, newest), session.id)
 
     async def list_rooms(self, session: Session, user: User) -> None:
         summaries = await self.hub.store.rooms()

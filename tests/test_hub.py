@@ -244,11 +244,14 @@ async def test_read_marker_reaches_the_users_other_sessions_only_forward() -> No
     assert link(beto).take() == []
     await do(hub, ana2, Read(Conversation(room="#sala"), ids[0]))  # backwards: nothing
     assert link(ana1).take() == []
+    await do(hub, ana2, Read(Conversation(room="#sala"), 10**9))  # past the newest: capped
+    assert link(ana1).take() == [{"type": "read", "room": "#sala", "id": ids[2]}]
+    await do(hub, ana2, Read(Conversation(room="#sala"), ids[1]))
     # a new device sees one unread message in #sala
     ana3 = hub.attach(FakeLink())
     await do(hub, ana3, Hello("ana"))
     rooms = {r["room"]: r for r in link(ana3).of("welcome")[0]["rooms"]}
-    assert rooms["#sala"]["unread"] == 1 and rooms["#sala"]["last_read"] == ids[1]
+    assert rooms["#sala"]["unread"] == 0 and rooms["#sala"]["last_read"] == ids[2]
 
 
 async def test_direct_conversation_has_history_read_and_unread() -> None:
