@@ -10,10 +10,11 @@ WebSockets (a :class:`~papo.directory.Link` is all it needs of a connection)
 nor which store it has.
 
 The work is split along the domain's seams: :mod:`papo.conversation` fans out
-a room's messages to its members, :mod:`papo.catchup` replays what a joining
-session missed, :mod:`papo.rooms` carries out joins, parts, topics, history
-pages and read markers. The hub dispatches events to them and keeps users
-and presence.
+a room's messages to its members, :mod:`papo.presence` lets users in (hello,
+guests) and out (after a grace period), :mod:`papo.catchup` replays what a
+joining session missed, :mod:`papo.rooms` carries out joins, parts, topics,
+history pages and read markers. The hub owns the state they share,
+dispatches events to them, stores and delivers messages.
 
 Stored messages come back from the store through ``store.on_message``, in id
 order, whether they were sent here or on another instance; presence changes
@@ -27,22 +28,21 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import random
 import time
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any, Literal
+from typing import Any
 
 from papo.accounts import Accounts
 from papo.catchup import RECENT_CONTEXT, CatchUp
 from papo.conversation import Room
-from papo.directory import GUEST_PREFIX, HubStats, Session, User, is_guest
+from papo.directory import GUEST_PREFIX, HubStats, Session, User
 from papo.errors import PapoError, RateLimited
-from papo.limits import AttemptLimiter, TokenBucket
+from papo.limits import AttemptLimiter
 from papo.names import direct_key, name_key, room_key
+from papo.presence import Presence
 from papo.protocol import (
     Ack,
     ClientEvent,
-    DirectState,
     Error,
     Hello,
     History,
@@ -52,21 +52,18 @@ from papo.protocol import (
     Notice,
     Outgoing,
     Part,
-    Presence,
     ProtocolError,
     Read,
     Register,
-    RoomState,
     Say,
     ServerEvent,
     SetTopic,
     Users,
-    Welcome,
     Who,
     utc_timestamp,
 )
 from papo.rooms import RoomOps
-from papo.store import RoomRecord, Store, Stored, StoreError, UserState
+from papo.store import RoomRecord, Store, Stored, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -110,12 +107,13 @@ class Hub:
         self.stats = HubStats()
         self.catchup = CatchUp(store, self.pool)
         self.room_ops = RoomOps(self)
+        self.presence = Presence(self)
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
         #: Called with the seconds each fan-out took (metrics set it).
         self.observe_fanout: Callable[[float], None] = lambda seconds: None
         store.on_message = self._deliver
-        store.on_presence = self._presence
+        store.on_presence = self.presence.announce
         store.on_room = self.room_ops.changed
 
     # ------------------------------------------------------------ connections
@@ -133,7 +131,7 @@ class Hub:
         if self.pool.pop(session.id, None) is None:
             return
         if session.user is not None:
-            self._part(session, self.presence_grace)
+            self.presence.part(session, self.presence_grace)
 
     def send(self, session: Session, event: ServerEvent) -> None:
         """Send one event to one session."""
@@ -166,7 +164,7 @@ class Hub:
             if isinstance(event, Say):
                 await self.say(session, event)
             elif isinstance(event, Hello):
-                await self.join(session, event, rename=rename)
+                await self.presence.hello(session, event, rename=rename)
             elif isinstance(event, Who):
                 self.send(session, await self.who())
             elif isinstance(event, Register):
@@ -205,137 +203,6 @@ class Hub:
             self.stats.flood_closes += 1
             session.link.close(1008, "flooding: too many messages")
         raise RateLimited(f"slow down: at most {self.rate:g} messages a second")
-
-    async def join(self, session: Session, hello: Hello, *, rename: bool = False) -> None:
-        """Join ``session`` as ``hello.name`` (after checking password or token)."""
-        if session.user is not None and not rename:
-            raise ProtocolError("already_joined", f"this connection is already {session.user.name}")
-        if name_key(hello.name).startswith(GUEST_PREFIX):
-            raise ProtocolError("bad_name", "names starting with 'guest-' are for guests")
-        identity = await self.accounts.authenticate(
-            hello.name, password=hello.password, token=hello.token, address=session.link.address
-        )
-        if session.id not in self.pool:  # closed while we checked
-            return
-        session.token = identity.token
-        state = await self.store.user_state(identity.key, identity.name, self.home)
-        if session.id not in self.pool:
-            return
-        welcome = Welcome(
-            identity.name,
-            identity.token,
-            self.store.log.committed,
-            identity.protected,
-            tuple(RoomState(c.name, c.topic, c.unread, c.last_read) for c in state.rooms),
-            tuple(DirectState(c.name, c.unread, c.last_read) for c in state.direct),
-        )
-        if session.user is not None:  # plain /nick: a new name, no replay
-            self.send(session, welcome)
-            if session.user.key != identity.key:
-                self._part(session, 0.0)
-                session.room = None
-                self._enter(session, identity.name, identity.key, state)
-            return
-        self.send(session, welcome)
-        present = self.users.get(identity.key)
-        rooms = set(present.rooms) if present is not None else {c.conv for c in state.rooms}
-        directs = {c.conv for c in state.direct}
-
-        def go_live() -> None:
-            self._enter(session, identity.name, identity.key, state)
-
-        if hello.resume_from is not None:
-            await self.catchup.resume(
-                session, identity, rooms, directs, go_live, after=hello.resume_from
-            )
-        else:
-            await self.catchup.recent(session, identity, rooms, directs, go_live)
-
-    async def join_guest(self, session: Session) -> None:
-        """Join a plain-text connection under a fresh ``guest-NNNN`` name (not announced)."""
-        digits = 4
-        while True:
-            for _ in range(20):
-                name = f"{GUEST_PREFIX}{random.randrange(10**digits):0{digits}d}"
-                if name not in self.users:
-                    self._reserve_guest(name)
-                    try:
-                        state = await self.store.user_state(name, name, self.home)
-                    except StoreError as exc:
-                        self.users.pop(name, None)
-                        log.error("store failure for conn %d: %s", session.id, exc)
-                        message = "the server cannot store anything now; try again soon"
-                        self.send(session, Error("store_unavailable", message))
-                        return
-                    if session.id not in self.pool:
-                        self.users.pop(name, None)
-                        return
-                    self.send(session, Welcome(name))
-                    rooms = {c.conv for c in state.rooms}
-                    for recent in self.store.log.recent(name, rooms, RECENT_CONTEXT):
-                        self.send(session, recent.event())
-                    self._enter(session, name, name, state)
-                    return
-            digits += 1
-
-    def _reserve_guest(self, name: str) -> None:
-        """Hold a guest name while its state loads, so two guests cannot draw it."""
-        bucket = TokenBucket(self.rate, self.burst)
-        self.users[name] = User(name, name, bucket, guest=True)
-
-    def _enter(self, session: Session, name: str, key: str, state: UserState) -> None:
-        """Make ``session`` live for ``key``: from now on it receives what the user may see."""
-        user = self.users.get(key)
-        if user is None or (user.guest and not user.sessions and user.leave_timer is None):
-            if user is None:
-                bucket = TokenBucket(self.rate, self.burst)
-                user = self.users[key] = User(key, name, bucket, guest=is_guest(key))
-            for conv in state.rooms:
-                self.room_ops.add_local(user, conv.conv, conv.name, conv.topic)
-        elif user.leave_timer is not None:  # back within the grace period: no flapping
-            user.leave_timer.cancel()
-            user.leave_timer = None
-        user.sessions[session.id] = session
-        session.user = user
-        self.members[session.id] = session
-        if not user.guest:
-            self.store.present(key, user.name, len(user.sessions))
-        log.debug("conn %d joined as %s (%d sessions)", session.id, user.name, len(user.sessions))
-
-    def _part(self, session: Session, grace: float) -> None:
-        user = session.user
-        assert user is not None
-        session.user = None
-        self.members.pop(session.id, None)
-        user.sessions.pop(session.id, None)
-        if not user.guest:
-            self.store.present(user.key, user.name, len(user.sessions))
-        if user.sessions:
-            return
-        if grace > 0 and not user.guest:
-            loop = asyncio.get_running_loop()
-            user.leave_timer = loop.call_later(grace, self._announce_leave, user)
-        else:
-            self._announce_leave(user)
-
-    def _announce_leave(self, user: User) -> None:
-        user.leave_timer = None
-        if user.sessions or self.users.get(user.key) is not user:
-            return
-        del self.users[user.key]
-        self.room_ops.drop_local(user)
-        if user.guest:
-            self.spawn(self.store.forget_guest(user.key))
-            return
-        self.store.absent(user.key, user.name)
-        self.spawn(self.store.set_last_seen(user.key, self.store.log.committed))
-
-    def _presence(self, event: Literal["join", "leave"], key: str, name: str) -> None:
-        """The store says a user joined or left the chat: tell everyone else here."""
-        self.fanout(
-            (s for s in self.members.values() if s.user is not None and s.user.key != key),
-            Presence(event, name),
-        )
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run ``coro`` in the background; a failure is logged."""

@@ -376,7 +376,7 @@ class Transport:
                 if session.user is not None:
                     return
         if hub.guests:
-            await hub.join_guest(session)
+            await hub.presence.join_guest(session)
             hub.send(session, Notice("choose your name with /nick NAME"))
         else:
             hub.send(session, Notice("this server needs a name and password: /nick NAME PASSWORD"))

@@ -372,7 +372,7 @@ async def test_resume_replays_only_the_users_rooms_and_directs_in_order() -> Non
 async def test_guest_memberships_end_with_its_session() -> None:
     hub = await make_hub()
     guest = hub.attach(FakeLink("plain"))
-    await hub.join_guest(guest)
+    await hub.presence.join_guest(guest)
     assert guest.user is not None
     name = guest.user.name
     await do(hub, guest, Join("#sala"))

@@ -1,0 +1,178 @@
+"""Who is here: users arriving (a ``hello``, a plain-text guest), their sessions, and leaving.
+
+A user is *here* while it has a session on this instance, and for a grace
+period after its last one closed (``--presence-grace``), so a quick reconnect
+does not make everyone see it leave and come back. The hub reports each
+user's session count to the store, and the store (which may know other
+instances) says when a user joined or left the whole chat; :meth:`Presence.announce`
+tells everyone else here.
+
+A ``hello`` is checked by the accounts, answered with ``welcome`` (the user's
+rooms and direct conversations with unread counts), caught up
+(:mod:`papo.catchup`), and only then made live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import TYPE_CHECKING, Literal
+
+from papo.catchup import RECENT_CONTEXT
+from papo.directory import GUEST_PREFIX, Session, User, is_guest
+from papo.limits import TokenBucket
+from papo.names import name_key
+from papo.protocol import DirectState, Error, Hello, ProtocolError, RoomState, Welcome
+from papo.protocol import Presence as PresenceEvent
+from papo.store import StoreError, UserState
+
+if TYPE_CHECKING:
+    from papo.hub import Hub
+
+log = logging.getLogger(__name__)
+
+
+class Presence:
+    """Users arriving, living here and leaving, for one hub."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    async def hello(self, session: Session, hello: Hello, *, rename: bool = False) -> None:
+        """Join ``session`` as ``hello.name`` (after checking password or token)."""
+        hub = self.hub
+        if session.user is not None and not rename:
+            raise ProtocolError("already_joined", f"this connection is already {session.user.name}")
+        if name_key(hello.name).startswith(GUEST_PREFIX):
+            raise ProtocolError("bad_name", "names starting with 'guest-' are for guests")
+        identity = await hub.accounts.authenticate(
+            hello.name, password=hello.password, token=hello.token, address=session.link.address
+        )
+        if session.id not in hub.pool:  # closed while we checked
+            return
+        session.token = identity.token
+        state = await hub.store.user_state(identity.key, identity.name, hub.home)
+        if session.id not in hub.pool:
+            return
+        welcome = Welcome(
+            identity.name,
+            identity.token,
+            hub.store.log.committed,
+            identity.protected,
+            tuple(RoomState(c.name, c.topic, c.unread, c.last_read) for c in state.rooms),
+            tuple(DirectState(c.name, c.unread, c.last_read) for c in state.direct),
+        )
+        if session.user is not None:  # plain /nick: a new name, no replay
+            hub.send(session, welcome)
+            if session.user.key != identity.key:
+                self.part(session, 0.0)
+                session.room = None
+                self.enter(session, identity.name, identity.key, state)
+            return
+        hub.send(session, welcome)
+        present = hub.users.get(identity.key)
+        rooms = set(present.rooms) if present is not None else {c.conv for c in state.rooms}
+        directs = {c.conv for c in state.direct}
+
+        def go_live() -> None:
+            self.enter(session, identity.name, identity.key, state)
+
+        if hello.resume_from is not None:
+            await hub.catchup.resume(
+                session, identity, rooms, directs, go_live, after=hello.resume_from
+            )
+        else:
+            await hub.catchup.recent(session, identity, rooms, directs, go_live)
+
+    async def join_guest(self, session: Session) -> None:
+        """Join a plain-text connection under a fresh ``guest-NNNN`` name (not announced)."""
+        hub = self.hub
+        digits = 4
+        while True:
+            for _ in range(20):
+                name = f"{GUEST_PREFIX}{random.randrange(10**digits):0{digits}d}"
+                if name not in hub.users:
+                    self._reserve_guest(name)
+                    try:
+                        state = await hub.store.user_state(name, name, hub.home)
+                    except StoreError as exc:
+                        hub.users.pop(name, None)
+                        log.error("store failure for conn %d: %s", session.id, exc)
+                        message = "the server cannot store anything now; try again soon"
+                        hub.send(session, Error("store_unavailable", message))
+                        return
+                    if session.id not in hub.pool:
+                        hub.users.pop(name, None)
+                        return
+                    hub.send(session, Welcome(name))
+                    rooms = {c.conv for c in state.rooms}
+                    for recent in hub.store.log.recent(name, rooms, RECENT_CONTEXT):
+                        hub.send(session, recent.event())
+                    self.enter(session, name, name, state)
+                    return
+            digits += 1
+
+    def _reserve_guest(self, name: str) -> None:
+        """Hold a guest name while its state loads, so two guests cannot draw it."""
+        hub = self.hub
+        bucket = TokenBucket(hub.rate, hub.burst)
+        hub.users[name] = User(name, name, bucket, guest=True)
+
+    def enter(self, session: Session, name: str, key: str, state: UserState) -> None:
+        """Make ``session`` live for ``key``: from now on it receives what the user may see."""
+        hub = self.hub
+        user = hub.users.get(key)
+        if user is None or (user.guest and not user.sessions and user.leave_timer is None):
+            if user is None:
+                bucket = TokenBucket(hub.rate, hub.burst)
+                user = hub.users[key] = User(key, name, bucket, guest=is_guest(key))
+            for conv in state.rooms:
+                hub.room_ops.add_local(user, conv.conv, conv.name, conv.topic)
+        elif user.leave_timer is not None:  # back within the grace period: no flapping
+            user.leave_timer.cancel()
+            user.leave_timer = None
+        user.sessions[session.id] = session
+        session.user = user
+        hub.members[session.id] = session
+        if not user.guest:
+            hub.store.present(key, user.name, len(user.sessions))
+        log.debug("conn %d joined as %s (%d sessions)", session.id, user.name, len(user.sessions))
+
+    def part(self, session: Session, grace: float) -> None:
+        hub = self.hub
+        user = session.user
+        assert user is not None
+        session.user = None
+        hub.members.pop(session.id, None)
+        user.sessions.pop(session.id, None)
+        if not user.guest:
+            hub.store.present(user.key, user.name, len(user.sessions))
+        if user.sessions:
+            return
+        if grace > 0 and not user.guest:
+            loop = asyncio.get_running_loop()
+            user.leave_timer = loop.call_later(grace, self._announce_leave, user)
+        else:
+            self._announce_leave(user)
+
+    def _announce_leave(self, user: User) -> None:
+        hub = self.hub
+        user.leave_timer = None
+        if user.sessions or hub.users.get(user.key) is not user:
+            return
+        del hub.users[user.key]
+        hub.room_ops.drop_local(user)
+        if user.guest:
+            hub.spawn(hub.store.forget_guest(user.key))
+            return
+        hub.store.absent(user.key, user.name)
+        hub.spawn(hub.store.set_last_seen(user.key, hub.store.log.committed))
+
+    def announce(self, event: Literal["join", "leave"], key: str, name: str) -> None:
+        """The store says a user joined or left the chat: tell everyone else here."""
+        hub = self.hub
+        hub.fanout(
+            (s for s in hub.members.values() if s.user is not None and s.user.key != key),
+            PresenceEvent(event, name),
+        )
