@@ -14,6 +14,10 @@ unread messages per conversation (for ``/rooms``) and tells the server what
 was read in the current room, so the user's other devices clear their badges.
 The current room lives here, not in :class:`~papo.session.ChatSession`, which
 stays a protocol-level library.
+
+This module is the wiring: options, joining, the screen and the prompt loop.
+What the client knows (current room, unread counts, read markers) is
+:mod:`papo.client_state`; how events become lines is :mod:`papo.client_format`.
 """
 
 from __future__ import annotations
@@ -21,18 +25,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-import math
 import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Sequence
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.formatted_text import FormattedText
 from prompt_toolkit.patch_stdout import patch_stdout
 from prompt_toolkit.shortcuts import print_formatted_text
 
+from papo.client_format import (
+    format_event,
+    format_history,
+    format_prompt,
+    format_rooms,
+    format_unread,
+)
+from papo.client_state import Conversations, ReadMarks
 from papo.commands import (
     HELP,
     Command,
@@ -44,25 +53,17 @@ from papo.commands import (
     TopicHere,
     parse_line,
 )
-from papo.names import name_key, room_key
 from papo.protocol import (
     ClientEvent,
     Conversation,
     Error,
-    Gap,
     Hello,
     History,
     HistoryPage,
     Join,
     ListRooms,
-    Member,
-    Message,
-    Notice,
     Part,
-    Presence,
     ProtocolError,
-    Read,
-    ReadMarker,
     RoomJoined,
     RoomList,
     RoomParted,
@@ -79,9 +80,6 @@ from papo.protocol import (
 from papo.session import ChatSession, ConnectError, JoinError
 
 DEFAULT_URL = "ws://localhost:8765"
-DEFAULT_ROOM = "#geral"
-#: At most one ``read`` per conversation within this many seconds.
-READ_INTERVAL = 1.0
 #: How long a piped client waits for the answer to a request before reading on.
 ANSWER_TIMEOUT = 10.0
 
@@ -105,379 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # --------------------------------------------------------------------------
-# What the client knows about the user's conversations (pure, no I/O)
-
-
-@dataclass(slots=True)
-class Unread:
-    """Unread messages of one conversation.
-
-    ``base`` is what the server counted (in ``welcome`` or ``room joined``) for
-    messages up to id ``through``, ids unknown; ``ids`` are later messages of
-    others seen here and not yet read.
-    """
-
-    base: int = 0
-    through: int = 0
-    ids: set[int] = field(default_factory=set)
-    last_read: int = 0
-
-    @property
-    def count(self) -> int:
-        return self.base + len(self.ids)
-
-    def add(self, message_id: int) -> None:
-        if message_id > self.through and message_id > self.last_read:
-            self.ids.add(message_id)
-
-    def read(self, upto: int) -> bool:
-        """Everything up to ``upto`` is read; True when that is news."""
-        if upto <= self.last_read:
-            return False
-        self.last_read = upto
-        self.ids = {i for i in self.ids if i > upto}
-        if upto >= self.through:
-            self.base = 0
-        return True
-
-    def reset(self, base: int, through: int, last_read: int) -> None:
-        self.base, self.through, self.ids = base, through, set()
-        self.last_read = max(self.last_read, last_read)
-
-
-@dataclass(slots=True)
-class Room:
-    """One of the user's rooms as this client sees it."""
-
-    name: str
-    topic: str = ""
-    unread: Unread = field(default_factory=Unread)
-    oldest: int | None = None  # the oldest message id seen in it (for /history)
-    newest: int = 0  # the newest message id seen in it
-
-
-@dataclass(slots=True)
-class Direct:
-    """The user's direct conversation with ``name``."""
-
-    name: str
-    unread: Unread = field(default_factory=Unread)
-    newest: int = 0
-
-
-class Conversations:
-    """The user's rooms and direct conversations, the current room, unread counts.
-
-    Pure book-keeping: it is told what arrived and answers what to show and
-    which ``read`` markers are due; it sends nothing itself.
-    """
-
-    def __init__(self, me: str = "") -> None:
-        self.me = name_key(me)
-        self.default = DEFAULT_ROOM
-        self.current = DEFAULT_ROOM
-        self.rooms: dict[str, Room] = {room_key(DEFAULT_ROOM): Room(DEFAULT_ROOM)}
-        self.direct: dict[str, Direct] = {}
-        self.pending_joins: set[str] = set()  # /join sent here, its answer not yet in
-
-    # ---- what the server says
-
-    def welcome(self, event: Welcome) -> None:
-        """A (re)join: the user's rooms and direct conversations, with unread counts."""
-        self.me = name_key(event.name)
-        if event.rooms:
-            self.default = event.rooms[0].room
-        rooms: dict[str, Room] = {}
-        for state in event.rooms or ():
-            key = room_key(state.room)
-            room = self.rooms.get(key) or Room(state.room)
-            room.name, room.topic = state.room, state.topic
-            room.unread.reset(state.unread, event.last_id, state.last_read)
-            rooms[key] = room
-        default_key = room_key(self.default)
-        if default_key not in rooms:  # a server that does not list rooms (yet)
-            rooms[default_key] = self.rooms.get(default_key) or Room(self.default)
-        self.rooms = rooms
-        for other in event.direct:
-            direct = self.direct.setdefault(name_key(other.with_), Direct(other.with_))
-            direct.unread.reset(other.unread, event.last_id, other.last_read)
-        if room_key(self.current) not in self.rooms:
-            self.current = self.default
-        else:
-            self.current = self.rooms[room_key(self.current)].name
-
-    def message(self, event: Message) -> tuple[Conversation, str, int] | None:
-        """Count one incoming message; the read marker it makes due, if any."""
-        mine = name_key(event.sender) == self.me
-        if event.to is not None:
-            other = event.to if mine else event.sender
-            key = name_key(other)
-            direct = self.direct.setdefault(key, Direct(other))
-            direct.newest = max(direct.newest, event.id)
-            if not mine:
-                direct.unread.add(event.id)
-            return None
-        room = self._room_of(event)
-        room.newest = max(room.newest, event.id)
-        room.oldest = event.id if room.oldest is None else min(room.oldest, event.id)
-        if self.is_current(room.name):
-            return self._mark_read(room)
-        if not mine:
-            room.unread.add(event.id)
-        return None
-
-    def joined(self, event: RoomJoined) -> bool:
-        """The user is in ``event.room``; True when it became the current room (our /join)."""
-        key = room_key(event.room)
-        room = self.rooms.setdefault(key, Room(event.room))
-        room.name, room.topic = event.room, event.topic
-        room.unread.reset(event.unread, event.last_id, event.last_read)
-        if key in self.pending_joins:
-            self.pending_joins.discard(key)
-            self.current = room.name
-            room.unread.reset(0, event.last_id, event.last_read)
-            return True
-        return False
-
-    def parted(self, event: RoomParted) -> bool:
-        """The user left ``event.room``; True when it was the current room (back to default)."""
-        key = room_key(event.room)
-        self.pending_joins.discard(key)
-        if key != room_key(self.default):
-            self.rooms.pop(key, None)
-        if self.is_current(event.room):
-            self.current = self.default
-            return True
-        return False
-
-    def topic(self, event: RoomTopic) -> None:
-        room = self.rooms.get(room_key(event.room))
-        if room is not None:
-            room.topic = event.topic
-
-    def history(self, page: HistoryPage) -> None:
-        if page.conversation.room is None or not page.messages:
-            return
-        room = self.rooms.get(room_key(page.conversation.room))
-        if room is not None:
-            oldest = min(m.id for m in page.messages)
-            room.oldest = oldest if room.oldest is None else min(room.oldest, oldest)
-
-    def read_elsewhere(self, event: ReadMarker) -> None:
-        """Another session of the user read a conversation up to ``event.id``."""
-        unread = self._unread(event.conversation)
-        if unread is not None:
-            unread.read(event.id)
-
-    def failed(self) -> None:
-        """An error without ``cid``: a /join may have been refused; stop waiting for it."""
-        self.pending_joins.clear()
-
-    # ---- what the user does
-
-    def join(self, room: str) -> None:
-        self.pending_joins.add(room_key(room))
-
-    def replied(self, to: str) -> tuple[Conversation, str, int] | None:
-        """The user wrote to ``to`` privately: that conversation counts as read."""
-        direct = self.direct.get(name_key(to))
-        if direct is None or not direct.unread.read(direct.newest):
-            return None
-        return Conversation(with_=direct.name), "@" + name_key(to), direct.newest
-
-    def current_read(self) -> tuple[Conversation, str, int] | None:
-        """The read marker of the current room (after switching to it), if one is due."""
-        room = self.rooms.get(room_key(self.current))
-        return None if room is None else self._mark_read(room)
-
-    # ---- questions
-
-    def is_current(self, room: str) -> bool:
-        return room_key(room) == room_key(self.current)
-
-    def is_default(self, room: str | None) -> bool:
-        return room is None or room_key(room) == room_key(self.default)
-
-    def oldest(self, room: str) -> int | None:
-        known = self.rooms.get(room_key(room))
-        return None if known is None else known.oldest
-
-    def unread(self, room: str) -> int:
-        known = self.rooms.get(room_key(room))
-        return 0 if known is None else known.unread.count
-
-    def unread_direct(self) -> list[tuple[str, int]]:
-        return [(d.name, d.unread.count) for d in self.direct.values() if d.unread.count]
-
-    # ---- inside
-
-    def _room_of(self, event: Message) -> Room:
-        name = event.room or self.default
-        return self.rooms.setdefault(room_key(name), Room(name))
-
-    def _mark_read(self, room: Room) -> tuple[Conversation, str, int] | None:
-        if not room.newest or not room.unread.read(room.newest):
-            return None
-        return Conversation(room=room.name), room_key(room.name), room.newest
-
-    def _unread(self, conversation: Conversation) -> Unread | None:
-        if conversation.room is not None:
-            room = self.rooms.get(room_key(conversation.room))
-            return None if room is None else room.unread
-        if conversation.with_ is None:
-            return None
-        key = name_key(conversation.with_)
-        return self.direct.setdefault(key, Direct(conversation.with_)).unread
-
-
-class ReadMarks:
-    """Sends ``read`` markers: at most one per conversation every ``interval`` seconds.
-
-    A marker due while one was sent recently waits, and only the newest id
-    goes out; an id not above what was sent is dropped.
-    """
-
-    def __init__(
-        self, send: Callable[[Read], Awaitable[bool]], interval: float = READ_INTERVAL
-    ) -> None:
-        self._send = send
-        self.interval = interval
-        self._sent: dict[str, int] = {}
-        self._pending: dict[str, tuple[Conversation, int]] = {}
-        self._last: dict[str, float] = {}
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-
-    def mark(self, conversation: Conversation, key: str, message_id: int) -> None:
-        pending = self._pending.get(key)
-        if message_id <= self._sent.get(key, 0) or (pending and message_id <= pending[1]):
-            return
-        self._pending[key] = (conversation, message_id)
-        if key not in self._tasks:
-            self._tasks[key] = asyncio.create_task(self._flush(key))
-
-    async def _flush(self, key: str) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            while key in self._pending:
-                wait = self._last.get(key, -math.inf) + self.interval - loop.time()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                conversation, message_id = self._pending.pop(key)
-                self._last[key] = loop.time()
-                if await self._send(Read(conversation, message_id)):
-                    self._sent[key] = max(self._sent.get(key, 0), message_id)
-        finally:
-            del self._tasks[key]
-
-    def cancel(self) -> None:
-        for task in list(self._tasks.values()):
-            task.cancel()
-
-
-# --------------------------------------------------------------------------
-# Lines on the screen
-
-
-def format_message(event: Message, home: bool = True) -> tuple[str, str]:
-    """(style, line) of a chat message; ``home`` (the default room's) lines carry no room tag."""
-    when = _local_time(event.ts)
-    text = visible(event.text)
-    if event.to is not None:
-        return (
-            "private",
-            f"[{when}] {visible(event.sender)} → {visible(event.to)} (private): {text}",
-        )
-    if home or event.room is None:
-        return ("", f"[{when}] {visible(event.sender)}: {text}")
-    return ("", f"[{when}] [{visible(event.room)}] {visible(event.sender)}: {text}")
-
-
-def format_event(event: ServerEvent, state: Conversations | None = None) -> tuple[str, str] | None:
-    """(style, line) for an incoming event; None for events not shown (or shown otherwise)."""
-    if isinstance(event, Message):
-        return format_message(event, state is None or state.is_default(event.room))
-    if isinstance(event, Presence):
-        verb = "joined" if event.event == "join" else "left"
-        return ("notice", f"* {visible(event.name)} {verb}")
-    if isinstance(event, Users):
-        names = ", ".join(
-            visible(u.name) + ("" if u.sessions == 1 else f" ({u.sessions} sessions)")
-            for u in event.users
-        )
-        return ("notice", f"* online ({len(event.users)}): {names}")
-    if isinstance(event, Error):
-        return ("error", f"* error: {visible(event.message)}")
-    if isinstance(event, Notice):
-        return ("notice", f"* {visible(event.text)}")
-    if isinstance(event, Gap):
-        return ("notice", f"* older messages (up to {event.oldest - 1}) are no longer kept")
-    if isinstance(event, RoomJoined):
-        topic = f" (topic: {visible(event.topic)})" if event.topic else ""
-        online = sum(1 for m in event.members if m.online)
-        return (
-            "notice",
-            f"* you are in {visible(event.room)}{topic}: {_count(len(event.members), 'member')}, "
-            f"{online} online",
-        )
-    if isinstance(event, RoomParted):
-        return ("notice", f"* you left {visible(event.room)}")
-    if isinstance(event, RoomTopic):
-        if not event.topic:
-            return ("notice", f"* {visible(event.by)} cleared the topic of {visible(event.room)}")
-        return (
-            "notice",
-            f"* {visible(event.by)} set the topic of {visible(event.room)}: {visible(event.topic)}",
-        )
-    if isinstance(event, Member):
-        verb = "joined" if event.event == "join" else "left"
-        return ("notice", f"* {visible(event.name)} {verb} {visible(event.room)}")
-    return None  # welcome, read markers; room lists and history pages take several lines
-
-
-def format_rooms(event: RoomList, state: Conversations) -> list[tuple[str, str]]:
-    """The lines of ``/rooms``: every room, ``*`` marking the user's, with unread counts."""
-    if not event.rooms:
-        return [("notice", "* no rooms yet: /join #name creates one")]
-    lines = [("notice", f"* rooms ({len(event.rooms)}; * = yours):")]
-    for info in event.rooms:
-        parts = [f"{_count(info.members, 'member')}, {info.online} online"]
-        if info.topic:
-            parts.append(f"topic: {visible(info.topic)}")
-        if info.joined and (unread := state.unread(info.room)):
-            parts.append(f"{unread} unread")
-        if state.is_current(info.room):
-            parts.append("you are here")
-        mark = "*" if info.joined else " "
-        lines.append(("notice", f"  {mark} {visible(info.room)} — {' · '.join(parts)}"))
-    direct = state.unread_direct()
-    if direct:
-        listed = ", ".join(f"{visible(name)} ({count} unread)" for name, count in direct)
-        lines.append(("notice", f"* private: {listed}"))
-    return lines
-
-
-def format_history(page: HistoryPage, state: Conversations) -> list[tuple[str, str]]:
-    """A ``history`` page: a header line, then its messages, oldest first."""
-    where = visible(page.conversation.room or page.conversation.with_ or "?")
-    if not page.messages:
-        return [("notice", f"* no older messages in {where}")]
-    more = "; /history again for older ones" if page.more else "; nothing older"
-    lines = [("notice", f"* history of {where}: {_count(len(page.messages), 'message')}{more}")]
-    home = state.is_default(page.conversation.room) and page.conversation.room is not None
-    lines.extend(format_message(m, home) for m in page.messages)
-    lines.append(("notice", f"* end of history of {where}"))
-    return lines
-
-
-def _count(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
-def _local_time(ts: str) -> str:
-    try:
-        return datetime.fromisoformat(ts.replace("Z", "+00:00")).astimezone().strftime("%H:%M")
-    except ValueError:
-        return "--:--"
+# The screen
 
 
 STYLES = {"notice": "ansibrightblack", "error": "ansired", "private": "ansimagenta", "": ""}
@@ -622,18 +248,13 @@ class Client:
         self._answered = asyncio.Event()
 
     def prompt_text(self) -> str:
-        return f"[{visible(self.state.current)}] > "
+        return format_prompt(self.state)
 
     def show_unread(self) -> None:
         """After joining: the rooms and people with unread messages, if any."""
-        rooms = [
-            f"{visible(r.name)} ({r.unread.count})"
-            for r in self.state.rooms.values()
-            if r.unread.count and not self.state.is_current(r.name)
-        ]
-        rooms += [f"{visible(n)} ({c}, private)" for n, c in self.state.unread_direct()]
-        if rooms:
-            self.screen.show("notice", f"* unread: {', '.join(rooms)}")
+        line = format_unread(self.state)
+        if line is not None:
+            self.screen.show(*line)
 
     # ---- incoming
 
@@ -645,44 +266,23 @@ class Client:
 
     def handle(self, event: ServerEvent) -> None:
         state = self.state
-        moved = False  # the current room changed
-        if isinstance(event, Welcome):  # a reconnect: fresh unread counts
-            before = state.current
-            state.welcome(event)
-            moved = before != state.current
-        elif isinstance(event, Message):
-            due = state.message(event)
-            if due is not None:
-                self.reads.mark(*due)
-        elif isinstance(event, RoomJoined):
-            moved = state.joined(event)
-        elif isinstance(event, RoomParted):
-            moved = state.parted(event)
-        elif isinstance(event, RoomTopic):
-            state.topic(event)
-        elif isinstance(event, ReadMarker):
-            state.read_elsewhere(event)
-        elif isinstance(event, Error) and event.cid is None:
-            state.failed()
+        change = state.apply(event)
         if isinstance(event, RoomList):
             for line in format_rooms(event, state):
                 self.screen.show(*line)
         elif isinstance(event, HistoryPage):
-            state.history(event)
             for line in format_history(event, state):
                 self.screen.show(*line)
         else:
             shown = format_event(event, state)
             if shown is not None:
                 self.screen.show(*shown)
-        if isinstance(event, RoomParted) and moved:
+        if isinstance(event, RoomParted) and change.moved:
             self.screen.show("notice", f"* back in {visible(state.current)}")
-        if moved:
-            due = state.current_read()
-            if due is not None:
-                self.reads.mark(*due)
-            if self.prompt is not None:
-                self.prompt.app.invalidate()
+        for due in change.due:
+            self.reads.mark(*due)
+        if change.moved and self.prompt is not None:
+            self.prompt.app.invalidate()
 
     # ---- typed
 
