@@ -39,7 +39,7 @@ class ServerProcess:
         self.port = "0"
         self._ready = threading.Event()
 
-    def start(self, timeout: float = 15.0) -> ServerProcess:
+    def start(self, timeout: float = 30.0) -> ServerProcess:
         self._ready.clear()
         self.proc = subprocess.Popen(
             [
