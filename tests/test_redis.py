@@ -181,8 +181,11 @@ async def test_resume_on_the_other_instance_and_cid_idempotency_across_them(
     assert first["type"] == again["type"] == "ack"
     assert first["id"] == again["id"]
     assert texts(await ana_b.quiet(0.5)) == [("carla", "uma vez só", None)]
-    stream = redis_command(redis_server, "XLEN", "{papo}:messages")
-    assert stream.strip() == b":27", stream  # 5 + 20 + 1 + 1: nothing stored twice
+    # 5 + 15 + 1 + 1 in the default room's stream, 5 in the direct one: nothing stored twice
+    stream = redis_command(redis_server, "XLEN", "{r:#geral}:messages")
+    assert stream.strip() == b":22", stream
+    stream = redis_command(redis_server, "XLEN", "{papo}:direct")
+    assert stream.strip() == b":5", stream
     for client in (beto, ana_b, carla_a, carla_b):
         await client.close()
 
@@ -298,13 +301,17 @@ async def test_redis_restarted_mid_traffic_clear_errors_then_recovery_nothing_ac
 
 
 def _stream(redis: RedisServer) -> list[tuple[int, str, str]]:
-    """(id, sender, text) of every message in the test Redis's stream."""
+    """(id, sender, text) of every message in the test Redis's streams (the default
+    room's and the direct messages'), in id order."""
     client = redis_py.Redis(port=redis.port, decode_responses=True)
     try:
-        entries = cast(list[tuple[str, dict[str, str]]], client.xrange("{papo}:messages"))
+        entries = [
+            *cast(list[tuple[str, dict[str, str]]], client.xrange("{r:#geral}:messages")),
+            *cast(list[tuple[str, dict[str, str]]], client.xrange("{papo}:direct")),
+        ]
     finally:
         client.close()
-    return [(int(i.split("-")[1]), f["s"], f["x"]) for i, f in entries]
+    return sorted((int(i.split("-")[1]), f["s"], f["x"]) for i, f in entries)
 
 
 async def test_without_redis_the_server_says_so_and_exits(

@@ -1,0 +1,278 @@
+"""Reading the Redis store's streams: the reader loop, following rooms, pages and history.
+
+Each room has its own stream, and an instance reads only the streams of the
+rooms its users are in, plus the default room's and the shared stream of every
+direct message. One reader loop does it all, in rounds:
+
+1. apply changes to the set of followed rooms (between rounds, so a new room's
+   cursor starts at ``log.committed``: every message of every followed stream
+   up to there was delivered, and anything later in the new stream has a
+   larger id; its recent messages are loaded into the ring);
+2. ``GET seq`` and a non-blocking ``XREAD`` of every followed stream, in one
+   pipeline: ids are taken and XADDed in one script, so every id up to that
+   ``seq`` is in its stream when the XREAD runs;
+3. deliver what came in id order; when a stream's reply hit ``COUNT``, only
+   up to the smallest last id among such streams (the rest comes next round);
+   ``log.committed`` becomes the seq (or that limit): a watermark below which
+   everything followed was delivered;
+4. when nothing came, a blocking ``XREAD`` over the same streams and this
+   instance's wake stream only waits: a new message, or a marker XADDed to
+   the wake stream when the followed set must change, ends it, and the next
+   round reads. (A blocking read that returns is not a snapshot of every
+   stream at once, so what it returns is not delivered.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+from collections.abc import Collection
+from typing import Any, cast
+
+from redis.exceptions import RedisError
+
+from papo.store import RING_SIZE, Page, Stored
+from papo.store_redis_base import (
+    DIRECT,
+    PREFIX,
+    READ_BLOCK_MS,
+    READ_COUNT,
+    SEQ,
+    TRIMS,
+    Entries,
+    RedisBase,
+    _backoff,
+    _entries,
+    _id,
+    log,
+    stream_of,
+)
+
+RECENT_LOAD = 200  # messages of a newly followed room put in the ring
+START_LOAD = RING_SIZE // 2  # messages of the default room, and direct ones, loaded at start
+FOLLOW_WAIT = 5.0  # seconds to wait for the reader to take a new room in
+
+
+class RedisReader(RedisBase):
+    """The reader loop and everything that reads messages back."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._waiters: dict[int, list[asyncio.Future[None]]] = {}
+        self._cursors: dict[str, int] = {}  # followed stream → the last id read from it
+        self._want: set[str] = set()  # rooms this instance's users are in
+        self._followed: set[str] = set()  # rooms the reader follows
+        self._follow_waiters: list[asyncio.Future[None]] = []
+        self._wake_stream = f"{PREFIX}wake:{self.instance}"
+        self._wake_cursor = "0-0"
+
+    # ---------------------------------------------------------------- following
+
+    def followed(self) -> set[str]:
+        """The rooms whose streams the reader follows now."""
+        return set(self._followed)
+
+    async def _follow(self) -> None:
+        """Return once the reader follows exactly the rooms wanted (``_want`` and home)."""
+        if self._wanted() == self._followed:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._follow_waiters.append(waiter)
+        # (when this fails the reader is failing too: it applies the change before its next try)
+        with contextlib.suppress(RedisError):
+            await self._redis.xadd(self._wake_stream, {"w": "1"}, maxlen=10, approximate=True)
+        try:
+            async with asyncio.timeout(FOLLOW_WAIT):
+                await asyncio.shield(waiter)
+        except TimeoutError:
+            log.warning("the reader did not take in new rooms within %.0f s", FOLLOW_WAIT)
+
+    def _wanted(self) -> set[str]:
+        return self._want | {self.default_room.key}
+
+    async def _apply_follows(self) -> None:
+        """Start and stop reading rooms' streams (in the reader, between rounds)."""
+        want = self._wanted()
+        gone = self._followed - want
+        for conv in gone:
+            self._cursors.pop(stream_of(conv), None)
+            self._log.forget(conv)
+        committed = self.log.committed
+        new = sorted(want - self._followed)
+        loaded: list[Stored] = []
+        for conv in new:
+            stream = stream_of(conv)
+            self._cursors[stream] = committed
+            since = committed + 1
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    pipe.xrevrange(stream, f"0-{committed}", "-", count=RECENT_LOAD)
+                    pipe.hget(TRIMS, conv)
+                    recent, trimmed = await pipe.execute()
+            except RedisError as exc:
+                log.warning("cannot load the recent messages of %s: %s", conv, exc)
+            else:
+                entries = _entries(recent)
+                loaded += [self._stored(entry_id, fields) for entry_id, fields in entries]
+                since = _id(entries[-1][0]) if len(entries) == RECENT_LOAD else 0
+                if trimmed:
+                    self.log.trim_conversation(conv, int(trimmed))
+            self._log.complete_from[conv] = since
+        self._log.merge(loaded)
+        self._followed = want
+        if new or gone:
+            log.debug("following %d rooms: %s", len(want), " ".join(sorted(want)))
+        waiters, self._follow_waiters = self._follow_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # ---------------------------------------------------------------- the loop
+
+    async def _read_loop(self) -> None:
+        """Read the followed streams for ever, in id order, and hand each message on."""
+        failures = 0
+        while True:
+            try:
+                await self._read_round(failures)
+            except Exception as exc:  # Redis or the connection to it; the loop must live on
+                if not isinstance(exc, RedisError | OSError):
+                    log.exception("the reader failed unexpectedly")
+                failures += 1
+                self._lost(f"reading the message streams failed: {exc}", failures)
+                await asyncio.sleep(_backoff(failures))
+                continue
+            failures = 0
+
+    async def _read_round(self, failures: int) -> None:
+        """One round: apply follow changes, read every followed stream, deliver;
+        when nothing came, wait for something new (or a wake-up)."""
+        if self._wanted() != self._followed or self._follow_waiters:
+            await self._apply_follows()
+        cursors = {stream: f"0-{cursor}" for stream, cursor in self._cursors.items()}
+        async with self._blocking.pipeline(transaction=False) as pipe:
+            pipe.get(SEQ)
+            pipe.xread(cast(dict[Any, Any], cursors), count=READ_COUNT)
+            seq, reply = await pipe.execute()
+        if failures:
+            log.info("reading the message streams again from id %d", self.log.committed)
+        self._reading = True
+        if self._round(cast(list[tuple[str, Entries]], reply or []), int(seq or 0)):
+            return  # a stream had more: read again at once
+        if self._wanted() != self._followed or self._follow_waiters:
+            return
+        cursors[self._wake_stream] = self._wake_cursor
+        woken = await self._blocking.xread(
+            cast(dict[Any, Any], cursors), count=1, block=READ_BLOCK_MS
+        )
+        for stream, entries in cast(list[tuple[str, Entries]], woken or []):
+            if stream == self._wake_stream and entries:
+                self._wake_cursor = entries[-1][0]
+
+    def _round(self, streams: list[tuple[str, Entries]], seq: int) -> bool:
+        """Deliver one XREAD's entries in id order; True when a stream hit COUNT."""
+        full = [_id(entries[-1][0]) for _, entries in streams if len(entries) >= READ_COUNT]
+        limit = min(full) if full else None
+        taken: list[tuple[int, str, dict[str, str]]] = []
+        for stream, entries in streams:
+            for entry_id, fields in entries:
+                message_id = _id(entry_id)
+                if limit is not None and message_id > limit:
+                    break
+                taken.append((message_id, entry_id, fields))
+                self._cursors[stream] = message_id
+        taken.sort(key=lambda item: item[0])
+        batch: list[tuple[Stored, int | None]] = []
+        seen: set[int] = set()
+        for message_id, entry_id, fields in taken:
+            if message_id in seen:
+                continue
+            seen.add(message_id)
+            stored = self._stored(entry_id, fields)
+            instance, _, session = fields.get("o", "").partition(":")
+            here = instance == self.instance and session.isdigit()
+            batch.append((stored, int(session) if here else None))
+            if "g" in fields:
+                self.log.trim_conversation(stored.conv, int(fields["g"]))
+        if batch:
+            self.log.commit([stored for stored, _ in batch])
+        self.log.committed = max(self.log.committed, seq if limit is None else limit)
+        for stored, origin in batch:
+            self.on_message(stored, origin)
+        self._release()
+        return limit is not None
+
+    def _release(self) -> None:
+        for message_id in [i for i in self._waiters if i <= self.log.committed]:
+            for waiter in self._waiters.pop(message_id):
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    async def _reached(self, message_id: int) -> None:
+        """Wait until this instance's reader has delivered ``message_id``."""
+        if self.log.committed >= message_id:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(message_id, []).append(waiter)
+        await waiter
+
+    async def reach(self, message_id: int, within: float = 2.0) -> bool:
+        try:
+            async with asyncio.timeout(within):
+                await self._reached(message_id)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _load_ring(self) -> None:
+        """At start: the watermark, and the recent messages of the streams always followed."""
+        home = self.default_room.key
+        seq = int(await self._redis.get(SEQ) or 0)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xrevrange(stream_of(home), f"0-{seq}", "-", count=START_LOAD)
+            pipe.xrevrange(DIRECT, f"0-{seq}", "-", count=START_LOAD)
+            pipe.hgetall(TRIMS)
+            rooms, directs, trims = await pipe.execute()
+        for conv, oldest in cast(dict[str, str], trims).items():
+            self.log.trim_conversation(conv, int(oldest))
+        room_entries, direct_entries = _entries(rooms), _entries(directs)
+        recent = [self._stored(i, f) for i, f in room_entries + direct_entries]
+        recent.sort(key=lambda m: m.id)
+        self.log.load(recent, seq, recent[0].id if recent else 0)
+        full = len(room_entries) == START_LOAD
+        self._log.complete_from[home] = _id(room_entries[-1][0]) if full else 0
+        full = len(direct_entries) == START_LOAD
+        self._log.direct_from = _id(direct_entries[-1][0]) if full else 0
+        self._cursors = {stream_of(home): seq, DIRECT: seq}
+        self._followed = {home}
+
+    # ---------------------------------------------------------------- reading back
+
+    async def page(self, key: str, convs: Collection[str], after: int, limit: int) -> Page:
+        committed = self.log.committed  # every id up to here is in its stream by now
+
+        async def scan() -> Page:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for conv in sorted(convs):
+                    pipe.xrange(stream_of(conv), f"(0-{after}", "+", count=limit)
+                replies = await pipe.execute()
+            runs = [[self._stored(i, f) for i, f in _entries(reply)] for reply in replies]
+            merged = heapq.merge(*runs, key=lambda m: m.id)
+            messages = [m for m in merged if m.id <= committed][:limit]
+            scanned = messages[-1].id if len(messages) == limit else max(after, committed)
+            return Page(messages, scanned, self.log.oldest)
+
+        return await self._call(scan, "cannot read the history from Redis")
+
+    async def history(self, conv: str, before: int | None, limit: int) -> tuple[list[Stored], bool]:
+        top = "+" if before is None else f"(0-{before}"
+
+        async def read() -> tuple[list[Stored], bool]:
+            reply = await self._redis.xrevrange(stream_of(conv), top, "-", count=limit + 1)
+            entries = _entries(reply)
+            messages = [self._stored(i, f) for i, f in entries[:limit]]
+            messages.reverse()
+            return messages, len(entries) > limit
+
+        return await self._call(read, "cannot read the history from Redis")
