@@ -69,9 +69,17 @@ class CatchUp:
                     break
             context = log_.recent(key, rooms, RECENT_CONTEXT)  # may have moved meanwhile
             context = [m for m in context if m.id > cursor]
+        self.shown(session, context)
         for message in context:
             self._send(session, message)
         go_live()
+
+    @staticmethod
+    def shown(session: Session, context: list[Stored]) -> None:
+        """A plain ``/history`` pages back from the oldest message a connection was shown."""
+        if session.link.mode == "plain":
+            for message in reversed(context):
+                session.history_before[message.conv] = message.id
 
     async def resume(
         self,
@@ -109,8 +117,8 @@ class CatchUp:
                     break  # no await since `since`: nothing new can be missed
             else:
                 page = await self.store.page(key, rooms | directs, cursor, REPLAY_CHUNK)
-                for message in page.messages:
-                    if message.id > cursor:
+                for message in page.messages:  # `rooms` is live: a part meanwhile counts
+                    if message.id > cursor and message.visible_to(key, rooms):
                         self._send_replay(session, message, key)
                 cursor = max(cursor, page.scanned_to)
             await session.link.drain()

@@ -98,6 +98,10 @@ class Hub:
         self.burst = burst
         self.max_rooms_per_user = max_rooms_per_user
         self.room_creations = room_creations or AttemptLimiter(ROOM_CREATIONS_PER_MINUTE, 60.0)
+        # Names are free: per address, four times what one user may create.
+        self.room_creations_by_address = AttemptLimiter(
+            4 * self.room_creations.limit, self.room_creations.window, self.room_creations.clock
+        )
         self.pool: dict[int, Session] = {}
         self.members: dict[int, Session] = {}  # live joined sessions: the default room's fan-out
         self.users: dict[str, User] = {}  # online users (and users in their grace period)
@@ -171,8 +175,6 @@ class Hub:
                 await self.register(session, event.password)
             elif isinstance(event, Logout):
                 await self.logout(session)
-            elif isinstance(event, Read):
-                await self.room_ops.read(session, self._user(session), event)
             else:
                 user = self._user(session)
                 self.take(session, user)
@@ -184,6 +186,8 @@ class Hub:
                     await self.room_ops.topic(session, user, event.room, event.text)
                 elif isinstance(event, History):
                     await self.room_ops.history(session, user, event)
+                elif isinstance(event, Read):
+                    await self.room_ops.read(session, user, event)
                 else:
                     assert isinstance(event, ListRooms)
                     await self.room_ops.list_rooms(session, user)

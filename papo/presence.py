@@ -23,9 +23,9 @@ from papo.catchup import RECENT_CONTEXT
 from papo.directory import GUEST_PREFIX, Session, User, is_guest
 from papo.limits import TokenBucket
 from papo.names import name_key
-from papo.protocol import DirectState, Error, Hello, ProtocolError, RoomState, Welcome
+from papo.protocol import DirectState, Error, Hello, ProtocolError, RoomParted, RoomState, Welcome
 from papo.protocol import Presence as PresenceEvent
-from papo.store import StoreError, UserState
+from papo.store import RoomRecord, StoreError, UserState
 
 if TYPE_CHECKING:
     from papo.hub import Hub
@@ -38,6 +38,7 @@ class Presence:
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
+        self._guests_used: set[str] = set()
 
     async def hello(self, session: Session, hello: Hello, *, rename: bool = False) -> None:
         """Join ``session`` as ``hello.name`` (after checking password or token)."""
@@ -54,6 +55,7 @@ class Presence:
         session.token = identity.token
         state = await hub.store.user_state(identity.key, identity.name, hub.home)
         if session.id not in hub.pool:
+            self._abandon(identity.key, identity.name)
             return
         welcome = Welcome(
             identity.name,
@@ -68,15 +70,30 @@ class Presence:
             if session.user.key != identity.key:
                 self.part(session, 0.0)
                 session.room = None
+                session.history_before = {}
                 self.enter(session, identity.name, identity.key, state)
             return
         hub.send(session, welcome)
         present = hub.users.get(identity.key)
-        rooms = set(present.rooms) if present is not None else {c.conv for c in state.rooms}
+        # While this session catches up, the user's other sessions may join or
+        # leave rooms: the catch-up reads the live set, and going live settles
+        # what changed since the welcome.
+        rooms = present.rooms if present is not None else {c.conv for c in state.rooms}
+        welcomed = set(rooms)
+        names = {c.conv: c.name for c in state.rooms}
         directs = {c.conv for c in state.direct}
 
         def go_live() -> None:
             self.enter(session, identity.name, identity.key, state)
+            user = session.user
+            assert user is not None
+            for key in welcomed - user.rooms:
+                hub.send(session, RoomParted(names.get(key, key)))
+            for key in user.rooms - welcomed:
+                room = hub.rooms.get(key)
+                if room is not None:
+                    record = RoomRecord(key, room.name, room.topic)
+                    hub.spawn(hub.room_ops.send_joined(user, record, [session], token=None))
 
         if hello.resume_from is not None:
             await hub.catchup.resume(
@@ -84,6 +101,13 @@ class Presence:
             )
         else:
             await hub.catchup.recent(session, identity, rooms, directs, go_live)
+        if session.user is None:  # closed while catching up
+            self._abandon(identity.key, identity.name)
+
+    def _abandon(self, key: str, name: str) -> None:
+        """A hello that never went live: the store may stop keeping this user's state here."""
+        if key not in self.hub.users:
+            self.hub.store.absent(key, name)
 
     async def join_guest(self, session: Session) -> None:
         """Join a plain-text connection under a fresh ``guest-NNNN`` name (not announced)."""
@@ -92,7 +116,10 @@ class Presence:
         while True:
             for _ in range(20):
                 name = f"{GUEST_PREFIX}{random.randrange(10**digits):0{digits}d}"
-                if name not in hub.users:
+                if name not in hub.users and name not in self._guests_used:
+                    # A guest name is never handed out twice by one process:
+                    # a newcomer must not inherit an earlier guest's messages.
+                    self._guests_used.add(name)
                     self._reserve_guest(name)
                     try:
                         state = await hub.store.user_state(name, name, hub.home)
@@ -107,7 +134,10 @@ class Presence:
                         return
                     hub.send(session, Welcome(name))
                     rooms = {c.conv for c in state.rooms}
-                    for recent in hub.store.log.recent(name, rooms, RECENT_CONTEXT):
+                    context = hub.store.log.recent(name, rooms, RECENT_CONTEXT)
+                    context = [m for m in context if m.to_key is None]  # rooms only
+                    hub.catchup.shown(session, context)
+                    for recent in context:
                         hub.send(session, recent.event())
                     self.enter(session, name, name, state)
                     return

@@ -132,6 +132,10 @@ __all__ = [
 ]
 
 
+#: Ids are SQLite integers (and Redis stream ids): nothing larger can exist.
+MAX_ID = 2**63 - 1
+
+
 def parse_client(raw: str | bytes, *, max_text: int = DEFAULT_MAX_TEXT) -> ClientEvent:
     """Parse one JSON frame from a client into a :data:`ClientEvent`.
 
@@ -298,8 +302,8 @@ def _optional_id(data: dict[str, Any], key: str) -> int | None:
     value = data.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ProtocolError("bad_field", f"the field '{key}' must be a non-negative integer")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ID:
+        raise ProtocolError("bad_field", f"the field '{key}' must be an integer from 0 to {MAX_ID}")
     return value
 
 

@@ -39,7 +39,7 @@ from papo.protocol import (
     RoomParted,
     RoomTopic,
 )
-from papo.store import RoomChange, RoomRecord, StoreError
+from papo.store import RoomChange, RoomRecord, Stored, StoreError
 
 if TYPE_CHECKING:
     from papo.hub import Hub
@@ -103,8 +103,9 @@ class RoomOps:
         key = room_key(name)
         if key in user.rooms:  # already in: answer this session, announce nothing
             room = self.hub.rooms[key]
+            self._make_current(session, key, room.name)
             record = RoomRecord(key, room.name, room.topic)
-            await self._send_joined(user, record, [session], flush=False)
+            await self.send_joined(user, record, [session], token=None)
             return
         if len(user.rooms) >= self.hub.max_rooms_per_user:
             raise TooManyRooms(
@@ -114,22 +115,39 @@ class RoomOps:
         if found is not None:
             record = found
         else:
-            limiter = self.hub.room_creations
-            wait = limiter.retry_after(user.key)
-            if wait > 0:
-                raise RateLimited(f"you are creating rooms too fast; try again in {wait:.0f} s")
-            record, created = await store.create_room(RoomRecord(key, name, "", user.name))
-            if created:
-                limiter.failed(user.key)  # counts one creation
-                log.info("room %s created by %s", record.name, user.name)
-        if session.link.mode == "plain":
-            session.room = None if record.key == self.hub.home.key else record.name
+            record = await self._create(session, user, key, name)
         if not await store.add_member(record, user.key, user.name, session.id):
             # Already a member after all (a join from another device won the
             # race): this session still gets its answer.
             if key not in user.rooms:
                 self.add_local(user, key, record.name, record.topic)
-            await self._send_joined(user, record, [session], flush=False)
+            await self.send_joined(user, record, [session], token=None)
+        self._make_current(session, key, record.name)
+
+    async def _create(self, session: Session, user: User, key: str, name: str) -> RoomRecord:
+        """Create a room, within the per-user and per-address creation limits.
+
+        The address limit (four times the user's) keeps one client that keeps
+        taking new names from filling the server with rooms.
+        """
+        limiter = self.hub.room_creations
+        address = f"address\x00{session.link.address}"
+        wait = max(
+            limiter.retry_after(user.key), self.hub.room_creations_by_address.retry_after(address)
+        )
+        if wait > 0:
+            raise RateLimited(f"you are creating rooms too fast; try again in {wait:.0f} s")
+        record, created = await self.hub.store.create_room(RoomRecord(key, name, "", user.name))
+        if created:
+            limiter.failed(user.key)  # counts one creation
+            self.hub.room_creations_by_address.failed(address)
+            log.info("room %s created by %s", record.name, user.name)
+        return record
+
+    def _make_current(self, session: Session, key: str, name: str) -> None:
+        """A plain-text connection's lines go to the room it joined last."""
+        if session.link.mode == "plain":
+            session.room = None if key == self.hub.home.key else name
 
     async def part(self, session: Session, user: User, name: str) -> None:
         key = room_key(name)
@@ -141,7 +159,7 @@ class RoomOps:
 
     async def topic(self, session: Session, user: User, name: str, text: str) -> None:
         room = await self._room(user, name)
-        record = RoomRecord(room.key, room.name, room.topic)
+        record = await self.hub.store.get_room(room.key) or RoomRecord(room.key, room.name)
         await self.hub.store.set_topic(record, text, user.key, user.name)
 
     async def history(self, session: Session, user: User, event: History) -> None:
@@ -236,14 +254,39 @@ class RoomOps:
         if user is None or change.conv in user.rooms:
             return
         self.add_local(user, change.conv, change.room, room.topic if room else "")
-        user.pending[change.conv] = []
+        token: list[tuple[Stored, int | None]] = []
+        user.pending[change.conv] = token
         record = RoomRecord(change.conv, change.room)
-        self.hub.spawn(self._send_joined(user, record, list(user.sessions.values())))
+        self.hub.spawn(self.send_joined(user, record, list(user.sessions.values()), token=token))
 
-    async def _send_joined(
-        self, user: User, record: RoomRecord, sessions: list[Session], *, flush: bool = True
+    async def send_joined(
+        self,
+        user: User,
+        record: RoomRecord,
+        sessions: list[Session],
+        *,
+        token: list[tuple[Stored, int | None]] | None,
     ) -> None:
-        """``room joined``, the last messages, then (``flush``) what arrived meanwhile."""
+        """``room joined``, the last messages, then what arrived meanwhile (``token``: the
+        user's pending queue this join created; None for an answer to one session).
+
+        Nothing is written when the user left the room meanwhile, or when a
+        later join of the same room took over the pending queue.
+        """
+        key = record.key
+        try:
+            await self._write_joined(user, record, sessions, token)
+        finally:
+            if token is not None and user.pending.get(key) is token:
+                del user.pending[key]
+
+    async def _write_joined(
+        self,
+        user: User,
+        record: RoomRecord,
+        sessions: list[Session],
+        token: list[tuple[Stored, int | None]] | None,
+    ) -> None:
         store = self.hub.store
         try:
             record = await store.get_room(record.key) or record
@@ -255,7 +298,14 @@ class RoomOps:
             log.error("cannot read room %s for %s: %s", record.name, user.name, exc)
             messages, members, online = [], [], []
             state = None
-        pending = user.pending.pop(record.key, []) if flush else []
+        if record.key not in user.rooms:
+            return  # parted meanwhile: the session was told `parted`
+        if token is not None and user.pending.get(record.key) is not token:
+            return  # a later join of the same room answers instead
+        room = self.hub.rooms.get(record.key)
+        if room is not None:
+            room.topic = record.topic
+        pending = token or []
         newest = messages[-1].id if messages else 0
         joined = RoomJoined(
             record.name,
@@ -270,6 +320,10 @@ class RoomOps:
             if session.id in self.hub.pool and session.user is user:
                 for out in outs:
                     session.link.write(out)
+                if messages and session.link.mode == "plain":
+                    session.history_before[record.key] = messages[0].id
+        if token is not None:  # from here on, live messages go straight to the sessions
+            del user.pending[record.key]
         for message, origin in pending:
             if message.id > newest:
                 out = Outgoing(message.event())

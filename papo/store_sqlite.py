@@ -281,6 +281,7 @@ class SqliteStore(LocalRooms):
         """
         db.execute("DELETE FROM members WHERE user_key LIKE 'guest-%'")
         db.execute("DELETE FROM read_markers WHERE user_key LIKE 'guest-%'")
+        db.execute("DELETE FROM directs WHERE a_key LIKE 'guest-%' OR b_key LIKE 'guest-%'")
         table = self.memberships = Memberships()
         for key, name, topic, by, created in db.execute(
             "SELECT key, name, topic, created_by, created FROM rooms"
@@ -343,6 +344,7 @@ class SqliteStore(LocalRooms):
         def delete(db: sqlite3.Connection) -> None:
             db.execute("DELETE FROM members WHERE user_key = ?", (key,))
             db.execute("DELETE FROM read_markers WHERE user_key = ?", (key,))
+            db.execute("DELETE FROM directs WHERE a_key = ? OR b_key = ?", (key, key))
 
         await self._run(delete)
 

@@ -6,6 +6,7 @@ the real-socket tests (test_rooms.py) prove the wiring.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from pathlib import Path
 from typing import Any
@@ -428,3 +429,116 @@ async def test_bad_room_names_are_refused_clearly(mode: str) -> None:
             check_room(bad)
         assert caught.value.code == "bad_name"
         assert "room name" in caught.value.message
+
+
+# ---------------------------------------------------------------- found by review
+
+
+async def test_plain_join_of_a_room_already_joined_makes_it_current() -> None:
+    hub = await make_hub()
+    web = await connect(hub, "ana")
+    plain = await connect(hub, "ana", mode="plain")
+    await do(hub, web, Join("#segredo"))
+    await do(hub, web, Join("#outra"))
+    await do(hub, plain, Join("#segredo"))  # already in, from the web page
+    assert plain.room == "#segredo"
+    await do(hub, plain, Join("#outra"))
+    await do(hub, plain, Join("#segredo"))
+    assert plain.room == "#segredo"
+
+
+async def test_a_new_guest_never_inherits_an_earlier_guests_messages(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hub = await make_hub()
+    monkeypatch.setattr("papo.presence.random.randrange", lambda n: 1)  # always guest-0001
+    first = hub.attach(FakeLink("plain"))
+    await hub.presence.join_guest(first)
+    assert first.user is not None and first.user.name == "guest-0001"
+    ana = await connect(hub, "ana")
+    await do(hub, first, Join("#bando"))
+    await say(hub, ana, "o código é 4711", to="guest-0001")
+    hub.detach(first)
+    await hub.settle()
+    second = hub.attach(FakeLink("plain"))
+    await hub.presence.join_guest(second)
+    await hub.settle()
+    assert second.user is not None and second.user.name != "guest-0001"
+    assert not any("4711" in line for line in link(second).take())
+    assert "#bando" not in second.user.rooms
+
+
+async def test_a_resuming_session_stops_getting_a_room_its_user_left_meanwhile() -> None:
+    hub = await make_hub()
+    ana1, beto = await connect(hub, "ana"), await connect(hub, "beto")
+    for session in (ana1, beto):
+        await do(hub, session, Join("#x"))
+    start = (await say(hub, beto, "início"))["id"]
+    for i in range(600):  # more than one replay chunk: the catch-up drains between chunks
+        await say(hub, beto, f"b{i}")
+    gate, waiting = asyncio.Event(), asyncio.Event()
+
+    class SlowLink(FakeLink):
+        async def drain(self) -> None:
+            waiting.set()
+            await gate.wait()
+
+    ana2 = hub.attach(SlowLink())
+    resuming = asyncio.create_task(hub.handle(ana2, Hello("ana", resume_from=start)))
+    await waiting.wait()  # the first chunk is out: the catch-up waits in drain
+    await do(hub, ana1, Part("#x"))
+    await say(hub, beto, "depois da saída", room="#x")
+    gate.set()
+    await resuming
+    await hub.settle()
+    sent = link(ana2).take()
+    assert not any(e.get("text") == "depois da saída" for e in sent)
+    assert {"type": "room", "event": "parted", "room": "#x"} in sent
+
+
+async def test_join_part_join_quickly_answers_once_in_order() -> None:
+    hub = await make_hub()
+    ana, beto = await connect(hub, "ana"), await connect(hub, "beto")
+    await do(hub, beto, Join("#x"))
+    await say(hub, beto, "antes", room="#x")
+    clear(ana)
+    await hub.handle(ana, Join("#x"))
+    await hub.handle(ana, Part("#x"))
+    await hub.handle(ana, Join("#x"))
+    await hub.handle(beto, Say("durante", room="#x"))
+    await hub.settle()
+    kinds = [e.get("event") or e.get("text") for e in link(ana).take()]
+    assert kinds == ["parted", "joined", "antes", "durante"]
+
+
+async def test_a_topic_keeps_the_rooms_creator(tmp_path: Path) -> None:
+    hub = await make_hub(tmp_path)
+    ana = await connect(hub, "ana")
+    await do(hub, ana, Join("#sala"))
+    await do(hub, ana, SetTopic("#sala", "novo"))
+    room = await hub.store.get_room("#sala")
+    assert room is not None and room.created_by == "ana" and room.created > 0
+    await hub.store.close()
+
+
+async def test_room_creation_is_limited_per_address_too() -> None:
+    clock = [0.0]
+    hub = await make_hub(room_creations=AttemptLimiter(2, 60.0, clock=lambda: clock[0]))
+    names = [await connect(hub, f"nome{i}") for i in range(5)]  # one address, new names
+    for i, session in enumerate(names):
+        for j in range(2):
+            await do(hub, session, Join(f"#r{i}-{j}"))
+    refused = sum(errors(s).count("rate_limited") for s in names)
+    assert refused == 2  # 10 tries, 8 allowed from one address (4 x 2)
+
+
+async def test_plain_history_pages_back_from_what_was_shown() -> None:
+    hub = await make_hub()
+    ana = await connect(hub, "ana")
+    for i in range(10):
+        await say(hub, ana, f"g{i}")
+    plain = hub.attach(FakeLink("plain"))
+    await do(hub, plain, Hello("beto"))
+    assert link(plain).take()[-1] == "ana: g9"  # the recent context
+    await do(hub, plain, History(Conversation(room="#geral"), limit=3))
+    assert "ana: g9" not in link(plain).take()

@@ -402,3 +402,9 @@ def test_room_lines_in_plain_mode() -> None:
     assert render_plain(Message(1, "ana", "oi", "t", room="#sala")) == "[#sala] ana: oi"
     assert render_plain(Message(1, "ana", "oi", "t", room="#geral", home=True)) == "ana: oi"
     assert render_plain(Message(1, "ana", "oi", "t", to="beto")) == "ana → beto (private): oi"
+
+
+def test_ids_beyond_what_a_store_can_hold_are_refused() -> None:
+    with pytest.raises(ProtocolError) as caught:
+        parse_client('{"type":"history","room":"#geral","before":9223372036854775808}')
+    assert caught.value.code == "bad_field"
