@@ -1,7 +1,7 @@
 """Connections and users as the hub sees them: :class:`Link`, :class:`Session`, :class:`User`.
 
 A :class:`Session` is one live connection (the server's side; the terminal
-client's session is :class:`papo.session.ChatSession`). A :class:`User` is a
+client's session is :class:`papo.client_session.ChatSession`). A :class:`User` is a
 name with one or more sessions and the rooms it is a member of. Nothing here
 does I/O: the transport provides the :class:`Link`.
 """

@@ -1,6 +1,6 @@
 """The client side of the wire: read server events, write client events. Pure, no I/O.
 
-Used by the terminal client's session (:mod:`papo.session`) and the tests.
+Used by the terminal client's session (:mod:`papo.client_session`) and the tests.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ go. ``/join #sala`` makes ``#sala`` current once the server confirms it,
 tagged with their room unless they are the default room's; the client counts
 unread messages per conversation (for ``/rooms``) and tells the server what
 was read in the current room, so the user's other devices clear their badges.
-The current room lives here, not in :class:`~papo.session.ChatSession`, which
+The current room lives here, not in :class:`~papo.client_session.ChatSession`, which
 stays a protocol-level library.
 
 This module is the wiring: options, joining, the screen and the prompt loop.
@@ -41,6 +41,7 @@ from papo.client_format import (
     format_rooms,
     format_unread,
 )
+from papo.client_session import ChatSession, ConnectError, JoinError
 from papo.client_state import Conversations, ReadMarks
 from papo.commands import (
     HELP,
@@ -77,7 +78,6 @@ from papo.protocol import (
     check_name,
     visible,
 )
-from papo.session import ChatSession, ConnectError, JoinError
 
 DEFAULT_URL = "ws://localhost:8765"
 #: How long a piped client waits for the answer to a request before reading on.

@@ -1,6 +1,6 @@
 """The proof: clients keep talking while the server is SIGKILLed again and again.
 
-Every client is the real client library (papo.session.ChatSession, the one the
+Every client is the real client library (papo.client_session.ChatSession, the one the
 terminal client uses): it reconnects with backoff, resumes from its last id
 and re-sends unacknowledged messages under the same cid. At the end, for every
 user, what it received must be exactly the stored messages it may see (public
@@ -15,8 +15,8 @@ import random
 import sqlite3
 from collections.abc import Callable
 
+from papo.client_session import ChatSession
 from papo.protocol import Hello, Message
-from papo.session import ChatSession
 from tests.helpers import ServerProcess
 
 CLIENTS = 6

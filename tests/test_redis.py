@@ -22,9 +22,9 @@ from typing import Any, cast
 import pytest
 import redis as redis_py
 
+from papo.client_session import ChatSession
 from papo.config import parse_settings
 from papo.protocol import Error, Hello, Message
-from papo.session import ChatSession
 from tests.conftest import StartServer
 from tests.helpers import JsonClient, PlainClient, RedisServer, ServerProcess
 
