@@ -7,9 +7,11 @@ The hub talks to a :class:`Store` and never knows which implementation it has:
 
 Every stored message comes back to the hub through one door, in id order:
 :attr:`Store.on_message`. A single process calls it right after the commit;
-with Redis each instance calls it for every message it reads from the shared
-stream, its own and the other instances'. So there is one delivery path, and
-a message sent on one instance reaches the sessions of every instance.
+with Redis each instance calls it for every message it reads from the streams
+it follows (its users' rooms, the default room, the direct messages), its own
+and the other instances'. So there is one delivery path, and a message sent
+on one instance reaches the sessions of every instance. Membership, topic and
+read-marker changes take the same way (:attr:`Store.on_room`).
 Presence goes the same way: the hub reports how many sessions each user has
 here, and the store says (:attr:`Store.on_presence`) when a user joined or
 left the whole chat.
