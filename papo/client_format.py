@@ -8,6 +8,7 @@ and never carries a terminal escape. Styles are names (``"notice"``,
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, tzinfo
 
 from papo.client_state import Conversations
@@ -26,7 +27,7 @@ from papo.events import (
     ServerEvent,
     Users,
 )
-from papo.plain import visible
+from papo.plain import plain_message, render_plain, visible
 
 #: A line on the screen: (style, text).
 Line = tuple[str, str]
@@ -38,36 +39,22 @@ def format_prompt(state: Conversations) -> str:
 
 
 def format_message(event: Message, home: bool = True) -> Line:
-    """(style, line) of a chat message; ``home`` (the default room's) lines carry no room tag."""
-    when = local_time(event.ts)
-    text = visible(event.text)
-    if event.to is not None:
-        return (
-            "private",
-            f"[{when}] {visible(event.sender)} → {visible(event.to)} (private): {text}",
-        )
-    if home or event.room is None:
-        return ("", f"[{when}] {visible(event.sender)}: {text}")
-    return ("", f"[{when}] [{visible(event.room)}] {visible(event.sender)}: {text}")
+    """(style, line) of a chat message; ``home`` (the default room's) lines carry no room tag.
+
+    The line is the plain-text mode's (:func:`~papo.plain.plain_message`), after the time.
+    """
+    line = plain_message(replace(event, home=home))
+    return ("private" if event.to is not None else "", f"[{local_time(event.ts)}] {line}")
 
 
 def format_event(event: ServerEvent, state: Conversations | None = None) -> Line | None:
-    """(style, line) for an incoming event; None for events not shown (or shown otherwise)."""
+    """(style, line) for an incoming event; None for events not shown (or shown otherwise).
+
+    Most events read as in the plain-text mode (:func:`~papo.plain.render_plain`);
+    a room join counts its members in words, and a gap says it without ids.
+    """
     if isinstance(event, Message):
         return format_message(event, state is None or state.is_default(event.room))
-    if isinstance(event, Presence):
-        verb = "joined" if event.event == "join" else "left"
-        return ("notice", f"* {visible(event.name)} {verb}")
-    if isinstance(event, Users):
-        names = ", ".join(
-            visible(u.name) + ("" if u.sessions == 1 else f" ({u.sessions} sessions)")
-            for u in event.users
-        )
-        return ("notice", f"* online ({len(event.users)}): {names}")
-    if isinstance(event, Error):
-        return ("error", f"* error: {visible(event.message)}")
-    if isinstance(event, Notice):
-        return ("notice", f"* {visible(event.text)}")
     if isinstance(event, Gap):
         return ("notice", f"* older messages (up to {event.oldest - 1}) are no longer kept")
     if isinstance(event, RoomJoined):
@@ -78,18 +65,10 @@ def format_event(event: ServerEvent, state: Conversations | None = None) -> Line
             f"* you are in {visible(event.room)}{topic}: {count_of(len(event.members), 'member')}, "
             f"{online} online",
         )
-    if isinstance(event, RoomParted):
-        return ("notice", f"* you left {visible(event.room)}")
-    if isinstance(event, RoomTopic):
-        if not event.topic:
-            return ("notice", f"* {visible(event.by)} cleared the topic of {visible(event.room)}")
-        return (
-            "notice",
-            f"* {visible(event.by)} set the topic of {visible(event.room)}: {visible(event.topic)}",
-        )
-    if isinstance(event, Member):
-        verb = "joined" if event.event == "join" else "left"
-        return ("notice", f"* {visible(event.name)} {verb} {visible(event.room)}")
+    if isinstance(event, Presence | Users | Error | Notice | RoomParted | RoomTopic | Member):
+        line = render_plain(event)
+        assert line is not None
+        return ("error" if isinstance(event, Error) else "notice", line)
     return None  # welcome, read markers; room lists and history pages take several lines
 
 
