@@ -11,9 +11,19 @@ every live session without a member list.
 
 from __future__ import annotations
 
-from papo.directory import User
+from papo.directory import Session, User
 from papo.protocol import Outgoing
 from papo.store import Stored
+
+
+def write_each(sessions: dict[int, Session], out: Outgoing, origin: int | None = None) -> int:
+    """Write ``out`` to every session of ``sessions`` (id → session) but ``origin``; how many."""
+    count = 0
+    for session_id, session in sessions.items():
+        if session_id != origin:
+            session.link.write(out)
+            count += 1
+    return count
 
 
 class Room:
@@ -41,10 +51,7 @@ class Room:
             if pending is not None:
                 pending.append((stored, origin))
                 continue
-            for session_id, session in user.sessions.items():
-                if session_id != origin:
-                    session.link.write(out)
-                    count += 1
+            count += write_each(user.sessions, out, origin)
         return count
 
     def notify(self, out: Outgoing, *, skip: str | None = None) -> int:

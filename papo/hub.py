@@ -33,9 +33,9 @@ from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 from papo.accounts import Accounts
-from papo.catchup import RECENT_CONTEXT, CatchUp
-from papo.conversation import Room
-from papo.directory import GUEST_PREFIX, HubStats, Session, User
+from papo.catchup import CatchUp
+from papo.conversation import Room, write_each
+from papo.directory import HubStats, Link, Session, User
 from papo.errors import PapoError, RateLimited
 from papo.limits import AttemptLimiter
 from papo.names import direct_key, name_key, room_key
@@ -70,8 +70,6 @@ log = logging.getLogger(__name__)
 DEFAULT_ROOM = "#geral"
 MAX_ROOMS_PER_USER = 100
 ROOM_CREATIONS_PER_MINUTE = 5
-
-__all__ = ["GUEST_PREFIX", "RECENT_CONTEXT", "Hub", "Session", "User"]
 
 
 class Hub:
@@ -122,7 +120,7 @@ class Hub:
 
     # ------------------------------------------------------------ connections
 
-    def attach(self, link: Any) -> Session:
+    def attach(self, link: Link) -> Session:
         """Add a new connection to the pool."""
         session = Session(next(self._ids), link)
         self.pool[session.id] = session
@@ -249,10 +247,10 @@ class Hub:
                 conv=direct_key(user.key, to_key),
             )  # fmt: skip
         else:
-            room = self.room_ops.member_room(user, say.room or session.room)
+            where = say.room or session.room
+            room = self.room_ops.member_room(user, where)
             if room is None:
-                await self.room_ops.refuse(say.room or session.room or self.home.name)
-                return
+                await self.room_ops.refuse(where or self.home.name)
             message = Stored(
                 0, user.name, user.key, say.text, utc_timestamp(), cid=say.cid,
                 room=room.name, conv=room.key, home=room.home,
@@ -277,20 +275,14 @@ class Hub:
             if room is None:
                 return
             if room.home:  # everyone's room: every live session
-                for session_id, session in self.members.items():
-                    if session_id != origin:
-                        session.link.write(out)
-                        count += 1
+                count = write_each(self.members, out, origin)
             else:
                 count = room.deliver(stored, out, origin)
         else:
             for key in {stored.to_key, stored.sender_key}:
                 user = self.users.get(key)
                 if user is not None:
-                    for session_id, session in user.sessions.items():
-                        if session_id != origin:
-                            session.link.write(out)
-                            count += 1
+                    count += write_each(user.sessions, out, origin)
         self.stats.deliveries += count
         self.observe_fanout(time.perf_counter() - started)
 

@@ -72,9 +72,6 @@ class Memberships:
         for conv, (other, _) in self.directs.pop(user_key, {}).items():
             self.directs.get(other, {}).pop(conv, None)
 
-    def rooms_of(self, user_key: str) -> set[str]:
-        return set(self.joined.get(user_key, ()))
-
     def marker(self, user_key: str, conv: str) -> int:
         return self.markers.get(user_key, {}).get(conv, 0)
 

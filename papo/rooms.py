@@ -16,9 +16,9 @@ or reordered.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
-from papo.conversation import Room
+from papo.conversation import Room, write_each
 from papo.directory import Session, User
 from papo.errors import CannotPart, NotMember, ProtocolError, RateLimited, TooManyRooms, UnknownRoom
 from papo.names import direct_key, name_key, room_key
@@ -83,7 +83,7 @@ class RoomOps:
         key = self.hub.home.key if name is None else room_key(name)
         return self.hub.rooms.get(key) if key in user.rooms else None
 
-    async def refuse(self, name: str) -> None:
+    async def refuse(self, name: str) -> NoReturn:
         """Raise why a user cannot use room ``name``: it does not exist, or is not theirs."""
         if await self.hub.store.get_room(room_key(name)) is None:
             raise UnknownRoom(f"there is no room {name}; /join {name} creates it")
@@ -93,7 +93,6 @@ class RoomOps:
         room = self.member_room(user, name)
         if room is None:
             await self.refuse(name)
-            raise AssertionError("refuse raises")
         return room
 
     # ------------------------------------------------------------ requests
@@ -326,10 +325,7 @@ class RoomOps:
             del user.pending[record.key]
         for message, origin in pending:
             if message.id > newest:
-                out = Outgoing(message.event())
-                for session in user.sessions.values():
-                    if session.id != origin:
-                        session.link.write(out)
+                write_each(user.sessions, Outgoing(message.event()), origin)
 
     def _parted(self, change: RoomChange) -> None:
         user = self.hub.users.get(change.user_key)
@@ -354,7 +350,6 @@ class RoomOps:
             conversation = Conversation(room=change.room)
         else:  # a direct conversation: the store names the other user in `topic`
             conversation = Conversation(with_=change.topic)
-        out = Outgoing(ReadMarker(conversation, change.message_id))
-        for session_id, session in user.sessions.items():
-            if session_id != change.origin:
-                session.link.write(out)
+        write_each(
+            user.sessions, Outgoing(ReadMarker(conversation, change.message_id)), change.origin
+        )

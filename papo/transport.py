@@ -40,7 +40,8 @@ from websockets.typing import Subprotocol
 from papo import SUBPROTOCOL
 from papo.commands import HELP, Help, HistoryHere, Nick, PartRoom, Quit, TopicHere, parse_line
 from papo.config import Settings
-from papo.hub import Hub, Session
+from papo.directory import Session
+from papo.hub import Hub
 from papo.metrics import CONTENT_TYPE, Metrics, TransportStats
 from papo.protocol import (
     Conversation,

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from papo.accounts import Accounts, Tokens
-from papo.hub import Hub, Session
+from papo.directory import Session
+from papo.hub import Hub
 from papo.limits import AttemptLimiter
 from papo.protocol import Hello, Mode, Outgoing
 from papo.store import Store
