@@ -16,6 +16,26 @@ from tests.helpers import ROOT, JsonClient, ServerProcess
 ENV = {**os.environ, "TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1", "NO_COLOR": "1"}
 
 
+async def piped(url: str, name: str, lines: bytes) -> tuple[int | None, bytes, bytes]:
+    """``client.py --name NAME`` with ``lines`` on its stdin (not a terminal): exit code, output."""
+    import asyncio
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "client.py",
+        "--url",
+        url,
+        "--name",
+        name,
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    out, err = await proc.communicate(lines)
+    return proc.returncode, out, err
+
+
 def spawn(*args: str, track: list[pexpect.spawn] | None = None) -> pexpect.spawn:
     """``client.py`` in a real pseudo-terminal (closed by the fixture when tracked)."""
     child = pexpect.spawn(
@@ -162,20 +182,8 @@ def test_piped_client_can_be_scripted(server: ServerProcess) -> None:
 
     async def scenario() -> list[str]:
         listener = await JsonClient.open(server.url, "listener")
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "client.py",
-            "--url",
-            server.url,
-            "--name",
-            "bot",
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        out, err = await proc.communicate(b"oi do bot\n/msg listener psiu\n")
-        assert proc.returncode == 0, err
+        code, out, err = await piped(server.url, "bot", b"oi do bot\n/msg listener psiu\n")
+        assert code == 0, err
         assert b"you are bot" in out
         got = [e["text"] for e in await listener.quiet(1.0) if e["type"] == "message"]
         await listener.close()

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pexpect
 import pytest
 
-from tests.helpers import ROOT, JsonClient, ServerProcess
-from tests.test_client import spawn
+from tests.helpers import JsonClient, ServerProcess
+from tests.test_client import piped, spawn
 
 PROMPT_GERAL = r"\[#geral\] >"
 PROMPT_SALA = r"\[#sala\] >"
@@ -253,20 +251,9 @@ async def test_unread_while_away_comes_from_the_welcome(
 
 async def test_piped_client_can_join_a_room(server: ServerProcess) -> None:
     listener = await in_room(server.url, "listener")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "client.py",
-        "--url",
-        server.url,
-        "--name",
-        "bot",
-        cwd=ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    out, err = await proc.communicate(b"no geral\n/join #sala\nna sala\n/part\nde volta\n")
-    assert proc.returncode == 0, err
+    lines = b"no geral\n/join #sala\nna sala\n/part\nde volta\n"
+    code, out, err = await piped(server.url, "bot", lines)
+    assert code == 0, err
     assert b"you are in #sala" in out and b"you left #sala" in out, out
     got: list[tuple[str, str | None]] = []
     while not got or got[-1][0] != "de volta":
