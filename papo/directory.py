@@ -61,6 +61,11 @@ class Session:
         self.history_before: dict[str, int] = {}
 
 
+#: Live messages of a room a user just joined, with their origin session, waiting
+#: until the room's recent history has been sent (see :class:`User`).
+Pending = list[tuple[Stored, int | None]]
+
+
 class User:
     """A name with one or more sessions (devices, tabs), and its rooms.
 
@@ -90,7 +95,7 @@ class User:
         self.sessions: dict[int, Session] = {}
         self.leave_timer: asyncio.TimerHandle | None = None
         self.rooms: set[str] = set()
-        self.pending: dict[str, list[tuple[Stored, int | None]]] = {}
+        self.pending: dict[str, Pending] = {}
 
 
 def is_guest(key: str) -> bool:

@@ -19,7 +19,7 @@ import logging
 from typing import TYPE_CHECKING, NoReturn
 
 from papo.conversation import Room, write_each
-from papo.directory import Session, User
+from papo.directory import Pending, Session, User
 from papo.errors import CannotPart, NotMember, ProtocolError, RateLimited, TooManyRooms, UnknownRoom
 from papo.names import direct_key, name_key, room_key
 from papo.protocol import (
@@ -39,7 +39,7 @@ from papo.protocol import (
     RoomParted,
     RoomTopic,
 )
-from papo.store import RoomChange, RoomRecord, Stored, StoreError
+from papo.store import RoomChange, RoomRecord, StoreError
 
 if TYPE_CHECKING:
     from papo.hub import Hub
@@ -253,7 +253,7 @@ class RoomOps:
         if user is None or change.conv in user.rooms:
             return
         self.add_local(user, change.conv, change.room, room.topic if room else "")
-        token: list[tuple[Stored, int | None]] = []
+        token: Pending = []
         user.pending[change.conv] = token
         record = RoomRecord(change.conv, change.room)
         self.hub.spawn(self.send_joined(user, record, list(user.sessions.values()), token=token))
@@ -264,7 +264,7 @@ class RoomOps:
         record: RoomRecord,
         sessions: list[Session],
         *,
-        token: list[tuple[Stored, int | None]] | None,
+        token: Pending | None,
     ) -> None:
         """``room joined``, the last messages, then what arrived meanwhile (``token``: the
         user's pending queue this join created; None for an answer to one session).
@@ -284,7 +284,7 @@ class RoomOps:
         user: User,
         record: RoomRecord,
         sessions: list[Session],
-        token: list[tuple[Stored, int | None]] | None,
+        token: Pending | None,
     ) -> None:
         store = self.hub.store
         try:

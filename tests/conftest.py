@@ -4,6 +4,7 @@ import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pexpect
 import pytest
 
 from tests.helpers import RedisServer, ServerProcess, need, redis_missing
@@ -43,3 +44,12 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     redis = RedisServer(tmp_path / "redis").start()
     yield redis
     redis.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def children() -> Iterator[list[pexpect.spawn]]:
+    """Terminal clients (``client.py`` in a pty) a test started; all closed after it."""
+    started: list[pexpect.spawn] = []
+    yield started
+    for child in started:
+        child.close(force=True)

@@ -5,11 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pexpect
-import pytest
 
 from tests.helpers import ROOT, JsonClient, ServerProcess
 
@@ -57,14 +55,6 @@ def joined(children: list[pexpect.spawn], url: str, name: str) -> pexpect.spawn:
     child = spawn("--url", url, "--name", name, track=children)
     child.expect(f"you are {name}")
     return child
-
-
-@pytest.fixture
-def children() -> Iterator[list[pexpect.spawn]]:
-    started: list[pexpect.spawn] = []
-    yield started
-    for child in started:
-        child.close(force=True)
 
 
 def test_two_terminal_clients_chat_and_sair_exits_0(

@@ -9,25 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pexpect
-import pytest
 
 from tests.helpers import JsonClient, ServerProcess
 from tests.test_client import piped, spawn
 
 PROMPT_GERAL = r"\[#geral\] >"
 PROMPT_SALA = r"\[#sala\] >"
-
-
-@pytest.fixture
-def children() -> Iterator[list[pexpect.spawn]]:
-    started: list[pexpect.spawn] = []
-    yield started
-    for child in started:
-        child.close(force=True)
 
 
 async def expect(child: pexpect.spawn, pattern: str, timeout: float = 10) -> str:
