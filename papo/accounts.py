@@ -19,6 +19,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from papo.i18n import t
 from papo.limits import AttemptLimiter
 from papo.names import name_key
 from papo.protocol import ProtocolError
@@ -142,30 +143,41 @@ class Accounts:
         if wait > 0:
             raise ProtocolError(
                 "too_many_attempts",
-                f"too many failed attempts for {name}; try again in {wait:.0f} s",
+                t(
+                    "too many failed attempts for {name}; try again in {seconds} s",
+                    name=name,
+                    seconds=round(wait),
+                ),
             )
         if token is not None:
             claims = self.tokens.verify(token)
             if claims is None or claims.key != key or await self.store.is_revoked(claims.token_id):
                 self.limiter.failed(throttle_key)
                 raise ProtocolError(
-                    "bad_token", "the token is not valid for this name (expired, revoked or forged)"
+                    "bad_token",
+                    t("the token is not valid for this name (expired, revoked or forged)"),
                 )
             if account is None:  # a token for a guest name that was never saved
                 account = Account(key, name, None, time.time())
                 await self.store.save_account(account)
         elif account is not None and account.password_hash is not None:
             if password is None:
-                raise ProtocolError("auth_required", f"the name {account.name} needs its password")
+                raise ProtocolError(
+                    "auth_required", t("the name {name} needs its password", name=account.name)
+                )
             if not await asyncio.to_thread(check_password, password, account.password_hash):
                 self.limiter.failed(throttle_key)
-                raise ProtocolError("bad_password", f"wrong password for {account.name}")
+                raise ProtocolError(
+                    "bad_password", t("wrong password for {name}", name=account.name)
+                )
         elif password is not None:
             account = await self._protect(
                 account or Account(key, name, None, time.time()), password
             )
         elif self.require_password:
-            raise ProtocolError("auth_required", "this server requires a password for every name")
+            raise ProtocolError(
+                "auth_required", t("this server requires a password for every name")
+            )
         elif account is None and remember:
             account = Account(key, name, None, time.time())
             await self.store.save_account(account)
@@ -181,13 +193,16 @@ class Accounts:
         key = name_key(name)
         account = await self.store.get_account(key) or Account(key, name, None, time.time())
         if account.protected:
-            raise ProtocolError("already_protected", f"{account.name} already has a password")
+            raise ProtocolError(
+                "already_protected", t("{name} already has a password", name=account.name)
+            )
         await self._protect(account, password)
 
     async def _protect(self, account: Account, password: str) -> Account:
         if len(password) < MIN_PASSWORD_LENGTH:
             raise ProtocolError(
-                "weak_password", f"a password has at least {MIN_PASSWORD_LENGTH} characters"
+                "weak_password",
+                t("a password has at least {min} characters", min=MIN_PASSWORD_LENGTH),
             )
         hashed = await asyncio.to_thread(hash_password, password)
         protected = Account(account.key, account.name, hashed, account.created)

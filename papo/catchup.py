@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from papo.directory import Session
+from papo.i18n import t
 from papo.protocol import Error, Gap, Outgoing
 from papo.store import Store, Stored
 
@@ -99,8 +100,12 @@ class CatchUp:
                 session,
                 Error(
                     "bad_resume",
-                    f"resume_from {after} is newer than the newest message ({log_.committed}); "
-                    "resuming from there",
+                    t(
+                        "resume_from {after} is newer than the newest message ({newest}); "
+                        "resuming from there",
+                        after=after,
+                        newest=log_.committed,
+                    ),
                 ),
             )
             after = log_.committed

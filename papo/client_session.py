@@ -156,7 +156,7 @@ class ChatSession:
             if isinstance(event, Welcome):
                 break
             if isinstance(event, Error):
-                raise JoinError(event.code, event.message)
+                raise JoinError(event.code, str(event.message))
         first = self.joined is None
         self.joined = Joined(event.name, event.token, event.last_id, event.rooms, event.direct)
         if first:

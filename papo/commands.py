@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from papo.i18n import Text, t
 from papo.protocol import (
     DEFAULT_MAX_TEXT,
     MAX_HISTORY,
@@ -24,17 +25,34 @@ from papo.protocol import (
     check_room,
     check_text,
     check_topic,
+    visible,
 )
 
 QUIT_WORDS = frozenset({"sair", "/quit", "/exit", "/sair"})
 
-HELP = (
-    "commands: /msg NAME TEXT (private message) · /who (who is online) · "
-    "/join #ROOM (join or create a room; your lines go there) · /part [#ROOM] (leave it) · "
-    "/rooms (list rooms) · /topic TEXT (set this room's topic) · /history [N] (older messages) · "
-    "/nick NAME [PASSWORD] (choose your name) · /register PASSWORD (protect your name) · "
-    "/logout · /help · sair or /quit (leave). Anything else is said in the current room; "
-    "start a line with // to say something that begins with /."
+#: Every spelling of a command (English and Portuguese work in every language) → its name.
+ALIASES = {
+    "/msg": "msg", "/m": "msg", "/w": "msg", "/privado": "msg",
+    "/who": "who", "/quem": "who",
+    "/help": "help", "/ajuda": "help",
+    "/nick": "nick", "/nome": "nick",
+    "/register": "register", "/registrar": "register",
+    "/logout": "logout",
+    "/join": "join", "/entrar": "join",
+    "/part": "part", "/leave": "part", "/deixar": "part",
+    "/rooms": "rooms", "/salas": "rooms",
+    "/topic": "topic", "/topico": "topic", "/tópico": "topic",
+    "/history": "history", "/historico": "history", "/histórico": "history",
+}  # fmt: skip
+
+HELP = t(
+    "commands: /msg or /privado NAME TEXT (private message) · /who or /quem (who is online) · "
+    "/join or /entrar #ROOM (join or create a room; your lines go there) · "
+    "/part or /deixar [#ROOM] (leave it) · /rooms or /salas (list rooms) · "
+    "/topic TEXT (set this room's topic) · /history [N] (older messages) · "
+    "/nick or /nome NAME [PASSWORD] (choose your name) · /register PASSWORD (protect your name) · "
+    "/logout · /help or /ajuda · sair or /quit (leave). Anything else is said in the current "
+    "room; start a line with // to say something that begins with /."
 )
 HISTORY_LINES = 20
 
@@ -92,44 +110,56 @@ def parse_line(line: str, *, max_text: int = DEFAULT_MAX_TEXT) -> Command:
             text = text.lstrip()[1:]
         return Say(check_text(text, max_text))
     word, _, rest = stripped.partition(" ")
-    word = word.casefold()
+    command = ALIASES.get(word.casefold())
     rest = rest.strip()
-    if word in ("/msg", "/m", "/w"):
+    if command is None:
+        raise ProtocolError(
+            "unknown_command",
+            t("unknown command {command}; /help lists the commands", command=visible(word[:40])),
+        )
+    return _command(command, word.casefold(), rest, max_text)
+
+
+def _usage(usage: Text) -> ProtocolError:
+    return ProtocolError("usage", t("usage: {usage}", usage=usage))
+
+
+def _command(command: str, word: str, rest: str, max_text: int) -> Command:
+    if command == "msg":
         name, _, text = rest.partition(" ")
         if not name or not text.strip():
-            raise ProtocolError("usage", "usage: /msg NAME TEXT")
+            raise _usage(t("{command} NAME TEXT", command=word))
         return Say(check_text(text.strip(), max_text), to=check_name(name))
-    if word == "/who":
+    if command == "who":
         return Who()
-    if word == "/help":
+    if command == "help":
         return Help()
-    if word == "/nick":
+    if command == "nick":
         parts = rest.split()
         if not 1 <= len(parts) <= 2:
-            raise ProtocolError("usage", "usage: /nick NAME [PASSWORD]")
+            raise _usage(t("{command} NAME [PASSWORD]", command=word))
         return Nick(check_name(parts[0]), parts[1] if len(parts) == 2 else None)
-    if word == "/register":
+    if command == "register":
         if not rest or " " in rest:
-            raise ProtocolError("usage", "usage: /register PASSWORD (one word)")
+            raise _usage(t("{command} PASSWORD (one word)", command=word))
         return Register(rest)
-    if word == "/logout":
+    if command == "logout":
         return Logout()
-    if word == "/join":
+    if command == "join":
         if not rest or " " in rest:
-            raise ProtocolError("usage", "usage: /join #ROOM")
+            raise _usage(t("{command} #ROOM", command=word))
         return Join(check_room(rest))
-    if word in ("/part", "/leave"):
+    if command == "part":
         if " " in rest:
-            raise ProtocolError("usage", "usage: /part [#ROOM]")
+            raise _usage(t("{command} [#ROOM]", command=word))
         return PartRoom(check_room(rest) if rest else None)
-    if word == "/rooms":
+    if command == "rooms":
         return ListRooms()
-    if word == "/topic":
+    if command == "topic":
         return TopicHere(check_topic(rest))
-    if word == "/history":
-        if not rest:
-            return HistoryHere()
-        if not rest.isdigit() or not 1 <= int(rest) <= MAX_HISTORY:
-            raise ProtocolError("usage", f"usage: /history [N] (N from 1 to {MAX_HISTORY})")
-        return HistoryHere(int(rest))
-    raise ProtocolError("unknown_command", f"unknown command {word}; /help lists the commands")
+    assert command == "history"
+    if not rest:
+        return HistoryHere()
+    if not rest.isdigit() or not 1 <= int(rest) <= MAX_HISTORY:
+        raise _usage(t("{command} [N] (N from 1 to {max})", command=word, max=MAX_HISTORY))
+    return HistoryHere(int(rest))

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from papo import __version__
+from papo.i18n import DEFAULT_LANGUAGE, LANGUAGES, match_language
 from papo.names import InvalidNameError, clean_room
 from papo.protocol import DEFAULT_MAX_TEXT
 
@@ -46,6 +47,7 @@ class Settings:
     default_room: str = "#geral"
     max_rooms_per_user: int = 100
     room_creations: int = 5
+    lang: str = DEFAULT_LANGUAGE
 
 
 def _room(text: str) -> str:
@@ -53,6 +55,15 @@ def _room(text: str) -> str:
         return clean_room(text)
     except InvalidNameError as exc:
         raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+
+
+def _language(text: str) -> str:
+    lang = match_language(text)
+    if lang is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: papo speaks {' and '.join(LANGUAGES)} (pt_BR, pt and en-US work too)"
+        )
+    return lang
 
 
 def _env(environ: Mapping[str, str], flag: str) -> str | None:
@@ -112,6 +123,13 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
 
     add("host", d.host, str, "interface to listen on (0.0.0.0 for every interface)")
     add("port", d.port, _positive(int), "TCP port for WebSocket, web page, health and metrics")
+    add(
+        "lang",
+        d.lang,
+        _language,
+        "language of notices and errors for a connection that asks for none "
+        "(?lang= in its URL, Accept-Language, or hello's lang): en or pt-BR",
+    )
     add(
         "log-level",
         d.log_level,
@@ -275,4 +293,5 @@ def parse_settings(
         default_room=ns.default_room,
         max_rooms_per_user=max(1, ns.max_rooms_per_user),
         room_creations=ns.room_creations,
+        lang=ns.lang,
     )

@@ -25,6 +25,8 @@ class Link(Protocol):
 
     mode: Mode
     address: str
+    #: The language its notices and errors are written in (``en``, ``pt-BR``).
+    lang: str
 
     def write(self, out: Outgoing) -> None:
         """Queue ``out`` for this peer without waiting; never raises."""

@@ -1,7 +1,8 @@
 """One exception tree for everything a client can be refused. Pure, no I/O.
 
 Every refusal carries a stable machine ``code`` (listed in docs/protocol.md)
-and a ``message`` for people; the hub turns any :class:`PapoError` into an
+and a ``message`` for people (a :class:`~papo.i18n.Text`, rendered in each
+reader's language; the code never changes with it); the hub turns any :class:`PapoError` into an
 ``error`` event for the connection that caused it, and the connection stays
 open. Subclasses name what happened, so the code that raises says so and a
 test can catch exactly that.
@@ -9,14 +10,16 @@ test can catch exactly that.
 
 from __future__ import annotations
 
+from papo.i18n import Says
+
 
 class PapoError(ValueError):
     """A client's request that cannot be carried out: ``code`` for programs, ``message`` for people."""
 
     code = "error"
 
-    def __init__(self, code: str | None, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, code: str | None, message: Says) -> None:
+        super().__init__(str(message))
         if code is not None:
             self.code = code
         self.message = message
@@ -29,7 +32,7 @@ class ProtocolError(PapoError):
 class NotAllowed(PapoError):
     """Well formed, but this user may not do this here and now."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: Says) -> None:
         super().__init__(None, message)
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from papo.i18n import Says
+
 Mode = Literal["json", "plain"]
 
 DEFAULT_MAX_TEXT = 4096
@@ -289,7 +291,7 @@ class Error:
     """
 
     code: str
-    message: str
+    message: Says
     cid: str | None = None
 
 
@@ -305,7 +307,7 @@ class Gap:
 class Notice:
     """Information for people (greetings, help, confirmations)."""
 
-    text: str
+    text: Says
 
 
 ServerEvent = (

@@ -37,6 +37,7 @@ from papo.catchup import CatchUp
 from papo.conversation import Room, write_each
 from papo.directory import HubStats, Link, Session, User
 from papo.errors import PapoError, RateLimited
+from papo.i18n import t
 from papo.limits import AttemptLimiter
 from papo.names import direct_key, name_key, room_key
 from papo.presence import Presence
@@ -193,7 +194,7 @@ class Hub:
             self.send(session, Error(exc.code, exc.message, _cid(event)))
         except StoreError as exc:
             log.error("store failure for conn %d: %s", session.id, exc)
-            message = "the server cannot store this now; nothing was sent, try again"
+            message = t("the server cannot store this now; nothing was sent, try again")
             self.send(session, Error("store_unavailable", message, _cid(event)))
 
     def take(self, session: Session, user: User) -> None:
@@ -204,7 +205,9 @@ class Hub:
         if user.bucket.refused > 2 * self.burst:
             self.stats.flood_closes += 1
             session.link.close(1008, "flooding: too many messages")
-        raise RateLimited(f"slow down: at most {self.rate:g} messages a second")
+        raise RateLimited(
+            t("slow down: at most {rate} messages a second", rate=format(self.rate, "g"))
+        )
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run ``coro`` in the background; a failure is logged."""
@@ -224,7 +227,7 @@ class Hub:
 
     def _user(self, session: Session) -> User:
         if session.user is None:
-            raise ProtocolError("not_joined", "join first: send a 'hello' with your name")
+            raise ProtocolError("not_joined", t("join first: send a 'hello' with your name"))
         return session.user
 
     async def say(self, session: Session, say: Say) -> None:
@@ -240,7 +243,9 @@ class Hub:
             else:
                 account = await self.store.get_account(to_key)
                 if account is None:
-                    raise ProtocolError("unknown_user", f"there is no user named {say.to}")
+                    raise ProtocolError(
+                        "unknown_user", t("there is no user named {name}", name=say.to)
+                    )
                 to = account.name
             message = Stored(
                 0, user.name, user.key, say.text, utc_timestamp(), to, to_key, say.cid,
@@ -262,7 +267,10 @@ class Hub:
             self.send(session, Ack(stored.id, say.cid))
         if new and stored.to_key is not None and not await self.store.is_online(stored.to_key):
             self.send(
-                session, Notice(f"{stored.to} is offline; they will get it when they come back")
+                session,
+                Notice(
+                    t("{name} is offline; they will get it when they come back", name=stored.to)
+                ),
             )
 
     def _deliver(self, stored: Stored, origin: int | None) -> None:
@@ -294,9 +302,9 @@ class Hub:
     async def register(self, session: Session, password: str) -> None:
         user = self._user(session)
         if user.guest:
-            raise ProtocolError("not_joined", "choose a name first: /nick NAME")
+            raise ProtocolError("not_joined", t("choose a name first: /nick NAME"))
         await self.accounts.register(user.name, password)
-        self.send(session, Notice(f"{user.name} is now protected by a password"))
+        self.send(session, Notice(t("{name} is now protected by a password", name=user.name)))
 
     async def logout(self, session: Session) -> None:
         self._user(session)

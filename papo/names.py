@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import unicodedata
 
+from papo.i18n import Text, t
+
 MAX_NAME_LENGTH = 32
 _PUNCTUATION = frozenset("_-.")
 ROOM_PREFIX = "#"
@@ -23,16 +25,20 @@ DIRECT_SEPARATOR = "|"
 
 
 class InvalidNameError(ValueError):
-    """A proposed name is not acceptable; ``str(error)`` says why."""
+    """A proposed name is not acceptable; ``reason`` says why (``str(error)`` in English)."""
+
+    def __init__(self, reason: Text) -> None:
+        super().__init__(str(reason))
+        self.reason = reason
 
 
 def clean_name(raw: str) -> str:
     """Return ``raw`` as a display name (NFC), or raise :class:`InvalidNameError`."""
     name = unicodedata.normalize("NFC", raw)
     if not name:
-        raise InvalidNameError("a name cannot be empty")
+        raise InvalidNameError(t("a name cannot be empty"))
     if len(name) > MAX_NAME_LENGTH:
-        raise InvalidNameError(f"a name has at most {MAX_NAME_LENGTH} characters")
+        raise InvalidNameError(t("a name has at most {max} characters", max=MAX_NAME_LENGTH))
     for index, char in enumerate(name):
         category = unicodedata.category(char)
         if category[0] == "L" or category == "Nd" or char in _PUNCTUATION:
@@ -40,8 +46,10 @@ def clean_name(raw: str) -> str:
         if category[0] == "M" and index > 0:
             continue
         raise InvalidNameError(
-            f"a name may hold only letters, digits, '_', '-' and '.'; "
-            f"{_describe(char)} is not allowed"
+            t(
+                "a name may hold only letters, digits, '_', '-' and '.'; {char} is not allowed",
+                char=_describe(char),
+            )
         )
     return name
 
@@ -50,10 +58,7 @@ def clean_room(raw: str) -> str:
     """Return ``raw`` as a room's display name, ``#`` and a valid name (``sala`` → ``#sala``),
     or raise :class:`InvalidNameError`."""
     body = raw[1:] if raw.startswith(ROOM_PREFIX) else raw
-    try:
-        return ROOM_PREFIX + clean_name(body)
-    except InvalidNameError as exc:
-        raise InvalidNameError(str(exc).replace("a name", "a room name", 1)) from None
+    return ROOM_PREFIX + clean_name(body)
 
 
 def room_key(room: str) -> str:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Literal
 
 from papo.catchup import RECENT_CONTEXT
 from papo.directory import GUEST_PREFIX, Session, User, is_guest
+from papo.i18n import t
 from papo.limits import TokenBucket
 from papo.names import name_key
 from papo.protocol import DirectState, Error, Hello, ProtocolError, RoomParted, RoomState, Welcome
@@ -44,9 +45,11 @@ class Presence:
         """Join ``session`` as ``hello.name`` (after checking password or token)."""
         hub = self.hub
         if session.user is not None and not rename:
-            raise ProtocolError("already_joined", f"this connection is already {session.user.name}")
+            raise ProtocolError(
+                "already_joined", t("this connection is already {name}", name=session.user.name)
+            )
         if name_key(hello.name).startswith(GUEST_PREFIX):
-            raise ProtocolError("bad_name", "names starting with 'guest-' are for guests")
+            raise ProtocolError("bad_name", t("names starting with 'guest-' are for guests"))
         identity = await hub.accounts.authenticate(
             hello.name, password=hello.password, token=hello.token, address=session.link.address
         )
@@ -126,7 +129,7 @@ class Presence:
                     except StoreError as exc:
                         hub.users.pop(name, None)
                         log.error("store failure for conn %d: %s", session.id, exc)
-                        message = "the server cannot store anything now; try again soon"
+                        message = t("the server cannot store anything now; try again soon")
                         hub.send(session, Error("store_unavailable", message))
                         return
                     if session.id not in hub.pool:

@@ -66,6 +66,7 @@ from papo.events import (
     Welcome,
     Who,
 )
+from papo.i18n import DEFAULT_LANGUAGE, render, t
 from papo.names import InvalidNameError, clean_name, clean_room
 from papo.plain import plain_message, render_plain, visible
 from papo.wsframe import text_frame
@@ -148,12 +149,12 @@ def parse_client(raw: str | bytes, *, max_text: int = DEFAULT_MAX_TEXT) -> Clien
     data = load_event(raw)
     kind = data.get("type")
     if not isinstance(kind, str):
-        raise ProtocolError("bad_event", "an event needs a string field 'type'")
+        raise ProtocolError("bad_event", t("an event needs a string field 'type'"))
     if kind == "say":
         to = _optional_str(data, "to")
         room = _optional_str(data, "room")
         if to is not None and room is not None:
-            raise ProtocolError("bad_field", "'say' takes 'room' or 'to', not both")
+            raise ProtocolError("bad_field", t("'say' takes 'room' or 'to', not both"))
         return Say(
             text=check_text(_required_str(data, "text"), max_text),
             to=None if to is None else check_name(to),
@@ -167,7 +168,7 @@ def parse_client(raw: str | bytes, *, max_text: int = DEFAULT_MAX_TEXT) -> Clien
     if kind == "history":
         limit = _optional_id(data, "limit")
         if limit is not None and not 1 <= limit <= MAX_HISTORY:
-            raise ProtocolError("bad_field", f"the field 'limit' is 1 to {MAX_HISTORY}")
+            raise ProtocolError("bad_field", t("the field 'limit' is 1 to {max}", max=MAX_HISTORY))
         return History(
             _conversation(data),
             before=_optional_id(data, "before"),
@@ -176,7 +177,7 @@ def parse_client(raw: str | bytes, *, max_text: int = DEFAULT_MAX_TEXT) -> Clien
     if kind == "read":
         message_id = _optional_id(data, "id")
         if message_id is None:
-            raise ProtocolError("missing_field", "'read' needs the field 'id'")
+            raise ProtocolError("missing_field", t("'read' needs the field 'id'"))
         return Read(_conversation(data), message_id)
     if kind == "rooms":
         return ListRooms()
@@ -196,11 +197,11 @@ def parse_client(raw: str | bytes, *, max_text: int = DEFAULT_MAX_TEXT) -> Clien
     if kind == "register":
         password = _secret(data, "password")
         if not password:
-            raise ProtocolError("missing_field", "'register' needs a non-empty 'password'")
+            raise ProtocolError("missing_field", t("'register' needs a non-empty 'password'"))
         return Register(password)
     if kind == "logout":
         return Logout()
-    raise ProtocolError("unknown_type", f"unknown event type {short(kind)!r}")
+    raise ProtocolError("unknown_type", t("unknown event type {type}", type=repr(short(kind))))
 
 
 def load_event(raw: str | bytes) -> dict[str, Any]:
@@ -209,19 +210,24 @@ def load_event(raw: str | bytes) -> dict[str, Any]:
         data = json.loads(raw)
     except (ValueError, RecursionError) as exc:
         # A 60 000-deep "[[[[..." raises RecursionError, not ValueError.
-        raise ProtocolError("bad_json", f"not valid JSON: {short(exc)}") from None
+        raise ProtocolError("bad_json", t("not valid JSON: {reason}", reason=short(exc))) from None
     if not isinstance(data, dict):
-        raise ProtocolError("bad_event", "an event must be a JSON object")
+        raise ProtocolError("bad_event", t("an event must be a JSON object"))
     return data
 
 
 def check_text(text: str, max_text: int) -> str:
     """Validate a message body: not blank, at most ``max_text`` characters."""
     if not text.strip():
-        raise ProtocolError("empty_text", "a message cannot be empty")
+        raise ProtocolError("empty_text", t("a message cannot be empty"))
     if len(text) > max_text:
         raise ProtocolError(
-            "text_too_long", f"a message has at most {max_text} characters (got {len(text)})"
+            "text_too_long",
+            t(
+                "a message has at most {max} characters (got {length})",
+                max=max_text,
+                length=len(text),
+            ),
         )
     return text
 
@@ -231,7 +237,7 @@ def check_name(raw: str) -> str:
     try:
         return clean_name(raw)
     except InvalidNameError as exc:
-        raise ProtocolError("bad_name", f"bad name: {exc}") from None
+        raise ProtocolError("bad_name", t("bad name: {reason}", reason=exc.reason)) from None
 
 
 def check_room(raw: str) -> str:
@@ -239,14 +245,16 @@ def check_room(raw: str) -> str:
     try:
         return clean_room(raw)
     except InvalidNameError as exc:
-        raise ProtocolError("bad_name", f"bad room name: {exc}") from None
+        raise ProtocolError("bad_name", t("bad room name: {reason}", reason=exc.reason)) from None
 
 
 def check_topic(text: str) -> str:
     """A room topic: one line of at most ``MAX_TOPIC`` characters (blank clears it)."""
     text = " ".join(text.split())
     if len(text) > MAX_TOPIC:
-        raise ProtocolError("text_too_long", f"a topic has at most {MAX_TOPIC} characters")
+        raise ProtocolError(
+            "text_too_long", t("a topic has at most {max} characters", max=MAX_TOPIC)
+        )
     return text
 
 
@@ -256,7 +264,7 @@ def _conversation(data: dict[str, Any]) -> Conversation:
     if (room is None) == (with_ is None):
         raise ProtocolError(
             "bad_field" if room is not None else "missing_field",
-            f"'{data['type']}' needs either 'room' or 'with' (a user's name)",
+            t("'{type}' needs either 'room' or 'with' (a user's name)", type=data["type"]),
         )
     if room is not None:
         return Conversation(room=check_room(room))
@@ -266,10 +274,12 @@ def _conversation(data: dict[str, Any]) -> Conversation:
 
 def _required_str(data: dict[str, Any], key: str) -> str:
     if key not in data:
-        raise ProtocolError("missing_field", f"'{data['type']}' needs the field '{key}'")
+        raise ProtocolError(
+            "missing_field", t("'{type}' needs the field '{field}'", type=data["type"], field=key)
+        )
     value = data[key]
     if not isinstance(value, str):
-        raise ProtocolError("bad_field", f"the field '{key}' must be a string")
+        raise ProtocolError("bad_field", t("the field '{field}' must be a string", field=key))
     return value
 
 
@@ -282,7 +292,7 @@ def _optional_str(data: dict[str, Any], key: str) -> str | None:
 def _secret(data: dict[str, Any], key: str) -> str | None:
     value = _optional_str(data, key)
     if value is not None and len(value) > MAX_SECRET_LENGTH:
-        raise ProtocolError("bad_field", f"the field '{key}' is too long")
+        raise ProtocolError("bad_field", t("the field '{field}' is too long", field=key))
     return value
 
 
@@ -291,10 +301,12 @@ def _cid(data: dict[str, Any]) -> str | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise ProtocolError("bad_field", "the field 'cid' must be a string or an integer")
+        raise ProtocolError("bad_field", t("the field 'cid' must be a string or an integer"))
     cid = str(value)
     if not cid or len(cid) > MAX_CID_LENGTH:
-        raise ProtocolError("bad_field", f"the field 'cid' has 1 to {MAX_CID_LENGTH} characters")
+        raise ProtocolError(
+            "bad_field", t("the field 'cid' has 1 to {max} characters", max=MAX_CID_LENGTH)
+        )
     return cid
 
 
@@ -303,7 +315,10 @@ def _optional_id(data: dict[str, Any], key: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ID:
-        raise ProtocolError("bad_field", f"the field '{key}' must be an integer from 0 to {MAX_ID}")
+        raise ProtocolError(
+            "bad_field",
+            t("the field '{field}' must be an integer from 0 to {max}", field=key, max=MAX_ID),
+        )
     return value
 
 
@@ -335,8 +350,8 @@ def _message_wire(event: Message) -> dict[str, Any]:
     return wire
 
 
-def to_wire(event: ServerEvent) -> dict[str, Any]:
-    """The JSON object of a server event (see docs/protocol.md)."""
+def to_wire(event: ServerEvent, lang: str = DEFAULT_LANGUAGE) -> dict[str, Any]:
+    """The JSON object of a server event (see docs/protocol.md); its texts in ``lang``."""
     if isinstance(event, Message):
         return _message_wire(event)
     if isinstance(event, Presence):
@@ -344,7 +359,7 @@ def to_wire(event: ServerEvent) -> dict[str, Any]:
     if isinstance(event, Ack):
         return {"type": "ack", "id": event.id, "cid": event.cid}
     if isinstance(event, Error):
-        wire = {"type": "error", "code": event.code, "message": event.message}
+        wire = {"type": "error", "code": event.code, "message": render(event.message, lang)}
         if event.cid is not None:
             wire["cid"] = event.cid
         return wire
@@ -417,12 +432,12 @@ def to_wire(event: ServerEvent) -> dict[str, Any]:
             "type": "users",
             "users": [{"name": u.name, "sessions": u.sessions} for u in event.users],
         }
-    return {"type": "notice", "text": event.text}
+    return {"type": "notice", "text": render(event.text, lang)}
 
 
-def encode_json(event: ServerEvent) -> bytes:
-    """The UTF-8 JSON payload of a server event."""
-    return json.dumps(to_wire(event), ensure_ascii=False, separators=(",", ":")).encode()
+def encode_json(event: ServerEvent, lang: str = DEFAULT_LANGUAGE) -> bytes:
+    """The UTF-8 JSON payload of a server event, its texts in ``lang``."""
+    return json.dumps(to_wire(event, lang), ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def utc_timestamp(now: datetime | None = None) -> str:
@@ -433,37 +448,61 @@ def utc_timestamp(now: datetime | None = None) -> str:
 
 @dataclass(slots=True)
 class Outgoing:
-    """One server event, encoded at most once per mode and framed at most once.
+    """One server event, encoded at most once per mode and language, framed at most once.
 
     The fan-out builds one ``Outgoing`` per event and hands it to every
-    recipient; each recipient takes the payload or frame of its own mode.
+    recipient; each recipient takes the payload or frame of its own mode and
+    language. A chat message reads the same in every language (in JSON, and a
+    public line in plain text), so it is encoded once per mode whatever the
+    languages of its readers.
     """
 
     event: ServerEvent
     _payload: dict[str, bytes | None] = field(default_factory=dict)
     _frame: dict[str, bytes | None] = field(default_factory=dict)
 
-    def payload(self, mode: Mode) -> bytes | None:
-        """The text frame payload for a client in ``mode``, or None to send nothing."""
-        try:
+    def _key(self, mode: Mode, lang: str) -> str:
+        event = self.event
+        if isinstance(event, Message) and (mode == "json" or event.to is None):
+            return mode
+        if mode == "json" and not isinstance(event, (Error, Notice)):
+            return mode
+        return f"{mode}:{lang}"
+
+    def payload(self, mode: Mode, lang: str = DEFAULT_LANGUAGE) -> bytes | None:
+        """The text frame payload for a client in ``mode`` reading ``lang``, or None for nothing."""
+        try:  # what reads the same in every language is kept under the mode alone
             return self._payload[mode]
         except KeyError:
             pass
+        key = self._key(mode, lang)
+        try:
+            return self._payload[key]
+        except KeyError:
+            pass
         if mode == "json":
-            data: bytes | None = encode_json(self.event)
+            data: bytes | None = encode_json(self.event, lang)
         else:
-            line = render_plain(self.event)
+            line = render_plain(self.event, lang)
             data = None if line is None else line.encode()
-        self._payload[mode] = data
+        self._payload[key] = data
         return data
 
-    def frame(self, mode: Mode) -> bytes | None:
-        """The whole unmasked WebSocket text frame for ``mode``, or None."""
+    def frame(self, mode: Mode, lang: str = DEFAULT_LANGUAGE) -> bytes | None:
+        """The whole unmasked WebSocket text frame for ``mode`` and ``lang``, or None.
+
+        The fan-out's hot path: a chat message's frame is one dictionary lookup.
+        """
         try:
             return self._frame[mode]
         except KeyError:
             pass
-        payload = self.payload(mode)
+        key = self._key(mode, lang)
+        try:
+            return self._frame[key]
+        except KeyError:
+            pass
+        payload = self.payload(mode, lang)
         built = None if payload is None else text_frame(payload)
-        self._frame[mode] = built
+        self._frame[key] = built
         return built

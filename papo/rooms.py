@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, NoReturn
 from papo.conversation import Room, write_each
 from papo.directory import Pending, Session, User
 from papo.errors import CannotPart, NotMember, ProtocolError, RateLimited, TooManyRooms, UnknownRoom
+from papo.i18n import t, tn
 from papo.names import direct_key, name_key, room_key
 from papo.protocol import (
     DEFAULT_HISTORY,
@@ -86,8 +87,8 @@ class RoomOps:
     async def refuse(self, name: str) -> NoReturn:
         """Raise why a user cannot use room ``name``: it does not exist, or is not theirs."""
         if await self.hub.store.get_room(room_key(name)) is None:
-            raise UnknownRoom(f"there is no room {name}; /join {name} creates it")
-        raise NotMember(f"you are not in {name}; /join {name} first")
+            raise UnknownRoom(t("there is no room {room}; /join {room} creates it", room=name))
+        raise NotMember(t("you are not in {room}; /join {room} first", room=name))
 
     async def _room(self, user: User, name: str) -> Room:
         room = self.member_room(user, name)
@@ -108,7 +109,10 @@ class RoomOps:
             return
         if len(user.rooms) >= self.hub.max_rooms_per_user:
             raise TooManyRooms(
-                f"you are in {len(user.rooms)} rooms, the most this server allows; /part one first"
+                t(
+                    "you are in {count} rooms, the most this server allows; /part one first",
+                    count=len(user.rooms),
+                )
             )
         found = await store.get_room(key)
         if found is not None:
@@ -135,7 +139,12 @@ class RoomOps:
             limiter.retry_after(user.key), self.hub.room_creations_by_address.retry_after(address)
         )
         if wait > 0:
-            raise RateLimited(f"you are creating rooms too fast; try again in {wait:.0f} s")
+            raise RateLimited(
+                t(
+                    "you are creating rooms too fast; try again in {seconds} s",
+                    seconds=round(wait),
+                )
+            )
         record, created = await self.hub.store.create_room(RoomRecord(key, name, "", user.name))
         if created:
             limiter.failed(user.key)  # counts one creation
@@ -151,7 +160,7 @@ class RoomOps:
     async def part(self, session: Session, user: User, name: str) -> None:
         key = room_key(name)
         if key == self.hub.home.key:
-            raise CannotPart(f"everyone is in {self.hub.home.name}; it cannot be left")
+            raise CannotPart(t("everyone is in {room}; it cannot be left", room=self.hub.home.name))
         room = await self._room(user, name)
         record = RoomRecord(room.key, room.name, room.topic)
         await self.hub.store.remove_member(record, user.key, user.name, session.id)
@@ -174,14 +183,25 @@ class RoomOps:
             return
         where = conversation.room or conversation.with_ or ""
         if not messages:
-            self.hub.send(session, Notice(f"no older messages in {where}"))
+            self.hub.send(session, Notice(t("no older messages in {where}", where=where)))
             return
         session.history_before[conv] = messages[0].id
-        self.hub.send(session, Notice(f"— {len(messages)} earlier messages of {where} —"))
+        self.hub.send(
+            session,
+            Notice(
+                tn(
+                    "— {n} earlier message of {where} —",
+                    "— {n} earlier messages of {where} —",
+                    len(messages),
+                    where=where,
+                )
+            ),
+        )
         for message in messages:
             self.hub.send(session, message.event())
         self.hub.send(
-            session, Notice("— end of history" + ("; /history for more —" if more else " —"))
+            session,
+            Notice(t("— end of history; /history for more —") if more else t("— end of history —")),
         )
 
     async def read(self, session: Session, user: User, event: Read) -> None:
@@ -216,7 +236,8 @@ class RoomOps:
         peer = await self.hub.store.direct_peer(conv, user.key)
         if peer is None:
             raise ProtocolError(
-                "unknown_user", f"you have no direct messages with {conversation.with_}"
+                "unknown_user",
+                t("you have no direct messages with {name}", name=conversation.with_),
             )
         return conv, Conversation(with_=peer)
 

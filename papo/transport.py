@@ -42,6 +42,7 @@ from papo.commands import HELP, Help, HistoryHere, Nick, PartRoom, Quit, TopicHe
 from papo.config import Settings
 from papo.directory import Session
 from papo.hub import Hub
+from papo.i18n import accept_language, choose_language, t
 from papo.metrics import CONTENT_TYPE, Metrics, TransportStats
 from papo.protocol import (
     Conversation,
@@ -130,6 +131,7 @@ class WsLink:
         "_buf",
         "_closer",
         "address",
+        "lang",
         "max_pending",
         "mode",
         "outbox",
@@ -142,12 +144,15 @@ class WsLink:
         self,
         ws: ServerConnection,
         mode: Mode,
+        lang: str,
+        *,
         max_pending: int,
         outbox: Outbox,
         stats: TransportStats,
     ) -> None:
         self.ws = ws
         self.mode: Mode = mode
+        self.lang = lang
         peer = ws.remote_address
         self.address = str(peer[0]) if isinstance(peer, tuple) else str(peer)
         self.max_pending = max_pending
@@ -164,7 +169,7 @@ class WsLink:
         if not self.raw:
             self._write_framed(out)
             return
-        frame = out.frame(self.mode)
+        frame = out.frame(self.mode, self.lang)
         if frame is None:
             return
         buf = self._buf
@@ -186,7 +191,7 @@ class WsLink:
 
     def _write_framed(self, out: Outgoing) -> None:
         ws = self.ws
-        payload = out.payload(self.mode)
+        payload = out.payload(self.mode, self.lang)
         if payload is None or ws.protocol.state is not State.OPEN:
             return
         ws.protocol.send_text(payload)
@@ -324,9 +329,17 @@ class Transport:
         """One connection's life: attach, read frames until it closes, detach."""
         mode: Mode = "json" if ws.subprotocol == SUBPROTOCOL else "plain"
         query = urlsplit(ws.request.path).query if ws.request is not None else ""
+        lang = self.language(query, ws.request)
         _forget_handshake(ws)
         assert self.outbox is not None
-        link = WsLink(ws, mode, self.settings.max_pending, self.outbox, self.stats)
+        link = WsLink(
+            ws,
+            mode,
+            lang,
+            max_pending=self.settings.max_pending,
+            outbox=self.outbox,
+            stats=self.stats,
+        )
         hub = self.hub
         session = hub.attach(link)
         log.info("conn %d open from %s (%s)", session.id, _peer(ws), mode)
@@ -335,7 +348,9 @@ class Transport:
                 await self._plain_start(session, query)
             async for raw in ws:
                 if isinstance(raw, bytes):
-                    hub.send(session, Error("binary", "binary frames are not supported; send text"))
+                    hub.send(
+                        session, Error("binary", t("binary frames are not supported; send text"))
+                    )
                 elif mode == "json":
                     await self._json_frame(session, raw)
                 else:
@@ -353,6 +368,12 @@ class Transport:
                 time.monotonic() - session.opened,
             )
 
+    def language(self, query: str, request: Request | None) -> str:
+        """A connection's language: ``?lang=``, else ``Accept-Language``, else ``--lang``."""
+        asked = parse_qs(query).get("lang", [None])[0]
+        header = request.headers.get("Accept-Language") if request is not None else None
+        return choose_language([asked, *accept_language(header)], self.settings.lang)
+
     async def _json_frame(self, session: Session, raw: str) -> None:
         try:
             event = parse_client(raw, max_text=self.settings.max_text)
@@ -366,7 +387,7 @@ class Transport:
         query = parse_qs(query_string)
         wanted = query.get("name", [None])[0]
         password = query.get("password", [None])[0]
-        hub.send(session, Notice("welcome to papo. /help lists the commands, sair leaves"))
+        hub.send(session, Notice(t("welcome to papo. /help lists the commands, sair leaves")))
         if wanted is not None:
             try:
                 hello = Hello(check_name(wanted), password=password)
@@ -378,9 +399,11 @@ class Transport:
                     return
         if hub.guests:
             await hub.presence.join_guest(session)
-            hub.send(session, Notice("choose your name with /nick NAME"))
+            hub.send(session, Notice(t("choose your name with /nick NAME")))
         else:
-            hub.send(session, Notice("this server needs a name and password: /nick NAME PASSWORD"))
+            hub.send(
+                session, Notice(t("this server needs a name and password: /nick NAME PASSWORD"))
+            )
 
     async def _plain_line(self, session: Session, line: str) -> None:
         hub = self.hub

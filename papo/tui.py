@@ -195,7 +195,7 @@ async def _join(
             joined = await session.join(Hello(check_name(name), password=password))
             return joined.name
         except (ProtocolError, JoinError) as exc:
-            code, message = exc.code, exc.message
+            code, message = exc.code, str(exc.message)
         if code in ("auth_required", "bad_password") and interactive:
             screen.show("error", f"* {message}")
             password = await _ask("password: ", secret=True)

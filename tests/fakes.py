@@ -25,16 +25,17 @@ from papo.store_sqlite import SqliteStore
 class FakeLink:
     """A connection that keeps what it was sent."""
 
-    def __init__(self, mode: Mode = "json", address: str = "127.0.0.1") -> None:
+    def __init__(self, mode: Mode = "json", address: str = "127.0.0.1", lang: str = "en") -> None:
         self.mode: Mode = mode
         self.address = address
+        self.lang = lang
         self.sent: list[Any] = []  # decoded JSON events, or plain lines
         self.close_code: int | None = None
 
     def write(self, out: Outgoing) -> None:
         if self.close_code is not None:
             return
-        payload = out.payload(self.mode)
+        payload = out.payload(self.mode, self.lang)
         if payload is not None:
             text = payload.decode()
             self.sent.append(json.loads(text) if self.mode == "json" else text)

@@ -426,7 +426,7 @@ async def test_bad_room_names_are_refused_clearly(mode: str) -> None:
         with pytest.raises(ProtocolError) as caught:
             check_room(bad)
         assert caught.value.code == "bad_name"
-        assert "room name" in caught.value.message
+        assert "room name" in str(caught.value.message)
 
 
 # ---------------------------------------------------------------- found by review

@@ -22,6 +22,7 @@ from papo.names import (
     room_key,
 )
 from papo.protocol import (
+    MAX_ID,
     Ack,
     ClientEvent,
     Conversation,
@@ -149,10 +150,10 @@ client_events = st.one_of(
     st.builds(
         History,
         conversation=conversations,
-        before=st.none() | st.integers(0),
+        before=st.none() | st.integers(0, MAX_ID),
         limit=st.integers(1, 200),
     ),
-    st.builds(Read, conversation=conversations, id=st.integers(0)),
+    st.builds(Read, conversation=conversations, id=st.integers(0, MAX_ID)),
     st.just(ListRooms()),
     st.builds(SetTopic, room=rooms, text=topics),
     st.builds(
@@ -160,7 +161,7 @@ client_events = st.one_of(
         name=names,
         password=st.none() | st.text(max_size=20),
         token=st.none() | st.text(max_size=20),
-        resume_from=st.none() | st.integers(min_value=0),
+        resume_from=st.none() | st.integers(0, MAX_ID),
     ),
     st.just(Who()),
     st.just(Logout()),
