@@ -201,7 +201,7 @@ async def test_plain_mode_join_current_room_and_tags(server: ServerProcess) -> N
     message = await ana.expect("message")
     assert (message["room"], message["text"]) == ("#geral", "de volta ao geral")
     await plain.send("/rooms")
-    assert "#sala: 1 members" in await plain.until("rooms (")
+    assert "#sala: 1 member, 1 online" in await plain.until("rooms (")
     await ana.close()
     await plain.close()
 
