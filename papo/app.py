@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import logging
 import signal
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from papo import __version__
 from papo.accounts import Accounts, Tokens
@@ -17,6 +19,7 @@ from papo.hub import Hub
 from papo.limits import AttemptLimiter
 from papo.metrics import Metrics, TransportStats
 from papo.names import room_key
+from papo.presence import RESTART_GRACE
 from papo.store import RoomRecord, Store, StoreError
 from papo.store_memory import MemoryStore
 from papo.store_redis import RedisStore
@@ -38,6 +41,38 @@ def setup_logging(level: str) -> None:
     logging.getLogger("websockets").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
 
 
+class StartupError(Exception):
+    """papo cannot start as configured; the message says why and what to do."""
+
+
+def check_data_dir(path: Path) -> None:
+    """Make sure ``path`` (``--data``) is a directory papo can create and write, or say why not.
+
+    SQLite's own error for these ("unable to open database file") names
+    neither the path nor the cause.
+    """
+    if path.exists() and not path.is_dir():
+        raise StartupError(
+            f"--data {path} is a file, not a directory: give papo a directory of its own "
+            "(it is created if missing)"
+        )
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StartupError(
+            f"cannot create the data directory {path} (--data): {exc.strerror or exc}"
+        ) from None
+    probe = path / ".papo-write-check"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise StartupError(
+            f"cannot write in the data directory {path} (--data): {exc.strerror or exc}; "
+            "choose one papo can write with --data DIR"
+        ) from None
+
+
 async def serve(settings: Settings) -> int:
     """Run the server until SIGINT or SIGTERM; returns the exit status."""
     started = time.monotonic()
@@ -48,6 +83,7 @@ async def serve(settings: Settings) -> int:
     elif settings.memory:
         store = MemoryStore(settings.retention)
     else:
+        check_data_dir(settings.data_dir)
         store = SqliteStore(settings.data_dir, settings.retention, home)
     await store.open()
     try:
@@ -68,6 +104,9 @@ async def serve(settings: Settings) -> int:
             max_rooms_per_user=settings.max_rooms_per_user,
             room_creations=AttemptLimiter(settings.room_creations, 60.0),
         )
+        # A restart is not a leave (with no grace at all, those users are gone at once).
+        grace = settings.presence_grace
+        await hub.presence.restore(max(RESTART_GRACE, grace) if grace > 0 else 0.0)
         metrics = Metrics(hub, TransportStats())
         hub.observe_fanout = metrics.fanout.observe
         if isinstance(store, SqliteStore | RedisStore):
@@ -126,9 +165,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 return uvloop.run(serve(settings))
         return asyncio.run(serve(settings))
-    except StoreError as exc:
+    except (StoreError, StartupError) as exc:
         log.error("%s", exc)
         return 1
     except OSError as exc:  # address in use, permission denied, ...
-        log.error("cannot listen on %s:%d: %s", settings.host, settings.port, exc.strerror or exc)
+        hint = ""
+        if exc.errno == errno.EADDRINUSE:
+            hint = (
+                "; another server (papo?) already uses that port: stop it, or choose another "
+                "with --port (or PAPO_PORT)"
+            )
+        elif exc.errno == errno.EACCES:
+            hint = "; ports under 1024 need privileges: choose another with --port"
+        reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror or exc
+        log.error("cannot listen on %s:%d: %s%s", settings.host, settings.port, reason, hint)
         return 1

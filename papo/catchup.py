@@ -19,8 +19,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from papo.directory import Session
-from papo.i18n import t
-from papo.protocol import Error, Gap, Outgoing
+from papo.i18n import t, tn
+from papo.protocol import Error, Gap, Notice, Outgoing
 from papo.store import Store, Stored
 
 if TYPE_CHECKING:
@@ -77,8 +77,15 @@ class CatchUp:
 
     @staticmethod
     def shown(session: Session, context: list[Stored]) -> None:
-        """A plain ``/history`` pages back from the oldest message a connection was shown."""
-        if session.link.mode == "plain":
+        """``context`` is about to be shown to a fresh session: mark it off for people.
+
+        A plain-text connection gets a line saying these are the last messages
+        (so a script's first lines tell history from what is said now), and
+        its ``/history`` pages back from the oldest message it was shown.
+        """
+        if session.link.mode == "plain" and context:
+            header = tn("— last message —", "— last {n} messages —", len(context))
+            session.link.write(Outgoing(Notice(header)))
             for message in reversed(context):
                 session.history_before[message.conv] = message.id
 

@@ -81,6 +81,21 @@ def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     return parse
 
 
+_KINDS = {"int": "a whole number (0 or more)", "float": "a number (0 or more)"}
+
+
+def _check_env(
+    parser: argparse.ArgumentParser, variable: str, value: str, kind: Callable[[str], Any]
+) -> None:
+    """Refuse a bad ``PAPO_*`` value naming the variable (argparse would name only the flag)."""
+    try:
+        kind(value)
+    except (ValueError, argparse.ArgumentTypeError) as exc:
+        wanted = _KINDS.get(getattr(kind, "__name__", ""), "")
+        reason = f"it must be {wanted}" if wanted else str(exc)
+        parser.error(f"the environment variable {variable}={value!r} is not valid: {reason}")
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows defaults, except for on/off switches, where "(default: True)" misleads."""
 
@@ -111,6 +126,10 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         **kw: Any,
     ) -> None:
         from_env = _env(env, env_flag or flag)
+        if from_env is not None:
+            _check_env(
+                parser, "PAPO_" + (env_flag or flag).upper().replace("-", "_"), from_env, kind
+            )
         parser.add_argument(
             "--" + flag,
             type=kind,

@@ -37,6 +37,8 @@ class Hello:
     password: str | None = None
     token: str | None = None
     resume_from: int | None = None
+    #: The language the connection wants its notices and errors in (``en``, ``pt-BR``).
+    lang: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,7 +64,8 @@ def _says(event: ServerEvent, lang: str) -> Says | None:
     if isinstance(event, Error):
         return t("* error: {message}", message=visible(render(event.message, lang)))
     if isinstance(event, Notice):
-        return "* " + visible(render(event.text, lang))
+        text = visible(render(event.text, lang))
+        return text if text.startswith("—") else "* " + text  # "— last 7 messages —" marks off
     if isinstance(event, Welcome):
         return t("* you are {name}", name=visible(event.name))
     if isinstance(event, Gap):

@@ -10,6 +10,12 @@ tells everyone else here.
 A ``hello`` is checked by the accounts, answered with ``welcome`` (the user's
 rooms and direct conversations with unread counts), caught up
 (:mod:`papo.catchup`), and only then made live.
+
+A restart is not a leave: the store remembers who was online, and after a
+restart those users are *here* again, without a session, for a while
+(:meth:`Presence.restore`). Coming back in that while announces nothing, so
+people who reconnected first do not see everyone else "join" again; whoever
+does not come back is announced as gone when it ends.
 """
 
 from __future__ import annotations
@@ -24,7 +30,16 @@ from papo.directory import GUEST_PREFIX, Session, User, is_guest
 from papo.i18n import t
 from papo.limits import TokenBucket
 from papo.names import name_key
-from papo.protocol import DirectState, Error, Hello, ProtocolError, RoomParted, RoomState, Welcome
+from papo.protocol import (
+    DirectState,
+    Error,
+    Hello,
+    Notice,
+    ProtocolError,
+    RoomParted,
+    RoomState,
+    Welcome,
+)
 from papo.protocol import Presence as PresenceEvent
 from papo.store import RoomRecord, StoreError, UserState
 
@@ -34,16 +49,53 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+#: How long users who were online before a restart count as here without a session.
+RESTART_GRACE = 30.0
+
+
 class Presence:
     """Users arriving, living here and leaving, for one hub."""
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self._guests_used: set[str] = set()
+        self._restored: dict[str, asyncio.TimerHandle] = {}
+
+    async def restore(self, window: float = RESTART_GRACE) -> int:
+        """Bring back who was online before a restart, announced as gone only after ``window``.
+
+        Called once at start-up, before anyone connects (so marking them
+        present tells nobody). Returns how many users were restored.
+        """
+        store = self.hub.store
+        before = await store.online_before()
+        loop = asyncio.get_running_loop()
+        for key, name in before:
+            store.present(key, name, 0)
+            self._restored[key] = loop.call_later(window, self._restore_ended, key, name)
+        if before:
+            log.info("%d users were online before the restart; expecting them back", len(before))
+        return len(before)
+
+    def end_restore(self) -> None:
+        """End the restart's grace now: whoever has not come back is announced as gone."""
+        for key, handle in list(self._restored.items()):
+            handle.cancel()
+            self._restore_ended(key, "")
+
+    def _restore_ended(self, key: str, name: str) -> None:
+        self._restored.pop(key, None)
+        if key in self.hub.users:  # came back: an ordinary user from now on
+            return
+        hub = self.hub
+        hub.store.absent(key, name)
+        hub.spawn(hub.store.set_online(key, name, False))
 
     async def hello(self, session: Session, hello: Hello, *, rename: bool = False) -> None:
         """Join ``session`` as ``hello.name`` (after checking password or token)."""
         hub = self.hub
+        if hello.lang is not None:  # from now on, this connection reads its language
+            session.link.lang = hello.lang
         if session.user is not None and not rename:
             raise ProtocolError(
                 "already_joined", t("this connection is already {name}", name=session.user.name)
@@ -136,6 +188,7 @@ class Presence:
                         hub.users.pop(name, None)
                         return
                     hub.send(session, Welcome(name))
+                    hub.send(session, Notice(t("choose your name with /nick NAME")))
                     rooms = {c.conv for c in state.rooms}
                     context = hub.store.log.recent(name, rooms, RECENT_CONTEXT)
                     context = [m for m in context if m.to_key is None]  # rooms only
@@ -160,6 +213,8 @@ class Presence:
             if user is None:
                 bucket = TokenBucket(hub.rate, hub.burst)
                 user = hub.users[key] = User(key, name, bucket, guest=is_guest(key))
+                if not user.guest:
+                    hub.spawn(hub.store.set_online(key, name, True))
             for conv in state.rooms:
                 hub.room_ops.add_local(user, conv.conv, conv.name, conv.topic)
         elif user.leave_timer is not None:  # back within the grace period: no flapping
@@ -200,6 +255,7 @@ class Presence:
             hub.spawn(hub.store.forget_guest(user.key))
             return
         hub.store.absent(user.key, user.name)
+        hub.spawn(hub.store.set_online(user.key, user.name, False))
         hub.spawn(hub.store.set_last_seen(user.key, hub.store.log.committed))
 
     def announce(self, event: Literal["join", "leave"], key: str, name: str) -> None:

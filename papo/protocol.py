@@ -66,7 +66,7 @@ from papo.events import (
     Welcome,
     Who,
 )
-from papo.i18n import DEFAULT_LANGUAGE, render, t
+from papo.i18n import DEFAULT_LANGUAGE, match_language, render, t
 from papo.names import InvalidNameError, clean_name, clean_room
 from papo.plain import plain_message, render_plain, visible
 from papo.wsframe import text_frame
@@ -191,6 +191,7 @@ def parse_client(raw: str | bytes, *, max_text: int = DEFAULT_MAX_TEXT) -> Clien
             password=_secret(data, "password"),
             token=_secret(data, "token"),
             resume_from=_optional_id(data, "resume_from"),
+            lang=_language(data),
         )
     if kind == "who":
         return Who()
@@ -294,6 +295,12 @@ def _secret(data: dict[str, Any], key: str) -> str | None:
     if value is not None and len(value) > MAX_SECRET_LENGTH:
         raise ProtocolError("bad_field", t("the field '{field}' is too long", field=key))
     return value
+
+
+def _language(data: dict[str, Any]) -> str | None:
+    """``hello``'s ``lang``: a language papo speaks, or None (any other tag is no error)."""
+    tag = _optional_str(data, "lang")
+    return None if tag is None else match_language(short(tag, 35))
 
 
 def _cid(data: dict[str, Any]) -> str | None:

@@ -187,7 +187,7 @@ def encode_client(event: ClientEvent) -> str:
         wire = {"type": "topic", "room": event.room, "text": event.text}
     elif isinstance(event, Hello):
         wire = {"type": "hello", "name": event.name}
-        for key in ("password", "token", "resume_from"):
+        for key in ("password", "token", "resume_from", "lang"):
             value = getattr(event, key)
             if value is not None:
                 wire[key] = value

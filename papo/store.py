@@ -317,8 +317,14 @@ class Store(Protocol):
     async def who(self) -> list[UserInfo]:
         """Every user with a live session anywhere, with the number of sessions."""
 
+    async def set_online(self, key: str, name: str, online: bool) -> None:
+        """Remember that a user came online or was announced as gone, across restarts."""
+
+    async def online_before(self) -> list[tuple[str, str]]:
+        """The users ``(key, name)`` online when this store was last used (a restart's)."""
+
     async def is_online(self, key: str) -> bool:
-        """Whether a user has a live session anywhere."""
+        """Whether a user is online anywhere: a live session, or within the presence grace."""
 
     async def reach(self, message_id: int) -> bool:
         """Whether every message up to ``message_id`` has come through here.
@@ -352,8 +358,16 @@ class LocalPresence:
     async def who(self) -> list[UserInfo]:
         return [UserInfo(name, n) for name, n in self._present.values() if n > 0]
 
+    async def set_online(self, key: str, name: str, online: bool) -> None:
+        """Kept nowhere by default (a memory store forgets everyone at a restart anyway)."""
+
+    async def online_before(self) -> list[tuple[str, str]]:
+        return []
+
     async def is_online(self, key: str) -> bool:
-        return self._present.get(key, ("", 0))[1] > 0
+        # A user within the presence grace (no session, not yet announced as
+        # gone) counts as online: they are most likely reconnecting.
+        return key in self._present
 
     async def reach(self, message_id: int) -> bool:
         return message_id <= self.log.committed

@@ -221,9 +221,16 @@ class RedisBase:
         self._anywhere = {str(reply[i]) for i in range(0, len(reply), 3)}
         return [UserInfo(str(reply[i + 1]), int(reply[i + 2])) for i in range(0, len(reply), 3)]
 
+    async def set_online(self, key: str, name: str, online: bool) -> None:
+        """Presence already lives in Redis, shared by every instance: nothing to keep here."""
+
+    async def online_before(self) -> list[tuple[str, str]]:
+        return []
+
     async def is_online(self, key: str) -> bool:
         """From what this instance knows (no Redis round trip per private message)."""
-        return self._here.get(key, ("", 0))[1] > 0 or key in self._anywhere
+        # Here: a session, or within the presence grace (not yet announced as gone).
+        return key in self._here or key in self._anywhere
 
     def _stored(self, entry_id: str, fields: dict[str, str]) -> Stored:
         stored = Stored(

@@ -435,6 +435,19 @@ class SqliteStore(LocalRooms):
             )
         )
 
+    async def set_online(self, key: str, name: str, online: bool) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            if online:
+                db.execute("INSERT OR REPLACE INTO online (key, name) VALUES (?, ?)", (key, name))
+            else:
+                db.execute("DELETE FROM online WHERE key = ?", (key,))
+
+        await self._run(write)
+
+    async def online_before(self) -> list[tuple[str, str]]:
+        rows = await self._run(lambda db: db.execute("SELECT key, name FROM online").fetchall())
+        return [(str(key), str(name)) for key, name in rows]
+
     async def set_last_seen(self, key: str, message_id: int) -> None:
         await self._run(
             lambda db: db.execute(

@@ -399,7 +399,6 @@ class Transport:
                     return
         if hub.guests:
             await hub.presence.join_guest(session)
-            hub.send(session, Notice(t("choose your name with /nick NAME")))
         else:
             hub.send(
                 session, Notice(t("this server needs a name and password: /nick NAME PASSWORD"))
