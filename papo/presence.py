@@ -59,7 +59,7 @@ class Presence:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self._guests_used: set[str] = set()
-        self._restored: dict[str, asyncio.TimerHandle] = {}
+        self._restored: dict[str, tuple[str, asyncio.TimerHandle]] = {}
 
     async def restore(self, window: float = RESTART_GRACE) -> int:
         """Bring back who was online before a restart, announced as gone only after ``window``.
@@ -72,16 +72,16 @@ class Presence:
         loop = asyncio.get_running_loop()
         for key, name in before:
             store.present(key, name, 0)
-            self._restored[key] = loop.call_later(window, self._restore_ended, key, name)
+            self._restored[key] = (name, loop.call_later(window, self._restore_ended, key, name))
         if before:
             log.info("%d users were online before the restart; expecting them back", len(before))
         return len(before)
 
     def end_restore(self) -> None:
         """End the restart's grace now: whoever has not come back is announced as gone."""
-        for key, handle in list(self._restored.items()):
+        for key, (name, handle) in list(self._restored.items()):
             handle.cancel()
-            self._restore_ended(key, "")
+            self._restore_ended(key, name)
 
     def _restore_ended(self, key: str, name: str) -> None:
         self._restored.pop(key, None)

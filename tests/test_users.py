@@ -140,8 +140,11 @@ async def test_private_to_unknown_user_is_an_error_to_offline_user_is_kept(
 ) -> None:
     ana = await JsonClient.open(server.url, "ana")
     gone = await JsonClient.open(server.url, "gone")
+    assert (await ana.expect("presence"))["event"] == "join"
     await gone.close()
-    await asyncio.sleep(0.5)  # past the grace period: gone is offline
+    # Within the grace period gone still counts as online; once announced gone, it is offline.
+    leave = await ana.expect("presence", timeout=10)
+    assert leave == {"type": "presence", "event": "leave", "name": "gone"}
     nobody = await ana.say("oi", to="nobody")
     assert nobody["code"] == "unknown_user"
     assert nobody["message"] == "there is no user named nobody"
