@@ -261,7 +261,7 @@ def test_help_and_bad_flags() -> None:
         env={"PAPO_PORT": "abc", "PATH": "/usr/bin:/bin"},
         check=False,
     )
-    assert bad.returncode == 2 and "invalid int value: 'abc'" in bad.stderr
+    assert bad.returncode == 2 and "PAPO_PORT='abc' is not valid" in bad.stderr
 
 
 def test_port_in_use_is_one_clear_line(server: ServerProcess) -> None:
