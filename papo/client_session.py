@@ -10,6 +10,11 @@ acknowledged, under the same ``cid``, so the server stores it once. Messages
 typed while disconnected wait in the outbox and go out after the reconnect.
 A message's ``room`` (or ``to``) is part of what is re-sent.
 
+What it says to people (``status``) is a :class:`~papo.i18n.Text`, rendered
+by the screen in its language: one line when the connection is lost, one when
+it is back. The technical detail (exceptions, close codes, ids, each retry)
+goes to the log only (the terminal client's ``--verbose``).
+
 Rooms add one wrinkle to "an id at or below the newest seen is a duplicate":
 a ``room {event:"joined"}`` is followed by the room's last messages, which are
 older than what was seen elsewhere but new to this client. The session lets
@@ -20,18 +25,24 @@ them through, except those of a room whose messages it has already passed on
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
 import logging
+import math
 import random
+import re
+import socket
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.typing import Subprotocol
 
 from papo import SUBPROTOCOL
+from papo.i18n import Text, t
 from papo.names import room_key
 from papo.protocol import (
     Ack,
@@ -58,8 +69,21 @@ FINAL_CLOSE_CODES = frozenset({1000, 1008})
 FINAL_JOIN_ERRORS = frozenset({"auth_required", "bad_password", "bad_token", "bad_name"})
 
 
+#: Hosts where "start a server" is the advice when nothing answers.
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0", ""})
+
+
 class ConnectError(Exception):
-    """The server could not be reached or refused the connection; ``str()`` says why."""
+    """The server could not be reached or refused the connection.
+
+    ``text`` says why to people (``str()`` gives it in English); ``detail`` is
+    the technical cause, for the log.
+    """
+
+    def __init__(self, text: Text, detail: str = "") -> None:
+        super().__init__(str(text))
+        self.text = text
+        self.detail = detail
 
 
 class JoinError(Exception):
@@ -93,11 +117,13 @@ class ChatSession:
         self,
         url: str,
         *,
+        lang: str | None = None,
         open_timeout: float = 10.0,
-        status: Callable[[str], None] = lambda text: None,
+        status: Callable[[Text], None] = lambda text: None,
         max_backoff: float = 30.0,
     ) -> None:
-        self.url = url
+        self.url = url  # as the user wrote it (what errors show)
+        self.lang = lang
         self.open_timeout = open_timeout
         self.status = status
         self.max_backoff = max_backoff
@@ -110,6 +136,8 @@ class ChatSession:
         self.closing = False
         self.resumed = False  # a reconnect happened: older ids are duplicates
         self.live = False  # joined on the current connection: sending is allowed
+        self.reconnects = 0  # how many times the conversation came back after a drop
+        self.gave_up: Text | None = None  # why reconnecting stopped for good, if it did
         self._acked = asyncio.Event()
         self._acked.set()
         self._cids = itertools.count(1)
@@ -119,11 +147,17 @@ class ChatSession:
         self._backlog: dict[str, tuple[int, int]] = {}
         self._rejoined: Welcome | None = None  # the welcome of a reconnect, for events()
 
+    @property
+    def connect_url(self) -> str:
+        """The URL dialled: the user's, with ``?lang=`` so the server's words are ours."""
+        return url_with_lang(self.url, self.lang)
+
     async def connect(self) -> None:
-        """Open the connection (once, or again after a drop)."""
+        """Open the connection (once, or again after a drop); :class:`ConnectError` if not."""
+        url = self.url
         try:
             ws = await connect(
-                self.url,
+                self.connect_url,
                 subprotocols=[Subprotocol(SUBPROTOCOL)],
                 open_timeout=self.open_timeout,
                 compression=None,
@@ -131,17 +165,35 @@ class ChatSession:
             )
         except InvalidURI as exc:
             raise ConnectError(
-                f"not a WebSocket URL: {exc.uri} (try ws://localhost:8765)"
+                t("not a WebSocket address: {url} (try ws://localhost:8765)", url=url), repr(exc)
+            ) from None
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            raise ConnectError(
+                t("{url} refused the connection (HTTP {status})", url=url, status=status),
+                repr(exc),
             ) from None
         except InvalidHandshake as exc:
-            raise ConnectError(f"the server at {self.url} refused the connection: {exc}") from None
+            raise ConnectError(
+                t("{url} did not answer as a papo server", url=url), repr(exc)
+            ) from None
         except TimeoutError:
-            raise ConnectError(f"no answer from {self.url} in {self.open_timeout:.0f} s") from None
+            seconds = math.ceil(self.open_timeout)
+            raise ConnectError(
+                t("no answer from {url} in {seconds} s", url=url, seconds=seconds), "timeout"
+            ) from None
         except OSError as exc:
-            raise ConnectError(f"cannot reach {self.url}: {exc.strerror or exc}") from None
+            raise ConnectError(unreachable(url, exc), repr(exc)) from None
         if ws.subprotocol != SUBPROTOCOL:
             await ws.close()
-            raise ConnectError(f"{self.url} does not speak {SUBPROTOCOL}")
+            raise ConnectError(
+                t(
+                    "{url} is not a papo server (it does not speak {protocol})",
+                    url=url,
+                    protocol=SUBPROTOCOL,
+                ),
+                f"subprotocol {ws.subprotocol!r}",
+            )
         self.ws = ws
 
     async def join(self, hello: Hello) -> Joined:
@@ -215,9 +267,10 @@ class ChatSession:
             self.live = False
             code = self.ws.close_code
             if self.closing or code in FINAL_CLOSE_CODES:
+                log.info("connection closed: code %s (%s)", code, self.ws.close_reason or "-")
                 return
-            reason = self.ws.close_reason or "connection lost"
-            if not await self._reconnect(f"{reason} (code {code})"):
+            log.info("connection lost: code %s (%s)", code, self.ws.close_reason or "-")
+            if not await self._reconnect():
                 return
 
     def _settle(self, event: ServerEvent) -> bool:
@@ -256,12 +309,16 @@ class ChatSession:
         if not self.unacked:
             self._acked.set()
 
-    async def _reconnect(self, why: str) -> bool:
+    async def _reconnect(self) -> bool:
+        """Dial again until joined (True) or hopeless (False); one status line each way."""
         attempt = 0
         while not self.closing:
             attempt += 1
             delay = backoff(attempt, cap=self.max_backoff)
-            self.status(f"{why}; reconnecting in {delay:.1f} s")
+            if attempt == 1:
+                seconds = max(1, math.ceil(delay))
+                self.status(t("connection lost; reconnecting in {seconds} s…", seconds=seconds))
+            log.info("reconnect attempt %d in %.1f s", attempt, delay)
             await asyncio.sleep(delay)
             try:
                 await self.connect()
@@ -271,18 +328,20 @@ class ChatSession:
                 )
                 await self.join(self.hello)
             except ConnectError as exc:
-                why = str(exc)
+                log.info("reconnect attempt %d failed: %s (%s)", attempt, exc, exc.detail)
                 continue
             except JoinError as exc:
                 if exc.code in FINAL_JOIN_ERRORS:
-                    self.status(f"cannot join again: {exc.message}")
+                    self.gave_up = t("cannot join again: {message}", message=exc.message)
+                    self.status(self.gave_up)
                     return False
-                why = exc.message
+                log.info("reconnect attempt %d refused: %s (%s)", attempt, exc.code, exc.message)
                 continue
-            except ConnectionClosed:
-                why = "connection lost while joining"
+            except ConnectionClosed as exc:
+                log.info("reconnect attempt %d: connection lost while joining (%s)", attempt, exc)
                 continue
             self.resumed = True
+            self.reconnects += 1
             self._backlog.clear()  # a resume replays in id order: nothing older is new
             assert self.joined is not None
             self._rejoined = Welcome(
@@ -292,7 +351,10 @@ class ChatSession:
                 rooms=self.joined.rooms,
                 direct=self.joined.direct,
             )
-            self.status(f"reconnected; resumed after message {self.last_id}")
+            log.info(
+                "reconnected after %d attempt(s); resuming after message %d", attempt, self.last_id
+            )
+            self.status(t("back online"))
             for say in list(self.unacked.values()):
                 await self._send(say)
             return True
@@ -315,3 +377,42 @@ class ChatSession:
     @property
     def close_code(self) -> int | None:
         return None if self.ws is None else self.ws.close_code
+
+
+def url_with_lang(url: str, lang: str | None) -> str:
+    """``url`` with its ``lang`` query parameter set to ``lang`` (unchanged when None)."""
+    if lang is None:
+        return url
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "lang"]
+    query.append(("lang", lang))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+#: asyncio's message when every address of a host failed (Python 3.11 joins them in one).
+_MULTIPLE = re.compile(r"\[Errno (\d+)\]")
+
+
+def refused(exc: OSError) -> bool:
+    """True when nothing listens there: the connection was refused (on every address)."""
+    if isinstance(exc, ConnectionRefusedError):
+        return True
+    text = str(exc)
+    if exc.errno is None and text.startswith("Multiple exceptions"):
+        codes = _MULTIPLE.findall(text)
+        return bool(codes) and all(int(c) == errno.ECONNREFUSED for c in codes)
+    return False
+
+
+def unreachable(url: str, exc: OSError) -> Text:
+    """Why ``url`` cannot be reached, for people: what to do about it, no errno."""
+    host = (urlsplit(url).hostname or "").lower()
+    if refused(exc):
+        if host in LOCAL_HOSTS or host.startswith("127."):
+            return t(
+                "no papo server at {url}; start one with: make run (or python server.py)", url=url
+            )
+        return t("nothing answers at {url}; is the address right, and is the server up?", url=url)
+    if isinstance(exc, socket.gaierror):
+        return t("cannot find the host {host}; is the address right?", host=host)
+    return t("cannot reach {url}; check the address and the network", url=url)

@@ -6,6 +6,11 @@ terminal (``echo oi | python client.py --name bot``) it reads plain lines and
 prints plain lines, so it can be scripted; at the end of input it waits for
 the server to acknowledge what it sent, then leaves.
 
+Language: every line is in the client's language, English or Brazilian
+Portuguese, from ``--lang`` or else the standard locale variables
+(``LC_ALL``, ``LC_MESSAGES``, ``LANG``: the first one set decides). The server
+is told it (``?lang=`` on the URL) so its errors and notices arrive in it too.
+
 Rooms: the prompt names the *current* room (``[#geral] >``), where typed lines
 go. ``/join #sala`` makes ``#sala`` current once the server confirms it,
 ``/part`` leaves (back to the default room). Every room's messages are shown,
@@ -14,6 +19,12 @@ unread messages per conversation (for ``/rooms``) and tells the server what
 was read in the current room, so the user's other devices clear their badges.
 The current room lives here, not in :class:`~papo.client_session.ChatSession`, which
 stays a protocol-level library.
+
+The messages replayed on joining are set off from live ones (see
+:class:`~papo.client_format.Transcript`). To know when a replay is over
+whatever the traffic, the client sends a ``who`` right after it joins (and
+after each ``room joined``): the server answers a connection's requests in
+order, so that answer comes after the replay. It is not shown.
 
 This module is the wiring: options, joining, the screen and the prompt loop.
 What the client knows (current room, unread counts, read markers) is
@@ -24,27 +35,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
+import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TextIO
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.formatted_text import FormattedText
 from prompt_toolkit.patch_stdout import patch_stdout
 from prompt_toolkit.shortcuts import print_formatted_text
+from websockets.exceptions import ConnectionClosed
 
 from papo.client_format import (
-    format_event,
-    format_history,
+    Line,
+    Transcript,
+    format_help,
     format_prompt,
-    format_rooms,
     format_unread,
+    notice,
 )
 from papo.client_session import ChatSession, ConnectError, JoinError
 from papo.client_state import Conversations, ReadMarks
 from papo.commands import (
-    HELP,
     Command,
     Help,
     HistoryHere,
@@ -54,6 +69,7 @@ from papo.commands import (
     TopicHere,
     parse_line,
 )
+from papo.i18n import DEFAULT_LANGUAGE, LANGUAGES, Says, match_language, render, t, tn
 from papo.protocol import (
     ClientEvent,
     Conversation,
@@ -79,15 +95,44 @@ from papo.protocol import (
     visible,
 )
 
+log = logging.getLogger(__name__)
+
 DEFAULT_URL = "ws://localhost:8765"
 #: How long a piped client waits for the answer to a request before reading on.
 ANSWER_TIMEOUT = 10.0
+#: The locale variables that choose the language, in the order POSIX gives them.
+LOCALE_VARIABLES = ("LC_ALL", "LC_MESSAGES", "LANG")
+GOODBYE = t("bye!")
+
+
+def environment_language(env: Mapping[str, str]) -> str:
+    """The language the locale variables ask for: the first of ``LC_ALL``,
+    ``LC_MESSAGES``, ``LANG`` that is set decides (``pt_BR.UTF-8`` → pt-BR,
+    ``C.UTF-8`` → en); one papo does not speak, or none set, is English."""
+    for variable in LOCALE_VARIABLES:
+        value = env.get(variable, "")
+        if value:
+            return match_language(value) or DEFAULT_LANGUAGE
+    return DEFAULT_LANGUAGE
+
+
+def language_option(value: str) -> str:
+    """``--lang``'s value: a language papo speaks, however it is spelled (``pt_BR``, ``pt``)."""
+    lang = match_language(value)
+    if lang is None:
+        raise argparse.ArgumentTypeError(
+            f"unknown language {value!r}: papo speaks {', '.join(LANGUAGES)}"
+        )
+    return lang
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="client.py",
-        description="papo terminal chat client. Type to talk; /help lists commands; sair leaves.",
+        description=(
+            "papo terminal chat client. Type to talk; /help lists commands; sair leaves. "
+            "It speaks English or Brazilian Portuguese: --lang, else LC_ALL, LC_MESSAGES or LANG."
+        ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
@@ -99,7 +144,29 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("PAPO_PASSWORD"),
         help="password of a protected name (PAPO_PASSWORD; asked for when needed)",
     )
+    parser.add_argument(
+        "--lang",
+        type=language_option,
+        default=argparse.SUPPRESS,  # (no "default: None" in --help: the help says it)
+        help=f"language of the client's lines, one of {', '.join(LANGUAGES)} "
+        "(default: what LC_ALL, LC_MESSAGES or LANG asks for; English otherwise)",
+    )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="log the technical detail (connection errors, close codes, retries) to stderr",
+    )
     return parser
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """What the command line asked for."""
+
+    url: str
+    name: str | None
+    password: str | None
+    lang: str
 
 
 # --------------------------------------------------------------------------
@@ -110,10 +177,14 @@ STYLES = {"notice": "ansibrightblack", "error": "ansired", "private": "ansimagen
 
 
 class Screen:
-    """Where lines go: styled above the prompt in a terminal, plain when piped."""
+    """Where lines go: styled above the prompt in a terminal, plain when piped.
 
-    def __init__(self, interactive: bool) -> None:
+    ``say`` and ``fail`` take texts for people and render them in ``lang``.
+    """
+
+    def __init__(self, interactive: bool, lang: str) -> None:
         self.interactive = interactive
+        self.lang = lang
 
     def show(self, style: str, line: str) -> None:
         if self.interactive:
@@ -121,58 +192,64 @@ class Screen:
         else:
             print(line, flush=True)
 
-    def fail(self, line: str) -> None:
-        print(f"papo: {line}", file=sys.stderr, flush=True)
+    def lines(self, lines: Sequence[Line]) -> None:
+        for style, line in lines:
+            self.show(style, line)
+
+    def say(self, text: Says, style: str = "notice") -> None:
+        """A line of the client's own: ``* `` and ``text``."""
+        self.show(*notice(text, self.lang, style))
+
+    def goodbye(self) -> None:
+        self.show("notice", render(GOODBYE, self.lang))
+
+    def fail(self, text: Says) -> None:
+        """A fatal error, on stderr: ``papo: `` and ``text``."""
+        print(f"papo: {render(text, self.lang)}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------
 # The client
 
 
-async def run(url: str, name: str | None, password: str | None, interactive: bool) -> int:
+class Left(Exception):
+    """The user left at a prompt before joining (Ctrl+C, Ctrl+D)."""
+
+
+async def run(options: Options, interactive: bool) -> int:
     """Connect, join and chat until the user leaves; returns the exit status."""
-    screen = Screen(interactive)
-    session = ChatSession(url, status=lambda text: screen.show("notice", f"* {text}"))
+    screen = Screen(interactive, options.lang)
+    session = ChatSession(options.url, lang=options.lang, status=screen.say)
     try:
         await session.connect()
     except ConnectError as exc:
-        screen.fail(str(exc))
+        log.info("cannot connect to %s: %s", session.connect_url, exc.detail)
+        screen.fail(exc.text)
         return 2
     client: Client | None = None
     try:
-        joined = await _join(session, screen, name, password, interactive)
+        try:
+            joined = await _join(session, screen, options, interactive)
+        except Left:
+            screen.goodbye()
+            return 0
         if joined is None:
             return 1
         client = Client(session, screen, interactive)
         assert session.joined is not None
-        client.state.welcome(
-            Welcome(
-                session.joined.name,
-                session.joined.token,
-                session.joined.last_id,
-                rooms=session.joined.rooms,
-                direct=session.joined.direct,
-            )
+        welcome = Welcome(
+            session.joined.name,
+            session.joined.token,
+            session.joined.last_id,
+            rooms=session.joined.rooms,
+            direct=session.joined.direct,
         )
-        screen.show("notice", f"* you are {joined}. /help lists commands, sair leaves.")
+        client.state.welcome(welcome)
+        screen.say(t("you are {name}. /help lists commands, sair leaves.", name=visible(joined)))
         client.show_unread()
-        receiver = asyncio.create_task(client.receive())
-        typer = asyncio.create_task(client.type())
-        done, _ = await asyncio.wait({receiver, typer}, return_when=asyncio.FIRST_COMPLETED)
-        if receiver in done:
-            typer.cancel()
-            code = session.close_code
-            if session.closing or code == 1000:
-                screen.show("notice", "* disconnected")
-                return 0
-            screen.fail(f"the server closed the connection (code {code})")
-            return 1
-        if not interactive and not await session.wait_acked(10.0):
-            screen.fail(f"{len(session.unacked)} message(s) not acknowledged by the server")
-            receiver.cancel()
-            return 1
-        receiver.cancel()
-        return 0
+        client.transcript.expect_context(welcome.last_id)  # the recent messages follow
+        await client.mark_replay()
+        return await client.chat()
     finally:
         if client is not None:
             client.reads.cancel()
@@ -180,47 +257,53 @@ async def run(url: str, name: str | None, password: str | None, interactive: boo
 
 
 async def _join(
-    session: ChatSession, screen: Screen, name: str | None, password: str | None, interactive: bool
+    session: ChatSession, screen: Screen, options: Options, interactive: bool
 ) -> str | None:
+    """Join with the name and password given or asked for; the name, or None on a refusal."""
+    name, password = options.name, options.password
     asked_name = name is None
     while True:
         if name is None:
             if not interactive:
-                screen.fail("no name given: use --name NAME")
+                screen.fail(t("no name given: use --name NAME"))
                 return None
-            name = await _ask("your name: ")
-            if name is None:
-                return None
+            name = await _ask(render(t("your name:"), screen.lang) + " ")
+            if not name:
+                name = None
+                continue  # an empty answer: ask again
         try:
             joined = await session.join(Hello(check_name(name), password=password))
             return joined.name
         except (ProtocolError, JoinError) as exc:
-            code, message = exc.code, str(exc.message)
+            code, message = exc.code, exc.message
+        except ConnectionClosed as exc:
+            log.info("closed while joining: %s", exc)
+            screen.fail(t("the server closed the connection"))
+            return None
         if code in ("auth_required", "bad_password") and interactive:
-            screen.show("error", f"* {message}")
-            password = await _ask("password: ", secret=True)
-            if password is None:
-                return None
+            screen.say(message, "error")
+            password = await _ask(render(t("password:"), screen.lang) + " ", secret=True) or None
             continue
         if code == "bad_name" and interactive and asked_name:
-            screen.show("error", f"* {message}")
+            screen.say(message, "error")
             name = None
             continue
         screen.fail(message)
         return None
 
 
-async def _ask(prompt: str, *, secret: bool = False) -> str | None:
+async def _ask(prompt: str, *, secret: bool = False) -> str:
+    """One answer, stripped (maybe empty); raises :class:`Left` on Ctrl+C or Ctrl+D."""
     if not sys.stdin.isatty():
-        line = await asyncio.to_thread(sys.stdin.readline)
-        return line.strip() or None
+        line: str = await asyncio.to_thread(sys.stdin.readline)
+        if not line:
+            raise Left
+        return line.strip()
     try:
-        if secret:
-            return await asyncio.to_thread(getpass.getpass, prompt)
-        answer: str = await PromptSession[str]().prompt_async(prompt)
-        return answer.strip() or None
+        answer: str = await PromptSession[str]().prompt_async(prompt, is_password=secret)
     except (EOFError, KeyboardInterrupt):
-        return None
+        raise Left from None
+    return answer.strip()
 
 
 #: For a piped client: the event that answers each request (an ``error`` answers any).
@@ -240,49 +323,89 @@ class Client:
     def __init__(self, session: ChatSession, screen: Screen, interactive: bool) -> None:
         self.session = session
         self.screen = screen
+        self.lang = screen.lang
         self.interactive = interactive
         self.state = Conversations()
+        self.transcript = Transcript(self.lang)
         self.reads = ReadMarks(session.send)
         self.prompt: PromptSession[str] | None = PromptSession() if interactive else None
         self._awaiting: type[ServerEvent] | None = None
         self._answered = asyncio.Event()
+        # The ``who`` requests on their way, oldest first: True for a replay's end mark.
+        self._whos: deque[bool] = deque()
 
     def prompt_text(self) -> str:
         return format_prompt(self.state)
 
     def show_unread(self) -> None:
         """After joining: the rooms and people with unread messages, if any."""
-        line = format_unread(self.state)
+        line = format_unread(self.state, lang=self.lang)
         if line is not None:
             self.screen.show(*line)
+
+    async def chat(self) -> int:
+        """Show what arrives and send what is typed until either side ends; the exit status."""
+        session, screen = self.session, self.screen
+        receiver = asyncio.create_task(self.receive())
+        typer = asyncio.create_task(self.type())
+        try:
+            done, _ = await asyncio.wait({receiver, typer}, return_when=asyncio.FIRST_COMPLETED)
+            if receiver in done:  # the conversation ended from the server's side
+                code = session.close_code
+                if session.closing or code == 1000:
+                    screen.say(t("disconnected"))
+                    return 0
+                if session.gave_up is None:  # (else the session said why already)
+                    log.info("closed by the server: code %s", code)
+                    screen.fail(t("the server closed the connection"))
+                return 1
+            if not self.interactive and not await session.wait_acked(10.0):
+                count = len(session.unacked)
+                screen.fail(
+                    tn(
+                        "{n} message was not acknowledged by the server",
+                        "{n} messages were not acknowledged by the server",
+                        count,
+                    )
+                )
+                return 1
+            screen.goodbye()
+            return 0
+        finally:
+            for task in (receiver, typer):
+                task.cancel()
 
     # ---- incoming
 
     async def receive(self) -> None:
         async for event in self.session.events():
+            if isinstance(event, Users) and self._whos and self._whos.popleft():
+                self.screen.lines(self.transcript.now())  # a replay's end mark: not shown
+                continue
+            if isinstance(event, Welcome):  # a reconnect: earlier requests are not answered
+                self._whos.clear()
             self.handle(event)
             if self._awaiting is not None and isinstance(event, (self._awaiting, Error)):
                 self._answered.set()
+            if isinstance(event, RoomJoined):  # the room's last messages follow it
+                await self.mark_replay()
 
     def handle(self, event: ServerEvent) -> None:
         state = self.state
         change = state.apply(event)
-        if isinstance(event, RoomList):
-            for line in format_rooms(event, state):
-                self.screen.show(*line)
-        elif isinstance(event, HistoryPage):
-            for line in format_history(event, state):
-                self.screen.show(*line)
-        else:
-            shown = format_event(event, state)
-            if shown is not None:
-                self.screen.show(*shown)
+        self.screen.lines(self.transcript.lines(event, state))
         if isinstance(event, RoomParted) and change.moved:
-            self.screen.show("notice", f"* back in {visible(state.current)}")
+            self.screen.say(t("back in {room}", room=visible(state.current)))
         for due in change.due:
             self.reads.mark(*due)
         if change.moved and self.prompt is not None:
             self.prompt.app.invalidate()
+
+    async def mark_replay(self) -> None:
+        """Ask the server something whose answer comes after the replay now under way."""
+        self._whos.append(True)
+        if not await self.session.send(Who()):
+            self._whos.pop()
 
     # ---- typed
 
@@ -302,7 +425,7 @@ class Client:
             try:
                 command = parse_line(line)
             except ProtocolError as exc:
-                self.screen.show("error", f"* {exc.message}")
+                self.screen.say(exc.message, "error")
                 continue
             if isinstance(command, Quit):
                 return
@@ -314,12 +437,10 @@ class Client:
         if isinstance(command, Quit):
             return  # the caller leaves
         if isinstance(command, Help):
-            self.screen.show("notice", f"* {HELP}")
+            self.screen.lines(format_help(self.lang))
             return
         if isinstance(command, Nick):
-            self.screen.show(
-                "notice", "* to change your name, leave and start again with --name NAME"
-            )
+            self.screen.say(t("to change your name, leave and start again with --name NAME"))
             return
         if isinstance(command, Say):
             if command.to is not None:
@@ -334,8 +455,9 @@ class Client:
         if isinstance(command, PartRoom):
             room = command.room or state.current
             if state.is_default(room):
-                self.screen.show(
-                    "error", f"* {visible(state.default)} is everyone's room: it cannot be left"
+                self.screen.say(
+                    t("{room} is everyone's room: it cannot be left", room=visible(state.default)),
+                    "error",
                 )
                 return
             event = Part(room)
@@ -358,31 +480,57 @@ class Client:
         if wait:
             self._awaiting = answer
             self._answered.clear()
+        who = isinstance(event, Who)
+        if who:
+            self._whos.append(False)
         try:
             if not await self.session.send(event):
-                self.screen.show("error", "* not connected right now; try again in a moment")
+                if who:
+                    self._whos.pop()
+                self.screen.say(t("not connected right now; try again in a moment"), "error")
                 return
             if wait:
                 try:
                     async with asyncio.timeout(ANSWER_TIMEOUT):
                         await self._answered.wait()
                 except TimeoutError:
-                    self.screen.show("error", "* no answer from the server")
+                    self.screen.say(t("no answer from the server"), "error")
         finally:
             self._awaiting = None
 
 
+def setup_logging(verbose: bool, stream: TextIO) -> None:
+    """``--verbose``: the client's technical detail (and the libraries' notes) on ``stream``."""
+    if not verbose:
+        return
+    logging.basicConfig(
+        stream=stream,
+        level=logging.INFO,
+        format="papo: %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+    logging.getLogger("papo").setLevel(logging.DEBUG)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    lang: str = getattr(args, "lang", None) or environment_language(os.environ)
+    options = Options(args.url, args.name, args.password, lang)
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
+
+    stderr = sys.stderr
 
     async def go() -> int:
         if interactive:
             with patch_stdout(raw=True):
-                return await run(args.url, args.name, args.password, True)
-        return await run(args.url, args.name, args.password, False)
+                # Into a terminal: above the prompt, like every line; else (2> file) as is.
+                setup_logging(args.verbose, sys.stderr if stderr.isatty() else stderr)
+                return await run(options, True)
+        setup_logging(args.verbose, stderr)
+        return await run(options, False)
 
     try:
         return asyncio.run(go())
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl+C outside a prompt (connecting, or a piped client)
+        print(render(GOODBYE, lang), flush=True)
         return 0

@@ -1,4 +1,9 @@
-"""The terminal client, driven in a real pseudo-terminal (pexpect) and through a pipe."""
+"""The terminal client, driven in a real pseudo-terminal (pexpect) and through a pipe.
+
+These tests read English: the client runs with ``LANG=C.UTF-8`` (and no other
+locale variable), whatever the developer's machine says. The Portuguese
+client is tests/test_client_lang.py.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +16,25 @@ import pexpect
 
 from tests.helpers import ROOT, JsonClient, ServerProcess
 
-ENV = {**os.environ, "TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1", "NO_COLOR": "1"}
+#: A clock time as the English client writes it (``9:05 PM``).
+TIME = r"\d{1,2}:\d\d [AP]M"
+LOCALE_VARIABLES = ("LC_ALL", "LC_MESSAGES", "LANG", "LANGUAGE")
 
 
-async def piped(url: str, name: str, lines: bytes) -> tuple[int | None, bytes, bytes]:
-    """``client.py --name NAME`` with ``lines`` on its stdin (not a terminal): exit code, output."""
+def locale_env(**locale: str) -> dict[str, str]:
+    """This environment with exactly the locale variables given (default: ``LANG=C.UTF-8``)."""
+    env = {k: v for k, v in os.environ.items() if k not in LOCALE_VARIABLES}
+    return {**env, **(locale or {"LANG": "C.UTF-8"})}
+
+
+TERMINAL = {"TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1", "NO_COLOR": "1"}
+
+
+async def piped(
+    url: str, name: str, lines: bytes, *args: str, env: dict[str, str] | None = None
+) -> tuple[int | None, bytes, bytes]:
+    """``client.py --name NAME [ARGS]`` with ``lines`` on its stdin (not a terminal): exit
+    code, output; in English unless ``env`` says otherwise."""
     import asyncio
 
     proc = await asyncio.create_subprocess_exec(
@@ -25,7 +44,9 @@ async def piped(url: str, name: str, lines: bytes) -> tuple[int | None, bytes, b
         url,
         "--name",
         name,
+        *args,
         cwd=ROOT,
+        env=env or locale_env(),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -34,13 +55,16 @@ async def piped(url: str, name: str, lines: bytes) -> tuple[int | None, bytes, b
     return proc.returncode, out, err
 
 
-def spawn(*args: str, track: list[pexpect.spawn] | None = None) -> pexpect.spawn:
-    """``client.py`` in a real pseudo-terminal (closed by the fixture when tracked)."""
+def spawn(
+    *args: str, track: list[pexpect.spawn] | None = None, env: dict[str, str] | None = None
+) -> pexpect.spawn:
+    """``client.py`` in a real pseudo-terminal (closed by the fixture when tracked);
+    in English unless ``env`` says otherwise."""
     child = pexpect.spawn(
         sys.executable,
         ["client.py", *args],
         cwd=str(ROOT),
-        env=ENV,
+        env={**(env or locale_env()), **TERMINAL},
         encoding="utf-8",
         timeout=10,
         dimensions=(24, 120),
@@ -54,6 +78,7 @@ def joined(children: list[pexpect.spawn], url: str, name: str) -> pexpect.spawn:
     """A terminal client that has joined as ``name``."""
     child = spawn("--url", url, "--name", name, track=children)
     child.expect(f"you are {name}")
+    child.expect(r"\[#geral\] >")  # the prompt is up: keys go to it
     return child
 
 
@@ -68,11 +93,12 @@ def test_two_terminal_clients_chat_and_sair_exits_0(
     ana.expect("beto joined")
 
     ana.sendline("olá beto")
-    beto.expect(r"\[\d\d:\d\d\] ana: olá beto")
+    beto.expect(rf"\[{TIME}\] ana: olá beto")
     beto.sendline("oi ana, tudo bem?")
-    ana.expect(r"\[\d\d:\d\d\] beto: oi ana, tudo bem\?")
+    ana.expect(rf"\[{TIME}\] beto: oi ana, tudo bem\?")
 
     beto.sendline("sair")
+    beto.expect("bye!")
     beto.expect(pexpect.EOF)
     beto.close()
     assert beto.exitstatus == 0
@@ -91,7 +117,7 @@ def test_msg_and_who_in_the_terminal_client(
     carla = joined(children, server.url, "carla")
 
     ana.sendline("/msg beto segredo")
-    beto.expect(r"ana → beto \(private\): segredo")
+    beto.expect(r"\] private from ana: segredo")
     ana.sendline("/who")
     ana.expect(r"online \(3\): ana, beto, carla")
     ana.sendline("depois")
@@ -107,6 +133,7 @@ def test_ctrl_d_and_ctrl_c_leave_cleanly(
     for key in ("\x04", "\x03"):
         child = joined(children, server.url, "teclas")
         child.send(key)
+        child.expect("bye!")
         child.expect(pexpect.EOF)
         child.close()
         assert child.exitstatus == 0, repr(key)
@@ -148,20 +175,22 @@ def test_unreachable_server_is_one_clear_line_and_nonzero() -> None:
     result = subprocess.run(
         [sys.executable, "client.py", "--url", "ws://127.0.0.1:9", "--name", "x"],
         cwd=ROOT,
+        env=locale_env(),
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
     )
     assert result.returncode != 0
-    assert result.stderr.strip().startswith("papo: cannot reach ws://127.0.0.1:9")
-    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.strip() == (
+        "papo: no papo server at ws://127.0.0.1:9; start one with: make run (or python server.py)"
+    )
     assert "Traceback" not in result.stderr
 
 
 def test_unreachable_in_a_terminal_too(children: list[pexpect.spawn]) -> None:
     child = spawn("--url", "ws://127.0.0.1:9", "--name", "x", track=children)
-    child.expect("papo: cannot reach")
+    child.expect("papo: no papo server at ws://127.0.0.1:9; start one with: make run")
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus != 0
@@ -204,10 +233,10 @@ def test_client_reconnects_resumes_and_sends_what_was_typed_offline(
     ana.expect(r"beto: antes da queda")
 
     server.kill()
-    ana.expect("reconnecting in")
+    ana.expect("connection lost; reconnecting in")
     ana.sendline("escrito sem rede")  # typed while the server is down
     server.restart()
-    ana.expect("reconnected", timeout=20)
+    ana.expect("back online", timeout=20)
 
     last = welcome["last_id"]
     _, got = asyncio.run(beto_says("depois da volta", resume_from=last, token=welcome["token"]))

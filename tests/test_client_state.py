@@ -1,28 +1,17 @@
-"""The terminal client's pure parts, in-process: what it knows, when it marks read, its lines.
+"""The terminal client's pure parts, in-process: what it knows and when it marks read.
 
 No sockets and no real sleeps: :class:`Conversations` is fed events,
-:class:`ReadMarks` runs on a fake clock, the formatters are plain functions.
+:class:`ReadMarks` runs on a fake clock. Its lines are tests/test_client_format.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from papo.client_format import (
-    count_of,
-    format_event,
-    format_history,
-    format_message,
-    format_prompt,
-    format_rooms,
-    format_unread,
-    local_time,
-)
 from papo.client_state import Change, Conversations, ReadDue, ReadMarks
 from papo.events import (
     Conversation,
@@ -31,12 +20,9 @@ from papo.events import (
     HistoryPage,
     MemberInfo,
     Message,
-    Notice,
     Read,
     ReadMarker,
-    RoomInfo,
     RoomJoined,
-    RoomList,
     RoomParted,
     RoomState,
     RoomTopic,
@@ -44,7 +30,6 @@ from papo.events import (
 )
 
 TS = "2024-05-01T12:34:56Z"
-HHMM = local_time(TS)  # the machine's zone: what every line below shows
 
 
 def say(id_: int, sender: str, room: str | None = "#geral", text: str = "oi") -> Message:
@@ -404,118 +389,3 @@ async def test_cancel_drops_what_waits(clock: FakeClock) -> None:
     marks.mark(SALA, "#sala", 7)  # a new flush starts after a cancel
     await settle()
     assert sent.reads[-1] == (2.0, "#sala", 7)
-
-
-# --------------------------------------------------------------------------
-# Lines
-
-
-def test_message_lines_tag_rooms_but_the_default_one() -> None:
-    state = ana()
-    assert format_event(say(1, "beto", "#Geral"), state) == ("", f"[{HHMM}] beto: oi")
-    assert format_event(say(1, "beto", None), state) == ("", f"[{HHMM}] beto: oi")
-    assert format_event(say(1, "beto", "#sala"), state) == ("", f"[{HHMM}] [#sala] beto: oi")
-    assert format_event(say(1, "beto", "#sala")) == ("", f"[{HHMM}] beto: oi")  # no state: home
-    assert format_message(private(1, "beto", "ana", "psiu"), home=False) == (
-        "private",
-        f"[{HHMM}] beto → ana (private): psiu",
-    )
-
-
-def test_other_events_become_notices() -> None:
-    state = ana()
-    assert format_event(joined("#sala", 3), state) == (
-        "notice",
-        "* you are in #sala: 2 members, 1 online",
-    )
-    assert format_event(RoomTopic("#sala", "", "beto")) == (
-        "notice",
-        "* beto cleared the topic of #sala",
-    )
-    assert format_event(Error("x", "no\nway")) == ("error", "* error: no⏎way")
-    assert format_event(Notice("olá")) == ("notice", "* olá")
-    assert format_event(welcome()) is None
-
-
-def test_local_time() -> None:
-    assert local_time(TS, UTC) == "12:34"
-    assert local_time("2024-05-01T12:34:56+02:00", UTC) == "10:34"
-    assert local_time("yesterday") == "--:--"
-    here = datetime(2024, 5, 1, 12, 34, 56, tzinfo=UTC).astimezone()
-    assert local_time(TS) == here.strftime("%H:%M")
-
-
-def test_rooms_lines_show_ours_unread_where_we_are_and_private_counts() -> None:
-    state = ana(private(11, "beto", "ana"))
-    rooms = RoomList(
-        (
-            RoomInfo("#geral", 3, 2, "", True),
-            RoomInfo("#sala", 1, 1, "planos", True),
-            RoomInfo("#outra", 2, 0, "", False),
-        )
-    )
-    assert format_rooms(rooms, state) == [
-        ("notice", "* rooms (3; * = yours):"),
-        ("notice", "  * #geral — 3 members, 2 online · you are here"),
-        ("notice", "  * #sala — 1 member, 1 online · topic: planos · 2 unread"),
-        ("notice", "    #outra — 2 members, 0 online"),
-        ("notice", "* private: beto (1 unread)"),
-    ]
-    assert format_rooms(RoomList(()), state) == [
-        ("notice", "* no rooms yet: /join #name creates one")
-    ]
-
-
-def test_history_lines() -> None:
-    state = ana()
-    page = HistoryPage(Conversation(room="#geral"), (say(1, "beto"), say(2, "carla")), more=True)
-    assert format_history(page, state) == [
-        ("notice", "* history of #geral: 2 messages; /history again for older ones"),
-        ("", f"[{HHMM}] beto: oi"),
-        ("", f"[{HHMM}] carla: oi"),
-        ("notice", "* end of history of #geral"),
-    ]
-    page = HistoryPage(Conversation(room="#sala"), (say(1, "beto", "#sala"),), more=False)
-    assert format_history(page, state)[:2] == [
-        ("notice", "* history of #sala: 1 message; nothing older"),
-        ("", f"[{HHMM}] [#sala] beto: oi"),
-    ]
-    empty = HistoryPage(Conversation(room="#sala"), (), more=False)
-    assert format_history(empty, state) == [("notice", "* no older messages in #sala")]
-
-
-def test_unread_line_and_prompt() -> None:
-    state = ana(private(11, "beto", "ana"))
-    assert format_unread(state) == ("notice", "* unread: #sala (2), beto (1, private)")
-    assert format_prompt(state) == "[#geral] > "
-    state.join("#sala")
-    state.apply(joined("#sala", last_id=11))
-    assert format_prompt(state) == "[#sala] > "
-    state.apply(ReadMarker(Conversation(with_="beto"), 11))
-    assert format_unread(state) is None
-    assert count_of(1, "member") == "1 member" and count_of(0, "member") == "0 members"
-
-
-@given(
-    sender=st.text(min_size=1),
-    room=st.text(min_size=1),
-    text=st.text(),
-    to=st.none() | st.text(min_size=1),
-)
-def test_every_line_is_one_printable_line(
-    sender: str, room: str, text: str, to: str | None
-) -> None:
-    state = ana()
-    message = Message(7, sender, text, TS, to=to, room="#" + room)
-    lines = [
-        format_message(message, home=False),
-        format_message(message, home=True),
-        format_event(RoomTopic("#" + room, text, sender), state),
-        format_event(Error("x", text), state),
-        format_event(Notice(text), state),
-        *format_rooms(RoomList((RoomInfo("#" + room, 1, 1, text, True),)), state),
-        *format_history(HistoryPage(Conversation(room="#" + room), (message,), False), state),
-    ]
-    for line in lines:
-        assert line is not None
-        assert line[1].isprintable(), line  # no newline, escape or other control character
