@@ -216,6 +216,9 @@ async def test_static_files_types_and_404(browser: Browser, server: ServerProces
         ("/", "text/html"),
         ("/static/app.js", "text/javascript"),
         ("/static/style.css", "text/css"),
+        ("/static/favicon.svg", "image/svg+xml"),
+        ("/i18n/pt-BR.json", "application/json"),
+        ("/i18n/en.json", "application/json"),
     ]:
         response = await context.request.get(server.http + path)
         assert response.status == 200 and response.headers["content-type"].startswith(kind)
@@ -225,6 +228,7 @@ async def test_static_files_types_and_404(browser: Browser, server: ServerProces
         )
         assert again.status == 304
     assert (await context.request.get(server.http + "/static/nope.js")).status == 404
+    assert (await context.request.get(server.http + "/i18n/fr.json")).status == 404
 
 
 async def test_phone_width_and_keyboard_only(browser: Browser, server: ServerProcess) -> None:

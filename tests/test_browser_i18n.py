@@ -252,6 +252,10 @@ async def test_the_language_switch_is_remembered_and_reaches_the_server(
     await page.get_by_label("Name").fill("ana")
     await page.get_by_role("button", name="Join", exact=True).click()
     await expect(page.get_by_role("status")).to_have_text("connected as ana")
+    # the browser's Accept-Language says pt-BR; the page's ?lang=en is what the server follows
+    await say(page, "Message", "/msg ninguem olá")
+    errors = log(page).locator(".notice.error")
+    await expect(errors.last).to_have_text("error: there is no user named ninguem")
     await beto.say("antes da troca")
     await expect(log(page)).to_contain_text("beto:antes da troca")
     await beto.quiet(0.5)  # ana's arrival, seen
@@ -260,10 +264,9 @@ async def test_the_language_switch_is_remembered_and_reaches_the_server(
     await page.get_by_label("Language").select_option("pt-BR")
     await expect(page.get_by_role("status")).to_have_text("conectado como ana")
     await expect(page.get_by_role("button", name="Enviar", exact=True)).to_be_visible()
+    await expect(errors.first).to_have_text("erro: there is no user named ninguem")  # redrawn
     await say(page, "Mensagem", "/msg ninguem olá")
-    await expect(log(page).locator(".notice.error")).to_have_text(
-        "erro: não existe usuário chamado ninguem"
-    )
+    await expect(errors.last).to_have_text("erro: não existe usuário chamado ninguem")
     await beto.say("depois da troca")
     await expect(log(page)).to_contain_text("beto:depois da troca")
     await expect(log(page).get_by_text("antes da troca")).to_have_count(1)  # nothing twice

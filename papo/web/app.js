@@ -38,6 +38,7 @@
   let stuck = true;           // the log shows its newest line: it keeps doing so (messages, resizes)
   let users = [];             // who is online, as the last `users` event said
   let status = { kind: "", text: () => "" };
+  let joinError = "";
   const outbox = new Map();   // cid -> {text, to, room, conv, item}: sent or to send, not yet acknowledged
   const cidPrefix = Math.random().toString(36).slice(2, 10) + "-";
   let cidCount = 0;
@@ -167,6 +168,7 @@
   function renderAll() {
     renderStatic();
     setStatus(status.kind, status.text);
+    setJoinError(joinError);
     renderLists();
     for (const conv of convs.values()) redraw(conv);
     showHead(currentConv());
@@ -428,6 +430,12 @@
     const el = $("status");
     el.className = "status" + (kind ? " " + kind : "");
     el.textContent = text();
+  }
+
+  // Why joining failed, next to the form: the server's words, or a function giving the page's.
+  function setJoinError(text) {
+    joinError = text;
+    $("join-error").textContent = typeof text === "function" ? text() : text;
   }
 
   function showChat(on) {
@@ -705,6 +713,7 @@
     pendingHello = hello;
     joined = false;
     ws = new WebSocket(wsUrl(), "papo.v1");
+    ws.lang = lang;
     ws.onopen = () => send(pendingHello);
     ws.onmessage = receive;
     ws.onclose = (e) => closed(e);
@@ -714,8 +723,9 @@
   // user, resuming where this page is), then takes over; the first closes. The user never
   // leaves (it has two sessions for a moment), and nothing is missed or shown twice.
   function rejoinInLanguage() {
-    if (!joined || next || !me || !saved.token) return;
+    if (!joined || next || !me || !saved.token || ws.lang === lang) return;
     const sock = new WebSocket(wsUrl(), "papo.v1");
+    sock.lang = lang;
     next = sock;
     sock.onopen = () => sock.send(JSON.stringify({ type: "hello", name: me, token: saved.token, resume_from: lastId }));
     sock.onmessage = (e) => {
@@ -742,7 +752,7 @@
     if (leaving) { setStatus("offline", () => t("offline")); return; }
     if (!everJoined) {
       setStatus("offline", () => t("offline"));
-      if (!$("join-error").textContent) $("join-error").textContent = t("Cannot reach the server; try again.");
+      if (!$("join-error").textContent) setJoinError(() => t("Cannot reach the server; try again."));
       return;
     }
     if (e.code === 1008) {
@@ -805,7 +815,7 @@
     everJoined = true;
     joined = true;
     attempt = 0;
-    $("join-error").textContent = "";
+    setJoinError("");
     const name = me;
     setStatus("connected", () => t("connected as {name}", { name }));
     renderLists();
@@ -814,6 +824,7 @@
     for (const [cid, m] of outbox) send(sayEvent(cid, m));  // unacknowledged: again, same cid
     show(currentConv());
     for (const conv of convs.values()) flushRead(conv);  // read while offline
+    rejoinInLanguage();  // the language was changed while this connection was joining
   }
 
   // A line of /rooms (the same words as the server's plain-text /rooms). The texts are not
@@ -894,7 +905,7 @@
       }
       case "error": {
         if (!joined) {
-          $("join-error").textContent = ev.message;
+          setJoinError(ev.message);
           if (ev.code === "bad_token" || ev.code === "auth_required") saved.forget();
           everJoined = false;
           leaving = true;
@@ -1112,7 +1123,7 @@
       e.preventDefault();
       askNotify();
       leaving = false;
-      $("join-error").textContent = "";
+      setJoinError("");
       const name = $("name").value.trim();
       const password = $("password").value;
       const hello = { type: "hello", name };
