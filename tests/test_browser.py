@@ -53,7 +53,7 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 async def join(browser: Browser, server: ServerProcess, name: str, password: str = "") -> Page:
-    context = await browser.new_context()
+    context = await browser.new_context(locale="en-US")
     page = await context.new_page()
     await page.goto(server.http + "/")
     await page.get_by_label("Name").fill(name)
@@ -108,13 +108,13 @@ async def test_private_message_reaches_only_the_recipients_tabs(
     await expect(ana_tab2.get_by_role("status")).to_contain_text("connected as ana")
     beto = await join(browser, server, "beto")
     carla = await JsonClient.open(server.url, "carla")
-    await expect(beto.get_by_label("Online")).to_contain_text("ana ⧉2")  # on two devices
+    await expect(beto.get_by_label("Online")).to_contain_text("ana ×2")  # on two devices
 
     await carla.say("só para a ana", to="ana")
     for tab in (ana_tab1, ana_tab2):  # in the direct conversation with carla, which appeared
         rooms = tab.get_by_role("navigation", name="Rooms")
         await rooms.get_by_role("button", name="carla").click()
-        await expect(log(tab)).to_contain_text("private from carlacarla:só para a ana")
+        await expect(log(tab)).to_contain_text("privatecarla:só para a ana")
     await carla.say("para todos")
     await expect(log(beto)).to_contain_text("carla:para todos")
     await expect(log(beto)).not_to_contain_text("só para a ana")
@@ -189,7 +189,7 @@ async def test_wrong_password_shows_the_servers_error_next_to_the_field(
 ) -> None:
     server = start_server("--rate-limit", "0")
     await JsonClient.open(server.url, "dona", password="certa")
-    context = await browser.new_context()
+    context = await browser.new_context(locale="en-US")
     page = await context.new_page()
     await page.goto(server.http + "/")
     await page.get_by_label("Name").fill("dona")
@@ -211,11 +211,14 @@ async def test_leave_logs_out(browser: Browser, server: ServerProcess) -> None:
 
 
 async def test_static_files_types_and_404(browser: Browser, server: ServerProcess) -> None:
-    context = await browser.new_context()
+    context = await browser.new_context(locale="en-US")
     for path, kind in [
         ("/", "text/html"),
         ("/static/app.js", "text/javascript"),
         ("/static/style.css", "text/css"),
+        ("/static/favicon.svg", "image/svg+xml"),
+        ("/i18n/pt-BR.json", "application/json"),
+        ("/i18n/en.json", "application/json"),
     ]:
         response = await context.request.get(server.http + path)
         assert response.status == 200 and response.headers["content-type"].startswith(kind)
@@ -225,10 +228,11 @@ async def test_static_files_types_and_404(browser: Browser, server: ServerProces
         )
         assert again.status == 304
     assert (await context.request.get(server.http + "/static/nope.js")).status == 404
+    assert (await context.request.get(server.http + "/i18n/fr.json")).status == 404
 
 
 async def test_phone_width_and_keyboard_only(browser: Browser, server: ServerProcess) -> None:
-    context = await browser.new_context(viewport={"width": 375, "height": 700})
+    context = await browser.new_context(locale="en-US", viewport={"width": 375, "height": 700})
     page = await context.new_page()
     await page.goto(server.http + "/")
     await expect(page.get_by_label("Name")).to_be_focused()  # typing can start at once

@@ -192,7 +192,7 @@ async def test_topic_mentions_direct_conversations_and_part(
     await expect(badge(ana, "beto")).to_have_text("1")
     await expect(log(ana)).not_to_contain_text("psiu")
     await conversation(ana, "beto").click()
-    await expect(log(ana)).to_contain_text("private from betobeto:psiu")
+    await expect(log(ana)).to_contain_text("privatebeto:psiu")
     await expect(badge(ana, "beto")).to_be_hidden()
     await say(ana, "diga")  # the input sends to the shown conversation
     event = await beto.expect("message")
@@ -210,7 +210,7 @@ async def test_topic_mentions_direct_conversations_and_part(
 async def test_rooms_at_phone_width_with_the_keyboard(
     browser: Browser, server: ServerProcess
 ) -> None:
-    context = await browser.new_context(viewport={"width": 375, "height": 700})
+    context = await browser.new_context(locale="en-US", viewport={"width": 375, "height": 700})
     page = await context.new_page()
     await page.goto(server.http + "/")
     await page.keyboard.type("teclado")
@@ -255,7 +255,7 @@ window.Notification = class {
 async def test_mentions_and_direct_messages_notify_when_the_tab_is_hidden(
     browser: Browser, server: ServerProcess
 ) -> None:
-    context = await browser.new_context()
+    context = await browser.new_context(locale="en-US")
     await context.add_init_script(FAKE_NOTIFICATIONS)
     ana = await context.new_page()
     await ana.goto(server.http + "/")

@@ -1,5 +1,7 @@
 // papo's browser client: no build step, no dependencies. Speaks papo.v1 (docs/protocol.md).
 // Every text that comes from the server is put on the page with textContent, never as HTML.
+// Every text of the page's own is written in English through t() / tn(), and shown in the
+// page's language from the gettext catalogs (see papo/web.py and tools/catalogs.py).
 "use strict";
 
 (() => {
@@ -10,6 +12,7 @@
   const FEW = 30;             // a conversation with fewer messages loaded asks for its history
   const READ_EVERY = 1000;    // ms: at most one `read` per conversation this often
   const PAGE = 50;            // messages per history page
+  const LANG_KEY = "papo.lang";
 
   const saved = {
     get name() { return localStorage.getItem("papo.name"); },
@@ -19,6 +22,7 @@
   };
 
   let ws = null;
+  let next = null;            // a new socket joining in another language, until its welcome
   let me = null;              // our name, as the server spells it
   let joined = false;         // joined on the current connection
   let everJoined = false;     // joined once: reconnects resume
@@ -31,6 +35,10 @@
   let pendingHello = null;    // the hello to send when the socket opens
   let wantRoom = null;        // key of a room this page asked to join: shown when joined
   let askedNotify = false;
+  let stuck = true;           // the log shows its newest line: it keeps doing so (messages, resizes)
+  let users = [];             // who is online, as the last `users` event said
+  let status = { kind: "", text: () => "" };
+  let joinError = "";
   const outbox = new Map();   // cid -> {text, to, room, conv, item}: sent or to send, not yet acknowledged
   const cidPrefix = Math.random().toString(36).slice(2, 10) + "-";
   let cidCount = 0;
@@ -40,6 +48,133 @@
   const convs = new Map();
   let homeKey = roomKey(DEFAULT_ROOM);
   let current = homeKey;
+
+  // ------------------------------------------------------------------ languages
+
+  // The catalog of the page's language: GET /i18n/<lang>.json, made from papo/locale's .po files.
+  let lang = "en";
+  let catalog = { messages: {}, plural: {} };
+  let plurals = new Intl.PluralRules("en");
+  const ENGLISH_PLURALS = new Intl.PluralRules("en");
+  let clock = new Intl.DateTimeFormat("en", { hour: "2-digit", minute: "2-digit" });
+  let longDate = new Intl.DateTimeFormat("en", { dateStyle: "long" });
+  let loadingLanguage = 0;
+
+  function fill(template, values) {  // "{name} joined" + {name: "ana"}: as Python's str.format
+    if (!values) return template;
+    return template.replace(/\{([a-z_]+)\}/g, (all, key) => (key in values ? String(values[key]) : all));
+  }
+
+  // A text in the page's language: t("connected as {name}", { name }).
+  function t(msgid, values) {
+    const text = catalog.messages[msgid];
+    return fill(typeof text === "string" && text ? text : msgid, values);
+  }
+
+  // A count: tn("{n} member", "{n} members", n); {n} is the count. The catalog says which of
+  // its forms each of the language's plural categories (Intl.PluralRules) is.
+  function tn(singular, plural, count, values) {
+    const all = { n: count, ...values };
+    const forms = catalog.messages[singular];
+    const form = catalog.plural[plurals.select(count)];
+    if (Array.isArray(forms) && form != null && forms[form]) return fill(forms[form], all);
+    return fill(ENGLISH_PLURALS.select(count) === "one" ? singular : plural, all);
+  }
+
+  function languages() { return [...$("language").options].map((o) => o.value); }
+
+  // The first of `tags` papo speaks, as papo.i18n.match_language: pt, pt-PT and pt-BR are pt-BR.
+  function pickLanguage(tags) {
+    const have = languages();
+    for (const tag of tags) {
+      if (!tag) continue;
+      const want = String(tag).toLowerCase().replace(/_/g, "-");
+      const exact = have.find((l) => l.toLowerCase() === want);
+      if (exact) return exact;
+      const near = have.find((l) => l.toLowerCase().split("-")[0] === want.split("-")[0]);
+      if (near) return near;
+    }
+    return null;
+  }
+
+  function wantedLanguage() {  // the one chosen on this page before, else the browser's
+    const browser = navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language];
+    return pickLanguage([localStorage.getItem(LANG_KEY)]) || pickLanguage(browser) || "en";
+  }
+
+  // Load `tag`'s catalog and show the page in it. Without its catalog (the server is away)
+  // the page reads English.
+  async function useLanguage(tag) {
+    const mine = ++loadingLanguage;
+    let loaded = null;
+    try {
+      const response = await fetch("/i18n/" + encodeURIComponent(tag) + ".json");
+      if (response.ok) loaded = await response.json();
+    } catch { /* no catalog: English */ }
+    if (mine !== loadingLanguage) return;  // another language was chosen meanwhile
+    lang = loaded ? tag : "en";
+    catalog = loaded || { messages: {}, plural: {} };
+    plurals = new Intl.PluralRules(lang);
+    clock = new Intl.DateTimeFormat(lang, { hour: "2-digit", minute: "2-digit" });
+    longDate = new Intl.DateTimeFormat(lang, { dateStyle: "long" });
+    document.documentElement.lang = lang;
+    $("language").value = lang;
+    renderAll();
+  }
+
+  function code(text) {
+    const el = document.createElement("code");
+    el.textContent = text;
+    return el;
+  }
+
+  // Put `template` in `el`, its {placeholders} replaced by the nodes of `nodes`.
+  function compose(el, template, nodes) {
+    const parts = template.split(/\{([a-z_]+)\}/);
+    el.replaceChildren(...parts.map((part, i) =>
+      i % 2 && nodes[part] ? nodes[part] : document.createTextNode(i % 2 ? "{" + part + "}" : part)));
+  }
+
+  // The page's fixed words (index.html has none of its own).
+  function renderStatic() {
+    const put = (id, text) => { $(id).textContent = text; };
+    put("language-label", t("Language"));
+    put("leave", t("Leave"));
+    put("join-title", t("Join the chat"));
+    put("name-label", t("Name"));
+    put("password-label", t("Password"));
+    put("password-hint", t("Optional. The first password given protects the name."));
+    put("join-button", t("Join"));
+    put("howto-title", t("Other ways to chat"));
+    compose($("howto-terminal"), t("Terminal: {command}"), { command: code("python client.py --url " + WS_URL) });
+    compose($("howto-any"), t("Any WebSocket client: connect to {url} and send lines of text."), { url: code(WS_URL) });
+    $("rooms").setAttribute("aria-label", t("Rooms"));
+    put("rooms-title", t("Rooms"));
+    put("join-room-button", t("Join room"));
+    put("direct-title", t("Direct"));
+    put("part", t("Part"));
+    $("log").setAttribute("aria-label", t("Conversation"));
+    put("message-label", t("Message"));
+    put("send-button", t("Send"));
+    put("online-title", t("Online"));
+    const field = $("room-name");
+    if (field) {
+      $("room-name-label").textContent = t("Room name");
+      field.placeholder = t("#room");
+    }
+  }
+
+  // Everything, again, in the language just chosen.
+  function renderAll() {
+    renderStatic();
+    setStatus(status.kind, status.text);
+    setJoinError(joinError);
+    renderLists();
+    for (const conv of convs.values()) redraw(conv);
+    showHead(currentConv());
+    showLog(currentConv());
+    renderUsers(users);
+  }
 
   // ------------------------------------------------------------------ names
 
@@ -59,11 +194,20 @@
     return nameKey(s).normalize("NFKD").replace(/\p{M}/gu, "").normalize("NFC");
   }
 
+  // The name as the server spells it (Beatriz), for one typed in any case (beatriz).
+  function displayName(typed) {
+    const online = users.find((u) => same(u.name, typed));
+    if (online) return online.name;
+    const conv = convs.get(directKey(typed));
+    return conv ? conv.name : typed;
+  }
+
   // ------------------------------------------------------------------ conversations
 
   function newConv(key, kind, name) {
     const conv = {
       key, kind, name, topic: "",
+      since: everJoined ? liveFrom : null,  // messages up to this id are history: marked off
       lastRead: 0, readSent: 0, readAt: 0, readTimer: null,
       base: { id: 0, read: 0, unread: 0 },  // the server's unread count, as of message `id`
       items: [], ids: new Map(),
@@ -84,12 +228,18 @@
     return conv;
   }
 
-  function directConv(name) {
+  // The direct conversation with `name`; `spelled`: the server spelled it (renames a typed one).
+  function directConv(name, spelled) {
     const key = directKey(name);
     let conv = convs.get(key);
     if (!conv) {
       conv = newConv(key, "direct", name);
       renderLists();
+    } else if (spelled && conv.name !== name) {
+      conv.name = name;
+      renderLists();
+      redraw(conv);
+      if (conv.key === current) showHead(conv);
     }
     return conv;
   }
@@ -98,13 +248,13 @@
   function currentConv() { return convs.get(current) || home(); }
 
   function convOf(ev) {  // the conversation a message, history page or read marker is about
-    if (ev.with != null) return directConv(ev.with);
-    if (ev.to != null) return directConv(same(ev.from, me) ? ev.to : ev.from);
+    if (ev.with != null) return directConv(ev.with, true);
+    if (ev.to != null) return directConv(same(ev.from, me) ? ev.to : ev.from, true);
     return ev.room ? roomConv(ev.room) : home();
   }
 
   function knownConv(ev) {  // the same, for answers: never brings back a room we left
-    if (ev.with != null) return directConv(ev.with);
+    if (ev.with != null) return directConv(ev.with, true);
     return ev.room ? convs.get(roomKey(ev.room)) || null : home();
   }
 
@@ -145,26 +295,39 @@
 
   function before(a, b) { return a.k1 - b.k1 || a.k2 - b.k2; }
 
+  function nearBottom() {
+    const log = $("log");
+    return log.scrollTop + log.clientHeight >= log.scrollHeight - 40;
+  }
+
+  function toBottom() {
+    const log = $("log");
+    log.scrollTop = log.scrollHeight;
+    stuck = true;
+  }
+
   // Put items in their place in `conv` (and on the page, if `conv` is shown), keeping the
   // log's scroll: at the bottom it follows new messages; older ones put above leave what
   // is in view where it is.
   function insert(conv, ...items) {
     const shown = conv.key === current;
     const log = $("log");
-    const atBottom = shown && log.scrollTop + log.clientHeight >= log.scrollHeight - 40;
+    const atBottom = shown && (stuck || nearBottom());
     const fromBottom = shown ? log.scrollHeight - log.scrollTop : 0;
+    undecorate(conv);
     let above = false;
     for (const item of items) {
       let i = conv.items.length;
       while (i > 0 && before(conv.items[i - 1], item) > 0) i -= 1;
       conv.items.splice(i, 0, item);
       if (!shown) continue;
-      const next = conv.items[i + 1];
-      if (next) above = true;
-      log.insertBefore(item.el, next ? next.el : null);
+      const after = conv.items[i + 1];
+      if (after) above = true;
+      log.insertBefore(item.el, after ? after.el : null);
     }
+    decorate(conv);
     if (!shown) return;
-    if (atBottom) log.scrollTop = log.scrollHeight;
+    if (atBottom) toBottom();
     else if (above) log.scrollTop = log.scrollHeight - fromBottom;
   }
 
@@ -172,12 +335,84 @@
     const i = conv.items.indexOf(item);
     if (i >= 0) conv.items.splice(i, 1);
     item.el.remove();
+    undecorate(conv);
+    decorate(conv);
   }
 
   function messageItem(conv, m) {
-    const item = { id: m.id, k1: m.id, k2: 0, mine: same(m.from, me), el: messageElement(m, conv) };
+    const item = { id: m.id, k1: m.id, k2: 0, mine: same(m.from, me), m, el: null };
+    item.draw = () => messageElement(item.m, conv);
+    item.el = item.draw();
     conv.ids.set(m.id, item);
     return item;
+  }
+
+  // Draw every item of `conv` again (another language, a name now spelled as the server does).
+  function redraw(conv) {
+    undecorate(conv);
+    for (const item of conv.items) {
+      const el = item.draw();
+      if (item.el.parentNode) item.el.replaceWith(el);
+      item.el = el;
+    }
+    decorate(conv);
+  }
+
+  // Lines between the messages: a day's name where the day changes ("today", "yesterday",
+  // else the date), and one under the history that came with the join, above the live ones.
+  function undecorate(conv) {
+    for (const it of conv.items) if (it.deco) it.el.remove();
+    conv.items = conv.items.filter((it) => !it.deco);
+  }
+
+  function decorate(conv) {
+    let lastOld = -1;  // the last message that was already there when this page joined
+    conv.items.forEach((it, i) => { if (it.id && conv.since != null && it.id <= conv.since) lastOld = i; });
+    const items = [];
+    let day = null;
+    conv.items.forEach((it, i) => {
+      if (it.m) {
+        const when = new Date(it.m.ts || Date.now());
+        if (when.toDateString() !== day) {
+          day = when.toDateString();
+          items.push(line("day", dayLabel(when)));
+        }
+      }
+      items.push(it);
+      if (i === lastOld) items.push(line("divider", t("earlier messages above")));
+    });
+    conv.items = items;
+    if (conv.key !== current) return;
+    const log = $("log");
+    for (let i = items.length - 1; i >= 0; i -= 1) {
+      if (items[i].deco) log.insertBefore(items[i].el, i + 1 < items.length ? items[i + 1].el : null);
+    }
+  }
+
+  function line(kind, text) {
+    const p = document.createElement("p");
+    p.className = kind;
+    const span = document.createElement("span");
+    span.textContent = text;
+    p.appendChild(span);
+    return { deco: true, el: p };
+  }
+
+  function dayLabel(when) {
+    const today = new Date();
+    const yesterday = new Date(today.getFullYear(), today.getMonth(), today.getDate() - 1);
+    if (when.toDateString() === today.toDateString()) return t("today");
+    if (when.toDateString() === yesterday.toDateString()) return t("yesterday");
+    return longDate.format(when);
+  }
+
+  function atMidnight() {  // "today" becomes "yesterday": the day lines are written again
+    const now = new Date();
+    const midnight = new Date(now.getFullYear(), now.getMonth(), now.getDate() + 1, 0, 0, 1);
+    setTimeout(() => {
+      for (const conv of convs.values()) { undecorate(conv); decorate(conv); }
+      atMidnight();
+    }, midnight - now);
   }
 
   function dropConv(conv) {
@@ -189,10 +424,18 @@
 
   // ------------------------------------------------------------------ page
 
+  // `text`: a function giving the words in the page's language (so a new language redraws it).
   function setStatus(kind, text) {
+    status = { kind, text };
     const el = $("status");
-    el.className = "status " + kind;
-    el.textContent = text;
+    el.className = "status" + (kind ? " " + kind : "");
+    el.textContent = text();
+  }
+
+  // Why joining failed, next to the form: the server's words, or a function giving the page's.
+  function setJoinError(text) {
+    joinError = text;
+    $("join-error").textContent = typeof text === "function" ? text() : text;
   }
 
   function showChat(on) {
@@ -202,19 +445,22 @@
     if (on) $("message").focus(); else $("name").focus();
   }
 
+  // A notice in the log. `text`: the server's words (a string), or a function giving the
+  // page's own in the page's language.
   function notice(text, isError, conv) {
-    const p = document.createElement("p");
-    p.className = "notice" + (isError ? " error" : "");
-    p.textContent = text;
     const c = conv || currentConv();
-    insert(c, { id: 0, k1: newestId(c), k2: ++seq, el: p });
+    const draw = () => {
+      const p = document.createElement("p");
+      p.className = "notice" + (isError ? " error" : "");
+      p.textContent = typeof text === "function" ? text() : text;
+      return p;
+    };
+    const after = c.since == null ? 0 : c.since + 0.5;  // live: below the history's line
+    insert(c, { id: 0, k1: Math.max(newestId(c), after), k2: ++seq, el: draw(), draw });
   }
 
-  function timeOf(ts) {
-    const d = ts ? new Date(ts) : new Date();
-    const time = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-    if (d.toDateString() === new Date().toDateString()) return time;
-    return d.toLocaleDateString([], { day: "numeric", month: "short" }) + " " + time;  // scrollback
+  function timeOf(ts) {  // 01:55 (pt-BR), 01:55 AM (en): the day is in the log's day lines
+    return clock.format(ts ? new Date(ts) : new Date());
   }
 
   const MENTION = /(?<![\p{L}\p{M}\p{Nd}_.\-@])@([\p{L}\p{M}\p{Nd}_.\-]+)/gu;
@@ -244,15 +490,16 @@
   function messageElement(m, conv) {
     const p = document.createElement("p");
     const own = same(m.from, me);
-    p.className = "msg" + (own ? " own" : "") + (m.to ? " private" : "");
+    p.className = "msg" + (own ? " own" : "") + (m.to ? " private" : "") + (m.pending ? " pending" : "");
     const time = document.createElement("span");
     time.className = "time";
     time.textContent = timeOf(m.ts);
     p.appendChild(time);
-    if (m.to) {
+    if (m.to) {  // the sender's name follows: "private" only says it is a private message
       const tag = document.createElement("span");
       tag.className = "tag";
-      tag.textContent = own ? "private to " + m.to : "private from " + m.from;
+      const to = conv && conv.kind === "direct" ? conv.name : m.to;  // as the server spells it
+      tag.textContent = own ? t("private to {name}", { name: to }) : t("private");
       p.appendChild(tag);
     }
     const from = document.createElement("span");
@@ -266,6 +513,10 @@
 
   function badgeText(n) { return n > 999 ? "999+" : String(n); }
 
+  function convLabel(conv) {
+    return conv.kind === "room" ? conv.name : t("{name} (direct)", { name: conv.name });
+  }
+
   function convButton(conv) {
     const li = document.createElement("li");
     const b = document.createElement("button");
@@ -274,7 +525,7 @@
     const name = document.createElement("span");
     name.className = "name";
     name.textContent = conv.name;
-    b.title = conv.kind === "room" ? conv.name : conv.name + " (direct)";
+    b.title = convLabel(conv);
     const badge = document.createElement("span");
     badge.className = "badge";
     badge.setAttribute("aria-hidden", "true");
@@ -308,8 +559,10 @@
     conv.unread = n;
     conv.badge.textContent = n ? badgeText(n) : "";
     conv.badge.hidden = n === 0;
-    const what = conv.kind === "room" ? conv.name : conv.name + " (direct)";
-    conv.button.setAttribute("aria-label", n ? what + ", " + badgeText(n) + " unread" : what);
+    const what = convLabel(conv);
+    conv.button.setAttribute("aria-label", n
+      ? tn("{name}, {count} unread", "{name}, {count} unread", n, { name: what, count: badgeText(n) })
+      : what);
     if (conv.key === current) conv.button.setAttribute("aria-current", "true");
     else conv.button.removeAttribute("aria-current");
     let total = 0;
@@ -321,18 +574,23 @@
     $("conv-title").textContent = conv.name;
     const topic = $("topic");
     if (conv.kind === "room") {
-      topic.textContent = conv.topic || "no topic";
+      topic.textContent = conv.topic || t("no topic");
       topic.classList.toggle("empty", !conv.topic);
     } else {
-      topic.textContent = "direct conversation";
+      topic.textContent = t("direct conversation");
       topic.classList.add("empty");
     }
     const part = $("part");
     part.hidden = conv.kind !== "room" || conv.key === homeKey;
-    part.setAttribute("aria-label", "Part " + conv.name);
+    part.setAttribute("aria-label", t("Part {room}", { room: conv.name }));
     $("message").placeholder = conv.kind === "room"
-      ? "Message " + conv.name + ", or /msg NAME text"
-      : "Message " + conv.name;
+      ? t("Message {room}, or /msg NAME text", { room: conv.name })
+      : t("Message {name}", { name: conv.name });
+  }
+
+  function showLog(conv) {
+    $("log").replaceChildren(...conv.items.map((it) => it.el));
+    toBottom();
   }
 
   // Make `conv` the current conversation: its messages in the log, the input sends there.
@@ -341,24 +599,27 @@
     current = conv.key;
     if (previous) updateBadge(previous);
     showHead(conv);
+    showLog(conv);
     const log = $("log");
-    log.replaceChildren(...conv.items.map((it) => it.el));
-    log.scrollTop = log.scrollHeight;
     updateBadge(conv);
     markRead(conv);
     if (conv.ids.size < FEW || log.scrollHeight <= log.clientHeight) loadOlder(conv);
   }
 
-  function renderUsers(users) {
+  function renderUsers(list) {
+    users = list || [];
     const ul = $("online");
     ul.replaceChildren();
     for (const u of users) {
       const li = document.createElement("li");
       const b = document.createElement("button");
       b.type = "button";
-      b.textContent = u.name + (u.sessions > 1 ? " ⧉" + u.sessions : "");
-      b.title = u.sessions > 1 ? u.name + " is on " + u.sessions + " devices" : u.name;
-      b.setAttribute("aria-label", "Private chat with " + u.name + (u.sessions > 1 ? " (on " + u.sessions + " devices)" : ""));
+      const many = u.sessions > 1;
+      b.textContent = u.name + (many ? " ×" + u.sessions : "");  // × is in every font
+      b.title = many ? tn("{name} is on {n} device", "{name} is on {n} devices", u.sessions, { name: u.name }) : u.name;
+      b.setAttribute("aria-label", many
+        ? tn("Private chat with {name} (on {n} device)", "Private chat with {name} (on {n} devices)", u.sessions, { name: u.name })
+        : t("Private chat with {name}", { name: u.name }));
       b.addEventListener("click", () => {
         const input = $("message");
         input.value = "/msg " + u.name + " ";
@@ -420,13 +681,18 @@
   function notify(conv, m) {
     if (!document.hidden || !("Notification" in window) || Notification.permission !== "granted") return;
     try {
-      const title = conv.kind === "room" ? m.from + " in " + conv.name : m.from + " (private)";
+      const title = conv.kind === "room"
+        ? t("{name} in {room}", { name: m.from, room: conv.name })
+        : t("{name} (private)", { name: m.from });
       const n = new Notification(title, { body: m.text, tag: conv.key });
       n.onclick = () => { window.focus(); if (convs.has(conv.key)) show(conv); n.close(); };
     } catch { /* not allowed here (some mobile browsers) */ }
   }
 
   // ------------------------------------------------------------------ connection
+
+  // The server writes its errors and notices in the language the URL asks for.
+  function wsUrl() { return WS_URL + "?lang=" + encodeURIComponent(lang); }
 
   function send(event) {
     if (ws && ws.readyState === WebSocket.OPEN) {
@@ -436,35 +702,74 @@
     return false;
   }
 
+  function receive(e) {
+    let event;
+    try { event = JSON.parse(e.data); } catch { return; }
+    handle(event);
+  }
+
   function open(hello) {
     clearTimeout(retryTimer);
     pendingHello = hello;
     joined = false;
-    ws = new WebSocket(WS_URL, "papo.v1");
+    ws = new WebSocket(wsUrl(), "papo.v1");
+    ws.lang = lang;
     ws.onopen = () => send(pendingHello);
-    ws.onmessage = (e) => {
+    ws.onmessage = receive;
+    ws.onclose = (e) => closed(e);
+  }
+
+  // The language changed while joined: a second connection joins in the new one (the same
+  // user, resuming where this page is), then takes over; the first closes. The user never
+  // leaves (it has two sessions for a moment), and nothing is missed or shown twice.
+  function rejoinInLanguage() {
+    if (!joined || next || !me || !saved.token || ws.lang === lang) return;
+    const sock = new WebSocket(wsUrl(), "papo.v1");
+    sock.lang = lang;
+    next = sock;
+    sock.onopen = () => sock.send(JSON.stringify({ type: "hello", name: me, token: saved.token, resume_from: lastId }));
+    sock.onmessage = (e) => {
       let event;
       try { event = JSON.parse(e.data); } catch { return; }
+      if (next !== sock) return;
+      if (event.type !== "welcome") { sock.onclose = null; sock.close(); next = null; return; }
+      next = null;
+      const old = ws;
+      old.onmessage = null;
+      old.onclose = null;
+      old.close(1000);
+      ws = sock;
+      sock.onmessage = receive;
+      sock.onclose = (ev) => closed(ev);
       handle(event);
     };
-    ws.onclose = (e) => closed(e);
+    sock.onclose = () => { if (next === sock) next = null; };  // the old one stays
   }
 
   function closed(e) {
     joined = false;
     for (const conv of convs.values()) conv.loading = false;
-    if (leaving) { setStatus("offline", "offline"); return; }
+    if (leaving) { setStatus("offline", () => t("offline")); return; }
     if (!everJoined) {
-      setStatus("offline", "offline");
-      if (!$("join-error").textContent) $("join-error").textContent = "Cannot reach the server; try again.";
+      setStatus("offline", () => t("offline"));
+      if (!$("join-error").textContent) setJoinError(() => t("Cannot reach the server; try again."));
       return;
     }
-    if (e.code === 1008) { setStatus("offline", "offline"); notice("Disconnected: " + (e.reason || "refused"), true); return; }
+    if (e.code === 1008) {
+      setStatus("offline", () => t("offline"));
+      const reason = e.reason;
+      notice(() => {
+        const why = reason || t("refused");
+        return t("Disconnected: {reason}", { reason: why });
+      }, true);
+      return;
+    }
     attempt += 1;
     const ceiling = Math.min(MAX_BACKOFF, 0.5 * 2 ** (attempt - 1));
     let wait = ceiling / 2 + Math.random() * ceiling / 2;
     const tick = () => {
-      setStatus("reconnecting", "reconnecting in " + Math.ceil(wait) + " s");
+      const seconds = Math.ceil(wait);
+      setStatus("reconnecting", () => t("reconnecting in {n} s", { n: seconds }));
       if (wait <= 0) { open({ type: "hello", name: me, token: saved.token, resume_from: lastId }); return; }
       const step = Math.min(1, wait);
       wait -= step;
@@ -492,6 +797,7 @@
       const conv = roomConv(r.room);
       conv.name = r.room;
       conv.topic = r.topic || "";
+      if (conv.since == null) conv.since = ev.last_id || 0;
       setBase(conv, ev.last_id, r.last_read, r.unread);
       keep.add(conv.key);
     }
@@ -502,20 +808,34 @@
       }
     }
     for (const d of ev.direct || []) {
-      const conv = directConv(d.with);
+      const conv = directConv(d.with, true);
+      if (conv.since == null) conv.since = ev.last_id || 0;
       setBase(conv, ev.last_id, d.last_read, d.unread);
     }
     everJoined = true;
     joined = true;
     attempt = 0;
-    $("join-error").textContent = "";
-    setStatus("connected", "connected as " + me);
+    setJoinError("");
+    const name = me;
+    setStatus("connected", () => t("connected as {name}", { name }));
     renderLists();
     showChat(true);
     send({ type: "who" });
     for (const [cid, m] of outbox) send(sayEvent(cid, m));  // unacknowledged: again, same cid
     show(currentConv());
     for (const conv of convs.values()) flushRead(conv);  // read while offline
+    rejoinInLanguage();  // the language was changed while this connection was joining
+  }
+
+  // A line of /rooms (the same words as the server's plain-text /rooms). The texts are not
+  // nested in one call: the catalog extractor reads only the outer call's words.
+  function describeRoom(r) {
+    const members = tn("{n} member", "{n} members", r.members);
+    const values = { room: r.room, members, online: r.online, topic: r.topic };
+    if (r.joined && r.topic) return t("{room} (you): {members}, {online} online — {topic}", values);
+    if (r.joined) return t("{room} (you): {members}, {online} online", values);
+    if (r.topic) return t("{room}: {members}, {online} online — {topic}", values);
+    return t("{room}: {members}, {online} online", values);
   }
 
   function handle(ev) {
@@ -569,20 +889,23 @@
         break;
       case "member": {
         const key = roomKey(ev.room);
-        if (convs.has(key)) notice(ev.name + (ev.event === "join" ? " joined " : " left ") + ev.room, false, convs.get(key));
+        const { name, room } = ev;
+        if (convs.has(key)) {
+          notice(() => (ev.event === "join"
+            ? t("{name} joined {room}", { name, room })
+            : t("{name} left {room}", { name, room })), false, convs.get(key));
+        }
         break;
       }
       case "rooms": {
         const list = ev.rooms || [];
-        if (!list.length) { notice("no rooms yet: /join #name creates one"); break; }
-        notice("rooms (" + list.length + "): " + list.map((r) =>
-          r.room + (r.joined ? " (you)" : "") + ": " + r.members + " members, " + r.online + " online" +
-          (r.topic ? " — " + r.topic : "")).join("; "));
+        if (!list.length) { notice(() => t("no rooms yet: /join #name creates one")); break; }
+        notice(() => t("rooms ({n}): {list}", { n: list.length, list: list.map(describeRoom).join("; ") }));
         break;
       }
       case "error": {
         if (!joined) {
-          $("join-error").textContent = ev.message;
+          setJoinError(ev.message);
           if (ev.code === "bad_token" || ev.code === "auth_required") saved.forget();
           everJoined = false;
           leaving = true;
@@ -600,18 +923,21 @@
           const waiting = [...outbox.values()].some((o) => o.conv === conv);
           if (conv.kind === "direct" && conv.ids.size === 0 && !waiting && convs.has(conv.key)) dropConv(conv);
         }
-        notice("error: " + ev.message, true);
+        const message = ev.message;  // in the page's language already: the URL asked for it
+        notice(() => t("error: {message}", { message }), true);
         break;
       }
-      case "presence":
-        notice(ev.name + (ev.event === "join" ? " joined" : " left"), false, home());
+      case "presence": {
+        const { name } = ev;
+        notice(() => (ev.event === "join" ? t("{name} joined", { name }) : t("{name} left", { name })), false, home());
         send({ type: "who" });
         break;
+      }
       case "users":
         renderUsers(ev.users);
         break;
       case "gap":
-        notice("older messages are no longer kept");
+        notice(() => t("older messages are no longer kept"));
         break;
       case "notice":
         notice(ev.text);
@@ -626,8 +952,16 @@
       const conv = roomConv(ev.room);
       conv.name = ev.room;
       conv.topic = ev.topic || "";
+      if (isNew || conv.since == null) conv.since = ev.last_id || liveFrom;
       setBase(conv, ev.last_id, ev.last_read, ev.unread);
-      if (isNew) notice("you joined " + ev.room + " (" + (ev.members || []).length + " members)", false, conv);
+      if (isNew) {
+        const room = ev.room;
+        const n = (ev.members || []).length;
+        notice(() => {
+          const members = tn("{n} member", "{n} members", n);
+          return t("you joined {room} ({members})", { room, members });
+        }, false, conv);
+      }
       updateBadge(conv);
       if (wantRoom === key) { wantRoom = null; show(conv); }
       else if (conv.key === current) showHead(conv);
@@ -638,7 +972,8 @@
       const conv = convs.get(key);
       if (!conv) return;
       conv.topic = ev.topic || "";
-      notice(ev.topic ? ev.by + " set the topic: " + ev.topic : ev.by + " cleared the topic", false, conv);
+      const { by, topic } = ev;
+      notice(() => (topic ? t("{name} set the topic: {topic}", { name: by, topic }) : t("{name} cleared the topic", { name: by })), false, conv);
       if (conv.key === current) showHead(conv);
     }
   }
@@ -647,8 +982,10 @@
     const m = outbox.get(cid);
     outbox.delete(cid);
     const { conv, item } = m;
-    m.item.el.classList.remove("pending");
-    m.item.el.dataset.id = String(id);
+    item.m.pending = false;
+    item.m.id = id;
+    item.el.classList.remove("pending");
+    item.el.dataset.id = String(id);
     lastId = Math.max(lastId, id);
     unlink(conv, item);
     if (!convs.has(conv.key) || conv.ids.has(id)) return;
@@ -669,10 +1006,23 @@
 
   // ------------------------------------------------------------------ input
 
-  const HELP = "commands here: /msg NAME text, /join #room, /part [#room], /topic TEXT, /rooms, /who";
+  // The commands the page understands, in English and in Portuguese (as the server's).
+  const COMMANDS = {
+    "/msg": "msg", "/m": "msg", "/w": "msg", "/privado": "msg",
+    "/who": "who", "/quem": "who",
+    "/rooms": "rooms", "/salas": "rooms",
+    "/join": "join", "/entrar": "join",
+    "/part": "part", "/leave": "part", "/deixar": "part",
+    "/topic": "topic", "/topico": "topic", "/tópico": "topic",
+    "/help": "help", "/ajuda": "help",
+  };
+
+  function help() {
+    return t("commands here: /msg or /privado NAME text, /join or /entrar #room, /part or /deixar [#room], /topic TEXT, /rooms or /salas, /who or /quem");
+  }
 
   function request(event) {
-    if (!send(event)) notice("not connected right now", true);
+    if (!send(event)) notice(() => t("not connected right now"), true);
   }
 
   function joinRoom(name) {
@@ -688,38 +1038,49 @@
     const conv = currentConv();
     const [word, ...rest] = text.split(/\s+/);
     const arg = text.slice(word.length).trim();
-    if (word === "/who" && !rest.length) { request({ type: "who" }); return; }
-    if (word === "/rooms" && !rest.length) { request({ type: "rooms" }); return; }
-    if (word === "/join") {
-      if (rest.length !== 1) { notice("usage: /join #room", true); return; }
+    const command = text.startsWith("//") ? null : COMMANDS[word.toLowerCase()];
+    if (command === "help") { notice(help); return; }
+    if (command === "who" && !rest.length) { request({ type: "who" }); return; }
+    if (command === "rooms" && !rest.length) { request({ type: "rooms" }); return; }
+    if (command === "join") {
+      if (rest.length !== 1) { notice(() => t("usage: {command} #room", { command: word }), true); return; }
       joinRoom(rest[0]);
       return;
     }
-    if (word === "/part" || word === "/leave") {
-      if (rest.length > 1) { notice("usage: /part [#room]", true); return; }
-      if (!rest.length && conv.kind !== "room") { notice("this is not a room: /part #room", true); return; }
+    if (command === "part") {
+      if (rest.length > 1) { notice(() => t("usage: {command} [#room]", { command: word }), true); return; }
+      if (!rest.length && conv.kind !== "room") {
+        notice(() => t("this is not a room: {command} #room", { command: word }), true);
+        return;
+      }
       request({ type: "part", room: rest.length ? roomName(rest[0]) : conv.name });
       return;
     }
-    if (word === "/topic") {
-      if (conv.kind !== "room") { notice("a direct conversation has no topic", true); return; }
+    if (command === "topic") {
+      if (conv.kind !== "room") { notice(() => t("a direct conversation has no topic"), true); return; }
       request({ type: "topic", room: conv.name, text: arg });
       return;
     }
     let to = null;
     let body = line;
     let dest = conv;
-    const pm = /^\/msg\s+(\S+)\s+([\s\S]+)$/.exec(text);
-    if (pm) { to = pm[1]; body = pm[2]; dest = directConv(to); }
-    else if (text.startsWith("/msg")) { notice("usage: /msg NAME text", true); return; }
-    else if (text.startsWith("//")) body = text.slice(1);
-    else if (text.startsWith("/")) { notice(HELP, true); return; }
-    if (!pm && dest.kind === "direct") to = dest.name;
+    if (command === "msg") {
+      const pm = /^\S+\s+(\S+)\s+([\s\S]+)$/.exec(text);
+      if (!pm) { notice(() => t("usage: {command} NAME text", { command: word }), true); return; }
+      to = displayName(pm[1]);
+      body = pm[2];
+      const known = convs.has(directKey(to));
+      dest = directConv(to);
+      if (!known) dest.more = false;  // a new conversation: nothing older on the server
+    } else if (text.startsWith("//")) body = text.slice(1);
+    else if (text.startsWith("/")) { notice(help, true); return; }
+    if (!command && dest.kind === "direct") to = dest.name;
     if (dest.key !== current) show(dest);
     const cid = cidPrefix + (++cidCount);
-    const el = messageElement({ from: me, text: body, to, ts: null }, dest);
-    el.classList.add("pending", "own");
-    const item = { id: 0, k1: Infinity, k2: ++seq, mine: true, el };
+    const item = { id: 0, k1: Infinity, k2: ++seq, mine: true, el: null };
+    item.m = { from: me, text: body, to, ts: new Date().toISOString(), pending: true };
+    item.draw = () => messageElement(item.m, dest);
+    item.el = item.draw();
     insert(dest, item);
     const m = { text: body, to, room: dest.kind === "room" && dest.key !== homeKey ? dest.name : null, conv: dest, item };
     outbox.set(cid, m);
@@ -736,6 +1097,7 @@
     for (const conv of convs.values()) clearTimeout(conv.readTimer);
     convs.clear();
     outbox.clear();
+    users = [];
     homeKey = roomKey(DEFAULT_ROOM);
     current = homeKey;
     wantRoom = null;
@@ -745,16 +1107,23 @@
     showHead(home());
   }
 
-  document.addEventListener("DOMContentLoaded", () => {
-    for (const el of document.querySelectorAll(".ws-url")) el.textContent = WS_URL;
+  document.addEventListener("DOMContentLoaded", async () => {
+    await useLanguage(wantedLanguage());
     home();
     renderLists();
     showHead(home());
+    atMidnight();
+    $("language").addEventListener("change", async () => {
+      const chosen = $("language").value;
+      localStorage.setItem(LANG_KEY, chosen);
+      await useLanguage(chosen);
+      rejoinInLanguage();
+    });
     $("join").addEventListener("submit", (e) => {
       e.preventDefault();
       askNotify();
       leaving = false;
-      $("join-error").textContent = "";
+      setJoinError("");
       const name = $("name").value.trim();
       const password = $("password").value;
       const hello = { type: "hello", name };
@@ -781,12 +1150,12 @@
         label.id = "room-name-label";
         label.htmlFor = "room-name";
         label.className = "visually-hidden";
-        label.textContent = "Room name";
+        label.textContent = t("Room name");
         field = document.createElement("input");
         field.id = "room-name";
         field.maxLength = 33;
         field.autocomplete = "off";
-        field.placeholder = "#room";
+        field.placeholder = t("#room");
         field.addEventListener("keydown", (k) => {
           if (k.key === "Escape") { closeRoomForm(); $("join-room-button").focus(); }
         });
@@ -806,7 +1175,13 @@
       if (conv.kind === "room" && conv.key !== homeKey) request({ type: "part", room: conv.name });
     });
     const log = $("log");
-    log.addEventListener("scroll", () => { if (atTop()) loadOlder(currentConv()); });
+    log.addEventListener("scroll", () => {
+      stuck = nearBottom();
+      if (atTop()) loadOlder(currentConv());
+    });
+    // The log got smaller (a phone's keyboard, a rotation, the online list grew): the newest
+    // line stays in view above the input, if it was.
+    new ResizeObserver(() => { if (stuck) log.scrollTop = log.scrollHeight; }).observe(log);
     log.addEventListener("wheel", (e) => { if (e.deltaY < 0 && atTop()) loadOlder(currentConv()); }, { passive: true });
     log.addEventListener("keydown", (e) => {
       if (["Home", "PageUp", "ArrowUp"].includes(e.key) && atTop()) loadOlder(currentConv());
@@ -815,6 +1190,7 @@
     window.addEventListener("focus", () => markRead(currentConv()));
     $("leave").addEventListener("click", () => {
       leaving = true;
+      if (next) { next.onclose = null; next.close(); next = null; }
       send({ type: "logout" });
       saved.forget();
       everJoined = false;
@@ -824,13 +1200,12 @@
       closeRoomForm();
       reset();
       showChat(false);
-      setStatus("offline", "offline");
+      setStatus("", () => "");  // left on purpose: nothing to warn about
     });
+    showChat(false);
     if (saved.name && saved.token) {  // a new tab, or a reload: join again without asking
       $("name").value = saved.name;
       open({ type: "hello", name: saved.name, token: saved.token });
-    } else {
-      showChat(false);
     }
   });
 })();
