@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from papo.i18n import t
 from papo.limits import AttemptLimiter
-from papo.names import name_key
+from papo.names import legacy_key, name_key
 from papo.protocol import ProtocolError
 from papo.store import Account, Store
 
@@ -105,6 +105,18 @@ class Identity:
     last_seen: int = 0  # newest message id when this user last left (0: unknown)
 
 
+def _token_names(claimed: str, key: str, name: str) -> bool:
+    """Whether a token for the key ``claimed`` lets its holder be ``name`` (keyed ``key``).
+
+    Tokens name the key they were issued for. One issued before accents were
+    folded names the key of that rule (:func:`~papo.names.legacy_key`), which
+    must be the legacy key of the account's own name: when two accounts became
+    one name, the token of the one set aside (``joao``, while ``João`` was
+    older) maps to the same key today but is not the survivor's.
+    """
+    return claimed == key or (name_key(claimed) == key and claimed == legacy_key(name))
+
+
 class Accounts:
     """Decides who may join under which name, and keeps accounts in the store."""
 
@@ -151,7 +163,11 @@ class Accounts:
             )
         if token is not None:
             claims = self.tokens.verify(token)
-            if claims is None or claims.key != key or await self.store.is_revoked(claims.token_id):
+            if (
+                claims is None
+                or not _token_names(claims.key, key, account.name if account else name)
+                or await self.store.is_revoked(claims.token_id)
+            ):
                 self.limiter.failed(throttle_key)
                 raise ProtocolError(
                     "bad_token",
