@@ -47,6 +47,9 @@ from babel.core import Locale
 from papo.i18n import Text, t
 
 MAX_NAME_LENGTH = 32
+#: The version of the rule :func:`name_key` follows (1: before accents were folded,
+#: :func:`legacy_key`). Stores and tokens record it, to know a key of before.
+KEY_RULE = 2
 _PUNCTUATION = frozenset("_-.")
 ROOM_PREFIX = "#"
 DIRECT_PREFIX = "@"

@@ -35,39 +35,45 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from papo.names import DIRECT_PREFIX, DIRECT_SEPARATOR, ROOM_PREFIX, direct_key, name_key, room_key
+from papo.names import (
+    DIRECT_PREFIX,
+    DIRECT_SEPARATOR,
+    KEY_RULE,
+    ROOM_PREFIX,
+    direct_key,
+    name_key,
+    room_key,
+)
 
 log = logging.getLogger(__name__)
 
-#: The version of the name-key rule the stored keys follow (1: before accents were folded).
-NAME_KEYS = 2
 SET_ASIDE_PREFIX = "~"
 
 
 def migrate_keys(db: sqlite3.Connection, path: Path) -> bool:
-    """Bring the keys in ``db`` to rule :data:`NAME_KEYS`, once; True if this run did it.
+    """Bring the keys in ``db`` to rule :data:`KEY_RULE`, once; True if this run did it.
 
     ``db`` is in autocommit mode; the whole move is one ``BEGIN IMMEDIATE``
     transaction, so a crash leaves the data as it was and the next start
     tries again.
     """
-    if _version(db) == NAME_KEYS:
+    if _version(db) == KEY_RULE:
         return False
     db.execute("BEGIN IMMEDIATE")
     try:
-        if _version(db) == NAME_KEYS:  # another process did it while we waited
+        if _version(db) == KEY_RULE:  # another process did it while we waited
             db.execute("ROLLBACK")
             return False
         changed = _Rekey(db, path).run()
         db.execute(
-            "INSERT OR REPLACE INTO meta (name, value) VALUES ('name_keys', ?)", (str(NAME_KEYS),)
+            "INSERT OR REPLACE INTO meta (name, value) VALUES ('name_keys', ?)", (str(KEY_RULE),)
         )
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")
         raise
     if changed:
-        log.info("store %s: name keys made again by rule %d (accents folded)", path, NAME_KEYS)
+        log.info("store %s: name keys made again by rule %d (accents folded)", path, KEY_RULE)
     return True
 
 
@@ -88,17 +94,17 @@ class _Rekey:
     room_names: dict[str, str] = field(default_factory=dict)
     changed: bool = False
 
-    def user(self, key: str | None) -> str | None:
-        if key is None:
-            return None
+    def user(self, key: str) -> str:
+        """Today's key of the user keyed ``key`` before (set aside: ``~`` and the old key)."""
         return self.set_aside.get(key) or name_key(key)
 
     def conv(self, conv: str) -> str:
+        """Today's key of a conversation: a room's, or the direct one of two users."""
         if conv.startswith(ROOM_PREFIX):
             return room_key(conv)
         if conv.startswith(DIRECT_PREFIX):
             a, _, b = conv.removeprefix(DIRECT_PREFIX).partition(DIRECT_SEPARATOR)
-            return direct_key(self.user(a) or "", self.user(b) or "")
+            return direct_key(self.user(a), self.user(b))
         return conv
 
     def run(self) -> bool:
@@ -167,20 +173,28 @@ class _Rekey:
         self._rewrite("rooms", "key, name, topic, created_by, created", old, rewritten)
 
     def messages(self) -> None:
-        def moved(sender_key: str, recipient_key: str | None, conv: str) -> int:
-            return int(
-                self.user(sender_key) != sender_key
-                or self.user(recipient_key) != recipient_key
-                or self.conv(conv) != conv
-            )
+        def user(key: str | None) -> str | None:
+            return None if key is None else self.user(key)
 
-        def room(conv: str, name: str | None) -> str | None:
-            return name if name is None else self.room_names.get(self.conv(conv), name)
+        def conv(key: str | None) -> str | None:
+            return None if key is None else self.conv(key)
+
+        def room(key: str | None, name: str | None) -> str | None:
+            if key is None or name is None:
+                return name
+            return self.room_names.get(self.conv(key), name)
+
+        def moved(sender_key: str | None, recipient_key: str | None, key: str | None) -> int:
+            return int(
+                user(sender_key) != sender_key
+                or user(recipient_key) != recipient_key
+                or conv(key) != key
+            )
 
         db = self.db
         db.create_function("papo_moved", 3, moved, deterministic=True)
-        db.create_function("papo_user", 1, self.user, deterministic=True)
-        db.create_function("papo_conv", 1, self.conv, deterministic=True)
+        db.create_function("papo_user", 1, user, deterministic=True)
+        db.create_function("papo_conv", 1, conv, deterministic=True)
         db.create_function("papo_room", 2, room, deterministic=True)
         cursor = db.execute(
             "UPDATE messages SET sender_key = papo_user(sender_key), "
@@ -204,8 +218,8 @@ class _Rekey:
         marks = ", ".join("?" * (columns.count(",") + 1))
         self.db.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", new)
 
-    def _gone(self, key: str | None) -> bool:
-        return key is not None and key.startswith(SET_ASIDE_PREFIX)
+    def _gone(self, key: str) -> bool:
+        return key.startswith(SET_ASIDE_PREFIX)
 
     def _gone_conv(self, conv: str) -> bool:
         if not conv.startswith(DIRECT_PREFIX):
@@ -217,7 +231,7 @@ class _Rekey:
         old = self.db.execute("SELECT room, user_key, user_name FROM members").fetchall()
         new: dict[tuple[str, str], tuple[object, ...]] = {}
         for room, user_key, user_name in old:
-            key = self.user(user_key) or ""
+            key = self.user(user_key)
             if not self._gone(key):
                 new.setdefault((room_key(room), key), (room_key(room), key, user_name))
         self._rewrite("members", "room, user_key, user_name", old, list(new.values()))
@@ -226,7 +240,7 @@ class _Rekey:
         old = self.db.execute("SELECT user_key, conv, id FROM read_markers").fetchall()
         new: dict[tuple[str, str], int] = {}
         for user_key, conv, message_id in old:
-            key, where = self.user(user_key) or "", self.conv(conv)
+            key, where = self.user(user_key), self.conv(conv)
             if self._gone(key) or self._gone_conv(where):
                 continue
             # two conversations became one: the lower marker, so nothing unread is lost
@@ -238,7 +252,7 @@ class _Rekey:
         old = self.db.execute("SELECT conv, a_key, a_name, b_key, b_name FROM directs").fetchall()
         new: dict[str, tuple[object, ...]] = {}
         for _conv, a_key, a_name, b_key, b_name in old:
-            a, b = self.user(a_key) or "", self.user(b_key) or ""
+            a, b = self.user(a_key), self.user(b_key)
             if not (self._gone(a) or self._gone(b)):
                 new.setdefault(direct_key(a, b), (direct_key(a, b), a, a_name, b, b_name))
         self._rewrite("directs", "conv, a_key, a_name, b_key, b_name", old, list(new.values()))
