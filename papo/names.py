@@ -58,8 +58,9 @@ DIRECT_SEPARATOR = "|"
 #: Letters whose combining marks are accents the key drops.
 _ACCENTED = regex.compile(r"(?P<base>(?=\p{L})[\p{sc=Latin}\p{sc=Greek}\p{sc=Cyrillic}])\p{M}+")
 _INVISIBLE = regex.compile(r"\p{Default_Ignorable_Code_Point}")
-#: Script codes (ISO 15924) that fit any script: Common, Inherited, Unknown.
-_NEUTRAL = frozenset({"Zyyy", "Zinh", "Zzzz"})
+#: Script codes (ISO 15924) that fit any script: Common and Inherited. (Unknown,
+#: ``Zzzz``, is a script of its own: a letter no table places mixes with nothing.)
+_NEUTRAL = frozenset({"Zyyy", "Zinh"})
 #: UTS #39 augmented script sets: a Han character is also Japanese, Korean and
 #: Chinese-with-Bopomofo; Hiragana and Katakana are Japanese; Hangul is Korean.
 _AUGMENT = {
@@ -106,6 +107,8 @@ _SCRIPT_NAMES: dict[str, Text] = {
     "Hang": t("Hangul"),
     "Bopo": t("Bopomofo"),
 }
+
+_RANK = {code: rank for rank, code in enumerate(_SCRIPT_NAMES)}
 
 
 class InvalidNameError(ValueError):
@@ -259,8 +262,8 @@ def char_scripts(char: str) -> tuple[frozenset[str], str]:
     else:
         codes = {script}
     codes -= _NEUTRAL
-    if script in _NEUTRAL and codes:
-        script = min(codes)
+    if script in _NEUTRAL and codes:  # named by its best-known script (an accent: Latin)
+        script = min(codes, key=lambda code: (_RANK.get(code, len(_RANK)), code))
     for code in list(codes):
         codes.update(_AUGMENT.get(code, ()))
     return frozenset(codes), script
@@ -312,6 +315,6 @@ def _code_point(char: str) -> str:
 
 
 def _describe(char: str) -> str:
-    if char.isprintable() and not char.isspace():
+    if char.isprintable() and not char.isspace() and unicodedata.category(char)[0] != "M":
         return repr(char)
     return f"U+{ord(char):04X} ({unicodedata.name(char, 'control character')})"
