@@ -3,8 +3,9 @@
 Passwords are kept only as salted ``hashlib.scrypt`` hashes and compared in
 constant time; hashing runs off the event loop because it is deliberately
 slow. Tokens are ``v1.<payload>.<signature>``: a base64url JSON payload
-(user key, expiry, token id) signed with HMAC-SHA256 and the server secret,
-so checking one needs no lookup except the (small) revocation list.
+(user key, expiry, token id, the rule that made the key) signed with
+HMAC-SHA256 and the server secret, so checking one needs no lookup except
+the (small) revocation list.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 
 from papo.i18n import t
 from papo.limits import AttemptLimiter
-from papo.names import name_key
+from papo.names import KEY_RULE, legacy_key, name_key
 from papo.protocol import ProtocolError
 from papo.store import Account, Store
 
@@ -49,6 +50,7 @@ class TokenClaims:
     key: str
     expires: float
     token_id: str
+    key_rule: int = 1  # papo.names.KEY_RULE when issued; tokens from before it have none
 
 
 def _b64(data: bytes) -> str:
@@ -74,6 +76,7 @@ class Tokens:
             "sub": key,
             "exp": int((time.time() if now is None else now) + self.ttl),
             "jti": secrets.token_hex(12),
+            "kr": KEY_RULE,
         }
         body = _b64(json.dumps(claims, separators=(",", ":")).encode())
         return f"v1.{body}.{self._sign(body)}"
@@ -86,8 +89,10 @@ class Tokens:
             return None
         try:
             data = json.loads(_unb64(body))
-            claims = TokenClaims(str(data["sub"]), float(data["exp"]), str(data["jti"]))
-        except (ValueError, KeyError, TypeError, binascii.Error):
+            claims = TokenClaims(
+                str(data["sub"]), float(data["exp"]), str(data["jti"]), int(data.get("kr", 1))
+            )
+        except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
             return None
         if claims.expires < (time.time() if now is None else now):
             return None
@@ -103,6 +108,21 @@ class Identity:
     token: str
     protected: bool
     last_seen: int = 0  # newest message id when this user last left (0: unknown)
+
+
+def _token_names(claims: TokenClaims, key: str, name: str) -> bool:
+    """Whether a token lets its holder be ``name`` (keyed ``key``, its account's name).
+
+    A token names the key it was issued for. One issued before accents were
+    folded (no ``kr`` claim) names the key of that rule
+    (:func:`~papo.names.legacy_key`), which must be the legacy key of the
+    account's own name: when two accounts became one name, the token of the
+    one set aside (``joao``, while ``João`` was older) names a key that is
+    today's key too, but not the survivor's key of before.
+    """
+    if claims.key_rule == KEY_RULE:
+        return claims.key == key
+    return name_key(claims.key) == key and claims.key == legacy_key(name)
 
 
 class Accounts:
@@ -151,7 +171,11 @@ class Accounts:
             )
         if token is not None:
             claims = self.tokens.verify(token)
-            if claims is None or claims.key != key or await self.store.is_revoked(claims.token_id):
+            if (
+                claims is None
+                or not _token_names(claims, key, account.name if account else name)
+                or await self.store.is_revoked(claims.token_id)
+            ):
                 self.limiter.failed(throttle_key)
                 raise ProtocolError(
                     "bad_token",

@@ -5,6 +5,11 @@ look. ``messages.conv`` is the conversation (a room's key, or ``@a|b`` for the
 direct messages of two users), indexed with ``id`` so that a history page, an
 unread count and a resume over a user's conversations are one indexed query
 each.
+
+``meta`` records versions of how the data is kept (``name_keys``: the rule
+that made the stored name keys, see :mod:`papo.sqlite_keys`);
+``accounts_set_aside`` keeps the accounts that lost their name when two
+became one under a new rule (the newer of the two), for an operator to see.
 """
 
 from __future__ import annotations
@@ -69,6 +74,19 @@ CREATE TABLE IF NOT EXISTS trims (
     conv TEXT PRIMARY KEY,
     oldest INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS accounts_set_aside (
+    key TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    password_hash BLOB,
+    created REAL NOT NULL,
+    last_seen INTEGER NOT NULL DEFAULT 0,
+    kept TEXT NOT NULL,
+    set_aside REAL NOT NULL
+);
 """
 
 # Before rooms, messages had no conversation: public ones were the one room's.

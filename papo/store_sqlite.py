@@ -17,7 +17,9 @@ query each. Retention applies per conversation. Rooms, memberships, read
 markers and direct conversations are loaded into memory at start
 (:class:`~papo.membership.Memberships`) and written through on every change.
 A data directory from before rooms is migrated in place at start: public
-messages move to the default room, private ones to their direct conversation.
+messages move to the default room, private ones to their direct conversation;
+one whose name keys were made by an older rule has them made again
+(:mod:`papo.sqlite_keys`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from papo.membership import Memberships
+from papo.sqlite_keys import migrate_keys
 from papo.sqlite_schema import (
     COLUMNS,
     CONV_INDEX,
@@ -121,6 +124,7 @@ class SqliteStore(LocalRooms):
                             if statement.strip():
                                 db.execute(statement, {"room_key": room.key, "room": room.name})
                     log.info("store %s: messages moved into conversations", self.path)
+                migrate_keys(db, self.path)
                 db.execute(CONV_INDEX)
                 db.isolation_level = "DEFERRED"  # implicit transactions for `with db`
             except (OSError, sqlite3.Error) as exc:

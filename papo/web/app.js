@@ -178,8 +178,9 @@
 
   // ------------------------------------------------------------------ names
 
-  function nameKey(s) {  // as the server's names.name_key: NFKC, casefold, NFKC
-    return s.normalize("NFKC").toLowerCase().normalize("NFKC");
+  function nameKey(s) {  // as the server's names.name_key: NFKC, casefold, accents dropped, NFKC
+    return s.normalize("NFKC").toLowerCase().normalize("NFD")  // accents: on Latin, Greek, Cyrillic
+      .replace(/(?=\p{L})([\p{sc=Latin}\p{sc=Greek}\p{sc=Cyrillic}])\p{M}+/gu, "$1").normalize("NFKC");
   }
 
   function same(a, b) {
