@@ -3,8 +3,12 @@
 Passwords are kept only as salted ``hashlib.scrypt`` hashes and compared in
 constant time; hashing runs off the event loop because it is deliberately
 slow. Tokens are ``v1.<payload>.<signature>``: a base64url JSON payload
-(user key, expiry, token id) signed with HMAC-SHA256 and the server secret,
-so checking one needs no lookup except the (small) revocation list.
+(user key, expiry, token id, device and generation) signed with HMAC-SHA256
+and the server secret. A token belongs to a device (:mod:`papo.devices`): a
+join with it is checked against the device and returns the device's next
+token; ending the device refuses every token of it. Tokens from before
+devices (no ``dev`` claim) are checked against the old revocation list and
+exchanged once for a device's.
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ import hmac
 import json
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from papo.devices import Device, new_device
 from papo.i18n import t
 from papo.limits import AttemptLimiter
 from papo.names import name_key
@@ -49,6 +54,8 @@ class TokenClaims:
     key: str
     expires: float
     token_id: str
+    device: str | None = None  # None: a token from before devices
+    gen: int = 0
 
 
 def _b64(data: bytes) -> str:
@@ -69,12 +76,17 @@ class Tokens:
     def _sign(self, body: str) -> str:
         return _b64(hmac.new(self._secret, body.encode(), hashlib.sha256).digest())
 
-    def issue(self, key: str, now: float | None = None) -> str:
-        claims = {
+    def issue(
+        self, key: str, now: float | None = None, *, device: str | None = None, gen: int = 0
+    ) -> str:
+        claims: dict[str, str | int] = {
             "sub": key,
             "exp": int((time.time() if now is None else now) + self.ttl),
             "jti": secrets.token_hex(12),
         }
+        if device is not None:
+            claims["dev"] = device
+            claims["gen"] = gen
         body = _b64(json.dumps(claims, separators=(",", ":")).encode())
         return f"v1.{body}.{self._sign(body)}"
 
@@ -86,7 +98,14 @@ class Tokens:
             return None
         try:
             data = json.loads(_unb64(body))
-            claims = TokenClaims(str(data["sub"]), float(data["exp"]), str(data["jti"]))
+            device = data.get("dev")
+            claims = TokenClaims(
+                str(data["sub"]),
+                float(data["exp"]),
+                str(data["jti"]),
+                None if device is None else str(device),
+                int(data.get("gen", 0)),
+            )
         except (ValueError, KeyError, TypeError, binascii.Error):
             return None
         if claims.expires < (time.time() if now is None else now):
@@ -96,13 +115,15 @@ class Tokens:
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """Who a successful join made you: display ``name``, its ``key``, a fresh token."""
+    """Who a successful join made you: display ``name``, its ``key``, a fresh token
+    of the ``device`` (None for a name that is not kept: no device)."""
 
     name: str
     key: str
     token: str
     protected: bool
     last_seen: int = 0  # newest message id when this user last left (0: unknown)
+    device: str | None = None
 
 
 class Accounts:
@@ -138,21 +159,14 @@ class Accounts:
         """
         key = name_key(name)
         account = await self.store.get_account(key)
-        throttle_key = f"{key}\x00{address}"
-        wait = self.limiter.retry_after(throttle_key)
-        if wait > 0:
-            raise ProtocolError(
-                "too_many_attempts",
-                t(
-                    "too many failed attempts for {name}; try again in {seconds} s",
-                    name=name,
-                    seconds=round(wait),
-                ),
-            )
+        throttle_key = self._throttle(key, name, address)
+        device: Device | None = None
         if token is not None:
             claims = self.tokens.verify(token)
-            if claims is None or claims.key != key or await self.store.is_revoked(claims.token_id):
-                self.limiter.failed(throttle_key)
+            if claims is not None and claims.key == key:
+                device = await self._token_device(claims, address)
+            if device is None:
+                self._failed(throttle_key, address)
                 raise ProtocolError(
                     "bad_token",
                     t("the token is not valid for this name (expired, revoked or forged)"),
@@ -165,11 +179,7 @@ class Accounts:
                 raise ProtocolError(
                     "auth_required", t("the name {name} needs its password", name=account.name)
                 )
-            if not await asyncio.to_thread(check_password, password, account.password_hash):
-                self.limiter.failed(throttle_key)
-                raise ProtocolError(
-                    "bad_password", t("wrong password for {name}", name=account.name)
-                )
+            await self._check(account, password, throttle_key, address)
         elif password is not None:
             account = await self._protect(
                 account or Account(key, name, None, time.time()), password
@@ -184,9 +194,53 @@ class Accounts:
         self.limiter.succeeded(throttle_key)
         if account is None:
             return Identity(name, key, self.tokens.issue(key), False)
-        return Identity(
-            account.name, key, self.tokens.issue(key), account.protected, account.last_seen
-        )
+        if device is None:  # a password, or an open name: a new device
+            device = new_device(key, address, time.time(), self.tokens.ttl)
+            await self.store.add_device(device)
+        token = self.tokens.issue(key, device=device.id, gen=device.gen)
+        return Identity(account.name, key, token, account.protected, account.last_seen, device.id)
+
+    def _throttle(self, key: str, name: str, address: str) -> str:
+        """The throttling key of ``name`` from ``address``; refuses while it is held back."""
+        throttle_key = f"{key}\x00{address}"
+        wait = self.limiter.retry_after(throttle_key)
+        if wait > 0:
+            raise ProtocolError(
+                "too_many_attempts",
+                t(
+                    "too many failed attempts for {name}; try again in {seconds} s",
+                    name=name,
+                    seconds=round(wait),
+                ),
+            )
+        return throttle_key
+
+    def _failed(self, throttle_key: str, address: str) -> None:
+        self.limiter.failed(throttle_key)
+
+    async def _check(
+        self, account: Account, password: str, throttle_key: str, address: str
+    ) -> None:
+        """Refuse (and count the failure) unless ``password`` is the account's."""
+        assert account.password_hash is not None
+        if not await asyncio.to_thread(check_password, password, account.password_hash):
+            self._failed(throttle_key, address)
+            raise ProtocolError("bad_password", t("wrong password for {name}", name=account.name))
+
+    async def _token_device(self, claims: TokenClaims, address: str) -> Device | None:
+        """The device a valid token joins on (refreshed), or None: the token is refused."""
+        now = time.time()
+        if claims.device is not None:
+            return await self.store.refresh_device(
+                claims.key, claims.device, claims.gen, now=now, address=address, ttl=self.tokens.ttl
+            )
+        # A token from before devices: valid unless revoked, exchanged once for a device.
+        if await self.store.is_revoked(claims.token_id):
+            return None
+        await self.store.revoke_token(claims.token_id, claims.expires)
+        device = new_device(claims.key, address, now, self.tokens.ttl)
+        await self.store.add_device(device)
+        return device
 
     async def register(self, name: str, password: str) -> None:
         """Protect ``name`` (already joined, so allowed to) with ``password``."""
@@ -198,18 +252,35 @@ class Accounts:
             )
         await self._protect(account, password)
 
+    async def change_password(self, name: str, old: str, new: str, address: str) -> None:
+        """Replace the password of ``name`` (joined) with ``new``, given the ``old`` one.
+
+        Tries are throttled like joins: a stolen session cannot guess the password.
+        """
+        key = name_key(name)
+        throttle_key = self._throttle(key, name, address)
+        account = await self.store.get_account(key)
+        if account is None or account.password_hash is None:
+            raise ProtocolError(
+                "not_protected",
+                t("{name} has no password yet: /register PASSWORD sets one", name=name),
+            )
+        if len(new) < MIN_PASSWORD_LENGTH:
+            raise _weak()
+        await self._check(account, old, throttle_key, address)
+        self.limiter.succeeded(throttle_key)
+        await self._protect(account, new)
+
     async def _protect(self, account: Account, password: str) -> Account:
         if len(password) < MIN_PASSWORD_LENGTH:
-            raise ProtocolError(
-                "weak_password",
-                t("a password has at least {min} characters", min=MIN_PASSWORD_LENGTH),
-            )
+            raise _weak()
         hashed = await asyncio.to_thread(hash_password, password)
-        protected = Account(account.key, account.name, hashed, account.created)
+        protected = replace(account, password_hash=hashed)
         await self.store.save_account(protected)
         return protected
 
-    async def revoke(self, token: str) -> None:
-        claims = self.tokens.verify(token)
-        if claims is not None:
-            await self.store.revoke_token(claims.token_id, claims.expires)
+
+def _weak() -> ProtocolError:
+    return ProtocolError(
+        "weak_password", t("a password has at least {min} characters", min=MIN_PASSWORD_LENGTH)
+    )

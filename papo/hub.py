@@ -20,7 +20,9 @@ Stored messages come back from the store through ``store.on_message``, in id
 order, whether they were sent here or on another instance; presence changes
 through ``store.on_presence``; membership, topic and read-marker changes
 through ``store.on_room``. The hub reports its users' session counts to the
-store and never decides alone whether a user joined or left the chat.
+store and never decides alone whether a user joined or left the chat. Devices
+that end (logout, revoke, a password change) come back through
+``store.on_devices``, wherever they ended, and their sessions here are closed.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Coroutine, Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from papo.accounts import Accounts
@@ -37,13 +40,17 @@ from papo.catchup import CatchUp
 from papo.conversation import Room, write_each
 from papo.directory import HubStats, Link, Session, User
 from papo.errors import PapoError, RateLimited
-from papo.i18n import t
+from papo.i18n import t, tn
 from papo.limits import AttemptLimiter
 from papo.names import direct_key, name_key, room_key
 from papo.presence import Presence
 from papo.protocol import (
     Ack,
+    ChangePassword,
     ClientEvent,
+    DeviceInfo,
+    DeviceList,
+    Devices,
     Error,
     Hello,
     History,
@@ -56,6 +63,7 @@ from papo.protocol import (
     ProtocolError,
     Read,
     Register,
+    Revoke,
     Say,
     ServerEvent,
     SetTopic,
@@ -118,6 +126,7 @@ class Hub:
         store.on_message = self._deliver
         store.on_presence = self.presence.announce
         store.on_room = self.room_ops.changed
+        store.on_devices = self._devices_ended
 
     # ------------------------------------------------------------ connections
 
@@ -173,7 +182,11 @@ class Hub:
             elif isinstance(event, Register):
                 await self.register(session, event.password)
             elif isinstance(event, Logout):
-                await self.logout(session)
+                await self.logout(session, everywhere=event.all)
+            elif isinstance(event, Devices | Revoke | ChangePassword):
+                user = self._user(session)
+                self.take(session, user)
+                await self.devices_request(session, user, event)
             else:
                 user = self._user(session)
                 self.take(session, user)
@@ -300,17 +313,100 @@ class Hub:
         return Users(tuple(online))
 
     async def register(self, session: Session, password: str) -> None:
+        """Protect the user's name; whoever else used it while it was open is logged out."""
         user = self._user(session)
         if user.guest:
             raise ProtocolError("not_joined", t("choose a name first: /nick NAME"))
         await self.accounts.register(user.name, password)
+        await self.store.end_devices(user.key, keep=session.device)
         self.send(session, Notice(t("{name} is now protected by a password", name=user.name)))
 
-    async def logout(self, session: Session) -> None:
-        self._user(session)
-        if session.token is not None:
-            await self.accounts.revoke(session.token)
+    async def logout(self, session: Session, *, everywhere: bool = False) -> None:
+        """End this session's device (every token of it), or every device of the user."""
+        user = self._user(session)
+        if everywhere:
+            await self._protected(user)
+            await self.store.end_devices(user.key)
+        elif session.device is not None:
+            await self.store.end_devices(user.key, [session.device])
         session.link.close(1000, "logged out")
+
+    async def devices_request(
+        self, session: Session, user: User, event: Devices | Revoke | ChangePassword
+    ) -> None:
+        """List the user's devices, end one, or change the password (ending the others)."""
+        await self._protected(user)
+        if isinstance(event, ChangePassword):
+            address = session.link.address
+            await self.accounts.change_password(user.name, event.old, event.new, address)
+            ended = await self.store.end_devices(user.key, keep=session.device)
+            self.send(
+                session,
+                Notice(
+                    tn(
+                        "password changed; {n} other device logged out",
+                        "password changed; {n} other devices logged out",
+                        len(ended),
+                    )
+                ),
+            )
+        elif isinstance(event, Revoke):
+            if not await self.store.end_devices(user.key, [event.device]):
+                raise ProtocolError(
+                    "unknown_device",
+                    t("you have no device {id}; /devices lists them", id=event.device),
+                )
+            self.send(session, Notice(t("device {id} is logged out", id=event.device)))
+        else:
+            devices = sorted(
+                await self.store.devices(user.key), key=lambda d: d.last_seen, reverse=True
+            )
+            self.send(
+                session,
+                DeviceList(
+                    tuple(
+                        DeviceInfo(
+                            d.id,
+                            _iso(d.first_seen),
+                            _iso(d.last_seen),
+                            d.address,
+                            d.id == session.device,
+                        )
+                        for d in devices
+                    )
+                ),
+            )
+
+    async def _protected(self, user: User) -> None:
+        """Refuse unless the user's name has a password: an open name's devices are
+        anybody's (and their addresses are nobody else's business)."""
+        account = None if user.guest else await self.store.get_account(user.key)
+        if account is None or not account.protected:
+            raise ProtocolError(
+                "not_protected",
+                t(
+                    "only a name with a password has devices to manage: "
+                    "/register PASSWORD protects {name}",
+                    name=user.name,
+                ),
+            )
+
+    def _devices_ended(self, key: str, ids: frozenset[str] | None, keep: str | None) -> None:
+        """Devices of ``key`` ended (here or on another instance): close their sessions here.
+
+        ``ids`` None: every session of the user but those of device ``keep``.
+        """
+        for session in list(self.pool.values()):
+            device = session.device
+            if keep is not None and device == keep:
+                continue
+            user = session.user
+            if ids is None:
+                hit = user is not None and user.key == key
+            else:
+                hit = device in ids and (user is None or user.key == key)
+            if hit:
+                session.link.close(1000, "logged out")
 
     # ------------------------------------------------------------ shutdown
 
@@ -324,3 +420,7 @@ class Hub:
 
 def _cid(event: ClientEvent) -> str | None:
     return event.cid if isinstance(event, Say) else None
+
+
+def _iso(seconds: float) -> str:
+    return utc_timestamp(datetime.fromtimestamp(seconds, UTC))

@@ -56,6 +56,7 @@ class Presence:
         if session.id not in hub.pool:  # closed while we checked
             return
         session.token = identity.token
+        session.device = identity.device
         state = await hub.store.user_state(identity.key, identity.name, hub.home)
         if session.id not in hub.pool:
             self._abandon(identity.key, identity.name)

@@ -65,7 +65,24 @@ CREATE TABLE IF NOT EXISTS trims (
     conv TEXT PRIMARY KEY,
     oldest INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS devices (
+    id TEXT PRIMARY KEY,
+    user_key TEXT NOT NULL,
+    gen INTEGER NOT NULL,
+    used INTEGER NOT NULL,
+    prev INTEGER NOT NULL,
+    superseded_at REAL NOT NULL,
+    first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    address TEXT NOT NULL,
+    expires REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS devices_user ON devices (user_key);
 """
+
+DEVICE_COLUMNS = (
+    "id, user_key, gen, used, prev, superseded_at, first_seen, last_seen, address, expires"
+)
 
 # Before rooms, messages had no conversation: public ones were the one room's.
 MIGRATE_CONVERSATIONS = """

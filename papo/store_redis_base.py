@@ -31,6 +31,7 @@ from papo.store import (
     RING_SIZE,
     Announce,
     Deliver,
+    DevicesEnded,
     MessageLog,
     RoomChanged,
     RoomRecord,
@@ -38,6 +39,7 @@ from papo.store import (
     StoreError,
     no_announcement,
     no_delivery,
+    no_devices_ended,
     no_room_change,
 )
 
@@ -80,6 +82,11 @@ def room_members(room_key: str) -> str:
 
 def user_directs(key: str) -> str:
     return f"{{u:{key}}}:directs"
+
+
+def user_devices(key: str) -> str:
+    """A user's devices (:mod:`papo.devices`): device id → the device as JSON."""
+    return f"{{u:{key}}}:devices"
 
 
 class RedisLog(MessageLog):
@@ -165,6 +172,7 @@ class RedisBase:
         self.on_message: Deliver = no_delivery
         self.on_presence: Announce = no_announcement
         self.on_room: RoomChanged = no_room_change
+        self.on_devices: DevicesEnded = no_devices_ended
         # One immediate retry, on a broken connection only, lets a command find
         # a fresh connection after Redis restarted; a timeout is not retried,
         # as the command may have run.

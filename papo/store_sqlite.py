@@ -36,10 +36,12 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
+from papo.devices import Device, beyond_limit
 from papo.membership import Memberships
 from papo.sqlite_schema import (
     COLUMNS,
     CONV_INDEX,
+    DEVICE_COLUMNS,
     MIGRATE_CONVERSATIONS,
     SCHEMA,
     row_to_stored,
@@ -461,3 +463,70 @@ class SqliteStore(LocalRooms):
                 is not None
             )
         )
+
+    # ---------------------------------------------------------------- devices
+
+    async def devices(self, key: str) -> list[Device]:
+        now = time.time()
+        return await self._run(
+            lambda db: [
+                Device(*row)
+                for row in db.execute(
+                    f"SELECT {DEVICE_COLUMNS} FROM devices WHERE user_key = ? AND expires > ?",
+                    (key, now),
+                )
+            ]
+        )
+
+    async def add_device(self, device: Device) -> None:
+        def add(db: sqlite3.Connection) -> None:
+            _put_device(db, device)
+            kept = [
+                Device(*row)
+                for row in db.execute(
+                    f"SELECT {DEVICE_COLUMNS} FROM devices WHERE user_key = ?", (device.user_key,)
+                )
+            ]
+            gone = beyond_limit(kept, time.time())
+            db.executemany("DELETE FROM devices WHERE id = ?", [(i,) for i in gone])
+
+        await self._run(add)
+
+    async def refresh_device(
+        self, key: str, device_id: str, gen: int, *, now: float, address: str, ttl: float
+    ) -> Device | None:
+        def refresh(db: sqlite3.Connection) -> Device | None:
+            row = db.execute(
+                f"SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ? AND user_key = ?",
+                (device_id, key),
+            ).fetchone()
+            fresh = None if row is None else Device(*row).refreshed(gen, now, address, ttl)
+            if fresh is not None:
+                _put_device(db, fresh)
+            return fresh
+
+        return await self._run(refresh)  # one transaction on the one store thread: atomic
+
+    async def end_devices(
+        self, key: str, ids: Collection[str] | None = None, *, keep: str | None = None
+    ) -> list[str]:
+        def remove(db: sqlite3.Connection) -> list[str]:
+            found = [
+                str(row[0])
+                for row in db.execute("SELECT id FROM devices WHERE user_key = ?", (key,))
+            ]
+            gone = [i for i in found if i != keep and (ids is None or i in ids)]
+            db.executemany("DELETE FROM devices WHERE id = ?", [(i,) for i in gone])
+            return gone
+
+        gone = await self._run(remove)
+        self.on_devices(key, None if ids is None else frozenset(ids), keep)
+        return gone
+
+
+def _put_device(db: sqlite3.Connection, d: Device) -> None:
+    db.execute(
+        f"INSERT OR REPLACE INTO devices ({DEVICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (d.id, d.user_key, d.gen, d.used, d.prev, d.superseded_at, d.first_seen, d.last_seen,
+         d.address, d.expires),
+    )  # fmt: skip
