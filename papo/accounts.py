@@ -9,6 +9,10 @@ join with it is checked against the device and returns the device's next
 token; ending the device refuses every token of it. Tokens from before
 devices (no ``dev`` claim) are checked against the old revocation list and
 exchanged once for a device's.
+
+Password tries are throttled per name and address (``--login-attempts`` a
+minute) and, so that a spray over many names is held back too, per address
+(four times as many).
 """
 
 from __future__ import annotations
@@ -136,10 +140,15 @@ class Accounts:
         limiter: AttemptLimiter,
         *,
         require_password: bool = False,
+        by_address: AttemptLimiter | None = None,
     ) -> None:
         self.store = store
         self.tokens = tokens
         self.limiter = limiter
+        # Names are free: per address, four times what one name may fail.
+        self.by_address = by_address or AttemptLimiter(
+            4 * limiter.limit, limiter.window, limiter.clock
+        )
         self.require_password = require_password
 
     async def authenticate(
@@ -201,9 +210,9 @@ class Accounts:
         return Identity(account.name, key, token, account.protected, account.last_seen, device.id)
 
     def _throttle(self, key: str, name: str, address: str) -> str:
-        """The throttling key of ``name`` from ``address``; refuses while it is held back."""
+        """The throttling key of ``name`` from ``address``; refuses when either is held back."""
         throttle_key = f"{key}\x00{address}"
-        wait = self.limiter.retry_after(throttle_key)
+        wait = max(self.limiter.retry_after(throttle_key), self.by_address.retry_after(address))
         if wait > 0:
             raise ProtocolError(
                 "too_many_attempts",
@@ -217,6 +226,7 @@ class Accounts:
 
     def _failed(self, throttle_key: str, address: str) -> None:
         self.limiter.failed(throttle_key)
+        self.by_address.failed(address)
 
     async def _check(
         self, account: Account, password: str, throttle_key: str, address: str

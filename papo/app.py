@@ -67,6 +67,7 @@ async def serve(settings: Settings) -> int:
             default_room=settings.default_room,
             max_rooms_per_user=settings.max_rooms_per_user,
             room_creations=AttemptLimiter(settings.room_creations, 60.0),
+            joins_per_address=settings.joins_per_address,
         )
         metrics = Metrics(hub, TransportStats())
         hub.observe_fanout = metrics.fanout.observe

@@ -33,6 +33,7 @@ class Settings:
     token_ttl_days: float = 30.0
     login_attempts: int = 5
     max_connections: int = 10_000
+    max_connections_per_ip: int = 50
     open_timeout: float = 10.0
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
@@ -48,6 +49,11 @@ class Settings:
     max_rooms_per_user: int = 100
     room_creations: int = 5
     lang: str = DEFAULT_LANGUAGE
+
+    @property
+    def joins_per_address(self) -> int:
+        """Joins one address may make in 10 s: twice its connections (0: no limit)."""
+        return 2 * self.max_connections_per_ip
 
 
 def _room(text: str) -> str:
@@ -165,6 +171,13 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         "max-connections", d.max_connections, _positive(int), "connections beyond this get HTTP 503"
     )
     add(
+        "max-connections-per-ip",
+        d.max_connections_per_ip,
+        _positive(int),
+        "connections one address may have open (beyond: HTTP 429), and half the joins it "
+        "may make in 10 s; 0 turns both limits off",
+    )
+    add(
         "open-timeout",
         d.open_timeout,
         _positive(float),
@@ -279,6 +292,7 @@ def parse_settings(
         token_ttl_days=ns.token_ttl_days,
         login_attempts=ns.login_attempts,
         max_connections=ns.max_connections,
+        max_connections_per_ip=ns.max_connections_per_ip,
         open_timeout=ns.open_timeout,
         ping_interval=ns.ping_interval,
         ping_timeout=ns.ping_timeout,

@@ -23,6 +23,11 @@ through ``store.on_room``. The hub reports its users' session counts to the
 store and never decides alone whether a user joined or left the chat. Devices
 that end (logout, revoke, a password change) come back through
 ``store.on_devices``, wherever they ended, and their sessions here are closed.
+
+Every refusal (an ``error`` caused by what a client sent) counts against the
+client's user and address in a sliding window (:class:`~papo.limits.SlidingWindow`):
+past ``flood_refusals`` within ``flood_window`` seconds the connection is
+closed with 1008, and reconnecting does not reset the count.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from papo.conversation import Room, write_each
 from papo.directory import HubStats, Link, Session, User
 from papo.errors import PapoError, RateLimited
 from papo.i18n import t, tn
-from papo.limits import AttemptLimiter
+from papo.limits import AttemptLimiter, SlidingWindow
 from papo.names import direct_key, name_key, room_key
 from papo.presence import Presence
 from papo.protocol import (
@@ -79,6 +84,12 @@ log = logging.getLogger(__name__)
 DEFAULT_ROOM = "#geral"
 MAX_ROOMS_PER_USER = 100
 ROOM_CREATIONS_PER_MINUTE = 5
+#: More refusals than this within FLOOD_WINDOW seconds, per user or per address: close 1008.
+FLOOD_REFUSALS = 100
+FLOOD_WINDOW = 10.0
+#: Joins (``hello``, guests) per address within JOIN_WINDOW seconds (0: no limit).
+JOINS_PER_ADDRESS = 100
+JOIN_WINDOW = 10.0
 
 
 class Hub:
@@ -96,8 +107,14 @@ class Hub:
         default_room: str = DEFAULT_ROOM,
         max_rooms_per_user: int = MAX_ROOMS_PER_USER,
         room_creations: AttemptLimiter | None = None,
+        flood_refusals: int = FLOOD_REFUSALS,
+        flood_window: float = FLOOD_WINDOW,
+        joins_per_address: int = JOINS_PER_ADDRESS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
+        #: The monotonic clock of rate buckets and flood windows (tests pass a fake one).
+        self.clock = clock
         self.accounts = accounts
         self.presence_grace = presence_grace
         self.guests = guests
@@ -109,6 +126,8 @@ class Hub:
         self.room_creations_by_address = AttemptLimiter(
             4 * self.room_creations.limit, self.room_creations.window, self.room_creations.clock
         )
+        self.floods = SlidingWindow(flood_refusals, flood_window, clock)
+        self.joins = SlidingWindow(joins_per_address, JOIN_WINDOW, clock)
         self.pool: dict[int, Session] = {}
         self.members: dict[int, Session] = {}  # live joined sessions: the default room's fan-out
         self.users: dict[str, User] = {}  # online users (and users in their grace period)
@@ -176,6 +195,7 @@ class Hub:
             if isinstance(event, Say):
                 await self.say(session, event)
             elif isinstance(event, Hello):
+                self.admit(session)
                 await self.presence.hello(session, event, rename=rename)
             elif isinstance(event, Who):
                 self.send(session, await self.who())
@@ -205,6 +225,7 @@ class Hub:
                     await self.room_ops.list_rooms(session, user)
         except PapoError as exc:
             self.send(session, Error(exc.code, exc.message, _cid(event)))
+            self.refused(session)
         except StoreError as exc:
             log.error("store failure for conn %d: %s", session.id, exc)
             message = t("the server cannot store this now; nothing was sent, try again")
@@ -216,11 +237,34 @@ class Hub:
             return
         self.stats.rate_limited += 1
         if user.bucket.refused > 2 * self.burst:
-            self.stats.flood_closes += 1
-            session.link.close(1008, "flooding: too many messages")
+            self._flood_close(session)
         raise RateLimited(
             t("slow down: at most {rate} messages a second", rate=format(self.rate, "g"))
         )
+
+    def refused(self, session: Session) -> None:
+        """Count one refusal against the session's user and address; past the flood
+        limit within the window, close the connection with 1008.
+
+        Counted per user *and* per address, so that neither a reconnect nor a
+        new name starts the count again.
+        """
+        over = self.floods.hit("@" + session.link.address)
+        if session.user is not None and self.floods.hit(session.user.key):
+            over = True
+        if over:
+            self._flood_close(session)
+
+    def _flood_close(self, session: Session) -> None:
+        if not session.link.closed:
+            self.stats.flood_closes += 1
+            log.warning("conn %d from %s: flooding; closing", session.id, session.link.address)
+            session.link.close(1008, "flooding: too many refused requests")
+
+    def admit(self, session: Session) -> None:
+        """Count one join from the session's address; refuse it past the limit."""
+        if self.joins.hit(session.link.address):
+            raise RateLimited(t("too many joins from your address; wait a few seconds"))
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run ``coro`` in the background; a failure is logged."""
