@@ -78,6 +78,10 @@ CREATE TABLE IF NOT EXISTS devices (
     expires REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS devices_user ON devices (user_key);
+CREATE TABLE IF NOT EXISTS health (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    checked REAL NOT NULL
+);
 """
 
 DEVICE_COLUMNS = (

@@ -24,6 +24,7 @@ allows):
 ``{papo}:revoked:<token id>``   a revoked token (from before devices), until it would expire
 ``{u:<user>}:devices``          the user's devices (token families): id → JSON, expiring
                                 with the newest token
+``{papo}:health:<instance>``    the probe write of a health check while writes fail
 ``{papo}:secret``               the token-signing secret, created once
 ``{papo}:instances``            live instances, scored by their last heartbeat
 ``{papo}:presence:<instance>``  that instance's users: key → "sessions<TAB>name"
@@ -204,19 +205,34 @@ class RedisStore(RedisRooms):
                 if not isinstance(exc, RedisError | OSError):
                     log.exception("appending failed unexpectedly")
                 error = StoreError(f"cannot store the message in Redis: {exc}")
+                self.health.failed(str(error))
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(error)
                 continue
+            self.health.succeeded()
             self.observe_commit(time.perf_counter() - started)
             for index, (_, future) in enumerate(batch):
                 if not future.done():
                     future.set_result((bool(reply[2 * index]), int(reply[2 * index + 1])))
 
     async def ping(self) -> None:
+        """Redis answers, the reader reads, and the last writes succeeded (while they
+        failed, a small probe write is tried: see :mod:`papo.health`)."""
         await self._call(self._redis.ping, "Redis does not answer")
         if not self._reading:
             raise StoreError(self._problem)
+        if self.health.problem is None:
+            return
+        with contextlib.suppress(StoreError):  # recorded by _call
+            await self._call(
+                lambda: self._redis.set(f"{PREFIX}health:{self.instance}", int(time.time()), ex=60),
+                "cannot write to Redis",
+            )
+            self.health.succeeded()
+        problem = self.health.problem
+        if problem is not None:
+            raise StoreError(problem)
 
     # ---------------------------------------------------------------- presence
 

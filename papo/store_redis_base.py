@@ -24,6 +24,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from papo import redis_scripts
+from papo.health import WriteHealth
 from papo.names import DIRECT_PREFIX
 from papo.protocol import UserInfo
 from papo.store import (
@@ -173,6 +174,8 @@ class RedisBase:
         self.on_presence: Announce = no_announcement
         self.on_room: RoomChanged = no_room_change
         self.on_devices: DevicesEnded = no_devices_ended
+        #: What the last writes said, for ``/healthz``.
+        self.health = WriteHealth()
         # One immediate retry, on a broken connection only, lets a command find
         # a fresh connection after Redis restarted; a timeout is not retried,
         # as the command may have run.
@@ -213,6 +216,7 @@ class RedisBase:
         try:
             return await fn()
         except RedisError as exc:
+            self.health.failed(f"{what}: {exc}")
             raise StoreError(f"{what}: {exc}") from exc
 
     def _lost(self, problem: str, failures: int) -> None:

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from papo.devices import Device, beyond_limit
+from papo.health import WriteHealth
 from papo.membership import Memberships
 from papo.sqlite_schema import (
     COLUMNS,
@@ -88,6 +89,8 @@ class SqliteStore(LocalRooms):
         self._closing = False
         #: Called with the seconds each batch commit took (metrics set it).
         self.observe_commit: Callable[[float], None] = lambda seconds: None
+        #: What the last writes said, for ``/healthz``.
+        self.health = WriteHealth()
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T], *, transaction: bool = True) -> T:
         """Run ``fn`` on the store's thread (in one transaction unless told otherwise)."""
@@ -103,7 +106,11 @@ class SqliteStore(LocalRooms):
             except sqlite3.Error as exc:
                 raise StoreError(f"{self.path}: {exc}") from exc
 
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        except StoreError as exc:
+            self.health.failed(str(exc))
+            raise
 
     async def open(self) -> None:
         def connect() -> None:
@@ -164,10 +171,11 @@ class SqliteStore(LocalRooms):
         earlier = self.log.duplicate(message.sender_key, message.cid)
         if earlier is not None:
             return (await earlier if isinstance(earlier, asyncio.Future) else earlier), False
-        stored = self.log.assign(message)
+        # The id is given when the message's batch is written, so a batch that
+        # fails gives its ids back: a failed message consumes none.
         future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
-        self.log.pending(stored, future)
-        self._queue.append((stored, origin, future))
+        self.log.pending(message, future)
+        self._queue.append((message, origin, future))
         self._wake.set()
         return await future, True
 
@@ -180,26 +188,29 @@ class SqliteStore(LocalRooms):
                 self._wake.clear()
                 continue
             batch, self._queue = self._queue, []
-            messages = [stored for stored, _, _ in batch]
+            before = self.log.assigned  # only this loop gives ids
+            messages = [self.log.assign(message) for message, _, _ in batch]
             started = time.perf_counter()
             try:
                 oldest, trims = await self._run(partial(self._insert, messages=messages))
             except StoreError as exc:
                 log.error("could not store %d message(s): %s", len(batch), exc)
-                for stored, _, future in batch:
-                    self.log.failed(stored)
+                self.log.assigned = before  # nothing was stored: the ids are not used up
+                for message, _, future in batch:
+                    self.log.failed(message)
                     if not future.done():
                         future.set_exception(exc)
                 continue
+            self.health.succeeded()
             self.observe_commit(time.perf_counter() - started)
             self.log.commit(messages)
             self.log.trimmed(oldest)
             for conv, kept in trims.items():
                 self.log.trim_conversation(conv, kept)
             self._directs_of(messages)
-            for stored, origin, _ in batch:
+            for stored, (_, origin, _) in zip(messages, batch, strict=True):
                 self.on_message(stored, origin)
-            for stored, _, future in batch:
+            for stored, (_, _, future) in zip(messages, batch, strict=True):
                 if not future.done():
                     future.set_result(stored)
 
@@ -380,7 +391,25 @@ class SqliteStore(LocalRooms):
 
     async def ping(self) -> None:
         """Check that a write could happen now (a read alone succeeds under WAL even
-        when another process holds the write lock)."""
+        when another process holds the write lock), and that the last writes did.
+
+        While writes fail (a full disk), a small real write is tried: its
+        success makes the store healthy again even when nobody is sending.
+        """
+        if self.health.problem is not None:
+            try:
+                await self._run(
+                    lambda db: db.execute(
+                        "INSERT OR REPLACE INTO health (id, checked) VALUES (1, ?)", (time.time(),)
+                    )
+                )
+            except StoreError:
+                pass  # recorded by _run
+            else:
+                self.health.succeeded()
+            problem = self.health.problem
+            if problem is not None:
+                raise StoreError(problem)
 
         def probe(db: sqlite3.Connection) -> None:
             db.execute("BEGIN IMMEDIATE")  # takes the write lock, or fails
