@@ -23,6 +23,7 @@ import asyncio
 import itertools
 import logging
 import random
+import ssl as ssl_module
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -96,8 +97,10 @@ class ChatSession:
         open_timeout: float = 10.0,
         status: Callable[[str], None] = lambda text: None,
         max_backoff: float = 30.0,
+        ssl: ssl_module.SSLContext | None = None,
     ) -> None:
         self.url = url
+        self.ssl = ssl  # for wss:// (papo.tls.for_url); None: the library's default
         self.open_timeout = open_timeout
         self.status = status
         self.max_backoff = max_backoff
@@ -128,6 +131,7 @@ class ChatSession:
                 open_timeout=self.open_timeout,
                 compression=None,
                 max_size=None,
+                ssl=self.ssl,
             )
         except InvalidURI as exc:
             raise ConnectError(

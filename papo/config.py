@@ -49,6 +49,8 @@ class Settings:
     max_rooms_per_user: int = 100
     room_creations: int = 5
     lang: str = DEFAULT_LANGUAGE
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
     @property
     def joins_per_address(self) -> int:
@@ -258,6 +260,15 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         help="let browser pages from ORIGIN (e.g. https://chat.example.com, or *) connect; "
         "repeat for several. Pages served by papo itself are always allowed",
     )
+    add(
+        "tls-cert",
+        None,
+        Path,
+        "serve wss:// and https:// on --port with this certificate chain (PEM; with "
+        "--tls-key); SIGHUP reloads both files",
+        metavar="FILE",
+    )
+    add("tls-key", None, Path, "the private key of --tls-cert (PEM)", metavar="FILE")
     switch("require-password", "every name needs a password (no open names, no guests)")
     switch(
         "no-uvloop",
@@ -279,6 +290,8 @@ def parse_settings(
         parser.error("--memory and --redis exclude each other: choose where the history lives")
     if ns.redis_url and not ns.redis_url.startswith(("redis://", "rediss://", "unix://")):
         parser.error(f"--redis wants a URL like redis://127.0.0.1:6379/0, not {ns.redis_url!r}")
+    if (ns.tls_cert is None) != (ns.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together: the certificate and its key")
     return Settings(
         host=ns.host,
         port=ns.port,
@@ -308,4 +321,6 @@ def parse_settings(
         max_rooms_per_user=max(1, ns.max_rooms_per_user),
         room_creations=ns.room_creations,
         lang=ns.lang,
+        tls_cert=ns.tls_cert,
+        tls_key=ns.tls_key,
     )

@@ -5,7 +5,7 @@ answers plain HTTP (the web page, ``/healthz``, ``/metrics``, a text note at
 ``/ws``), checks the Origin and the connection limits (in all, and per
 address), accepts the upgrade at ``/`` and ``/ws``, picks the mode from the
 subprotocol (``papo.v1`` → JSON, none → plain text), and turns frames into hub
-calls.
+calls. With a TLS context the same port speaks ``wss://`` and ``https://``.
 
 :class:`WsLink` is the hub's view of a connection. Its :meth:`WsLink.write`
 is the fan-out hot path: it appends a frame that was built once for all
@@ -26,6 +26,7 @@ import contextlib
 import email.utils
 import http
 import logging
+import ssl
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -71,10 +72,10 @@ WS_PATHS = frozenset({"/", "/ws"})
 HOW_TO_CONNECT = """papo chat server
 
 This address speaks WebSocket. To chat:
-  terminal:        python client.py --url ws://{host}/
-  any WebSocket:   connect to ws://{host}/ and send lines of text
+  terminal:        python client.py --url {ws}://{host}/
+  any WebSocket:   connect to {ws}://{host}/ and send lines of text
                    (e.g. in a browser console:
-                    ws = new WebSocket("ws://{host}/"); ws.onmessage = e => console.log(e.data);
+                    ws = new WebSocket("{ws}://{host}/"); ws.onmessage = e => console.log(e.data);
                     ws.send("/nick maria"); ws.send("oi"))
   JSON clients:    ask for the subprotocol "papo.v1" (see docs/protocol.md)
 Health: /healthz
@@ -234,10 +235,17 @@ class WsLink:
 class Transport:
     """Serves one :class:`Hub` over WebSocket and HTTP."""
 
-    def __init__(self, settings: Settings, hub: Hub, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        hub: Hub,
+        metrics: Metrics | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.settings = settings
         self.hub = hub
         self.metrics = metrics
+        self.tls = tls  # wss:// and https:// on the same port when set
         self.stats = TransportStats() if metrics is None else metrics.transport
         self.server: Server | None = None
         self.outbox: Outbox | None = None
@@ -252,6 +260,7 @@ class Transport:
             self.handler,
             s.host,
             s.port,
+            ssl=self.tls,
             process_request=self.process_request,
             select_subprotocol=select_subprotocol,
             compression="deflate" if s.compression else None,
@@ -299,7 +308,8 @@ class Transport:
             return _respond(http.HTTPStatus.OK, asset.body, asset.content_type, asset.headers())
         if path == "/ws":
             host = request.headers.get("Host", f"localhost:{self.settings.port}")
-            return _text(connection, http.HTTPStatus.OK, HOW_TO_CONNECT.format(host=host))
+            text = HOW_TO_CONNECT.format(host=host, ws="ws" if self.tls is None else "wss")
+            return _text(connection, http.HTTPStatus.OK, text)
         return _text(connection, http.HTTPStatus.NOT_FOUND, f"not found: {path}\n")
 
     def _count_address(self, connection: ServerConnection, request: Request) -> Response | None:

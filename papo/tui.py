@@ -26,14 +26,17 @@ import argparse
 import asyncio
 import getpass
 import os
+import ssl
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.formatted_text import FormattedText
 from prompt_toolkit.patch_stdout import patch_stdout
 from prompt_toolkit.shortcuts import print_formatted_text
 
+from papo import tls
 from papo.client_format import (
     format_event,
     format_history,
@@ -99,6 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("PAPO_PASSWORD"),
         help="password of a protected name (PAPO_PASSWORD; asked for when needed)",
     )
+    parser.add_argument(
+        "--ca",
+        type=Path,
+        default=os.environ.get("PAPO_CA"),
+        metavar="FILE",
+        help="for a wss:// server with a private certificate: trust this CA too (PAPO_CA)",
+    )
     return parser
 
 
@@ -129,10 +139,16 @@ class Screen:
 # The client
 
 
-async def run(url: str, name: str | None, password: str | None, interactive: bool) -> int:
+async def run(
+    url: str,
+    name: str | None,
+    password: str | None,
+    interactive: bool,
+    context: ssl.SSLContext | None = None,
+) -> int:
     """Connect, join and chat until the user leaves; returns the exit status."""
     screen = Screen(interactive)
-    session = ChatSession(url, status=lambda text: screen.show("notice", f"* {text}"))
+    session = ChatSession(url, status=lambda text: screen.show("notice", f"* {text}"), ssl=context)
     try:
         await session.connect()
     except ConnectError as exc:
@@ -375,12 +391,17 @@ class Client:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    try:
+        context = tls.for_url(args.url, args.ca)
+    except tls.TlsError as exc:
+        print(f"papo: {exc}", file=sys.stderr, flush=True)
+        return 2
 
     async def go() -> int:
         if interactive:
             with patch_stdout(raw=True):
-                return await run(args.url, args.name, args.password, True)
-        return await run(args.url, args.name, args.password, False)
+                return await run(args.url, args.name, args.password, True, context)
+        return await run(args.url, args.name, args.password, False, context)
 
     try:
         return asyncio.run(go())
