@@ -13,6 +13,7 @@ from datetime import datetime, tzinfo
 
 from papo.client_state import Conversations
 from papo.events import (
+    DeviceList,
     Error,
     Gap,
     HistoryPage,
@@ -65,7 +66,9 @@ def format_event(event: ServerEvent, state: Conversations | None = None) -> Line
             f"* you are in {visible(event.room)}{topic}: {count_of(len(event.members), 'member')}, "
             f"{online} online",
         )
-    if isinstance(event, Presence | Users | Error | Notice | RoomParted | RoomTopic | Member):
+    if isinstance(
+        event, Presence | Users | Error | Notice | RoomParted | RoomTopic | Member | DeviceList
+    ):
         line = render_plain(event)
         assert line is not None
         return ("error" if isinstance(event, Error) else "notice", line)

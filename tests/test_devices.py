@@ -8,9 +8,12 @@ instances over real sockets.
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
+import pexpect
 import pytest
 
 from papo.accounts import Tokens
@@ -30,7 +33,7 @@ from papo.protocol import (
 )
 from tests.conftest import StartServer
 from tests.fakes import FakeLink, link, make_hub
-from tests.helpers import JsonClient, RedisServer, ServerProcess, closed_with
+from tests.helpers import ROOT, JsonClient, RedisServer, ServerProcess, closed_with
 
 # ---------------------------------------------------------------- the family, pure
 
@@ -292,3 +295,31 @@ async def test_devices_and_logout_all_across_two_instances(
         answer = await again.expect("error", "welcome")
         assert answer.get("code") == "bad_token", answer
     await again.close()
+
+
+def test_the_terminal_client_lists_devices_and_logs_all_out(
+    server: ServerProcess, children: list[pexpect.spawn]
+) -> None:
+    def client() -> pexpect.spawn:
+        child = pexpect.spawn(
+            sys.executable,
+            ["client.py", "--url", server.url, "--name", "ana", "--password", "senha1"],
+            cwd=str(ROOT),
+            env={**os.environ, "TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1", "NO_COLOR": "1"},
+            encoding="utf-8",
+            timeout=15,
+            dimensions=(24, 160),
+        )
+        children.append(child)
+        child.expect("you are ana")
+        return child
+
+    other, ana = client(), client()
+    ana.sendline("/devices")
+    ana.expect(r"your devices \(2\): ")
+    ana.expect(r"\(this one\), from 127\.0\.0\.1")
+    ana.sendline("/logout all")
+    for child in (ana, other):  # both closed with 1000: they leave, and do not reconnect
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 0
