@@ -60,7 +60,8 @@ class Server:
         cmd = [
             *pin(0), sys.executable, str(ROOT / "server.py"), "--host", "127.0.0.1",
             "--port", str(self.port), "--data", self.data, "--rate-limit", "0",
-            "--max-connections", "20000", "--log-level", "WARNING", *extra,
+            "--max-connections", "20000", "--max-connections-per-ip", "0",
+            "--log-level", "WARNING", *extra,
         ]  # fmt: skip
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 20

@@ -3,9 +3,16 @@
 Passwords are kept only as salted ``hashlib.scrypt`` hashes and compared in
 constant time; hashing runs off the event loop because it is deliberately
 slow. Tokens are ``v1.<payload>.<signature>``: a base64url JSON payload
-(user key, expiry, token id, the rule that made the key) signed with
-HMAC-SHA256 and the server secret, so checking one needs no lookup except
-the (small) revocation list.
+(user key, expiry, token id, device and generation, the rule that made the
+key) signed with HMAC-SHA256 and the server secret. A token belongs to a
+device (:mod:`papo.devices`): a join with it is checked against the device and
+returns the device's next token; ending the device refuses every token of it.
+Tokens from before devices (no ``dev`` claim) are checked against the old
+revocation list and exchanged once for a device's.
+
+Password tries are throttled per name and address (``--login-attempts`` a
+minute) and, so that a spray over many names is held back too, per address
+(four times as many).
 """
 
 from __future__ import annotations
@@ -19,8 +26,9 @@ import json
 import logging
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from papo.devices import Device, new_device
 from papo.i18n import t
 from papo.limits import AttemptLimiter
 from papo.names import KEY_RULE, legacy_key, name_key
@@ -53,6 +61,8 @@ class TokenClaims:
     key: str
     expires: float
     token_id: str
+    device: str | None = None  # None: a token from before devices
+    gen: int = 0
     key_rule: int = 1  # papo.names.KEY_RULE when issued; tokens from before it have none
 
 
@@ -74,13 +84,18 @@ class Tokens:
     def _sign(self, body: str) -> str:
         return _b64(hmac.new(self._secret, body.encode(), hashlib.sha256).digest())
 
-    def issue(self, key: str, now: float | None = None) -> str:
-        claims = {
+    def issue(
+        self, key: str, now: float | None = None, *, device: str | None = None, gen: int = 0
+    ) -> str:
+        claims: dict[str, str | int] = {
             "sub": key,
             "exp": int((time.time() if now is None else now) + self.ttl),
             "jti": secrets.token_hex(12),
             "kr": KEY_RULE,
         }
+        if device is not None:
+            claims["dev"] = device
+            claims["gen"] = gen
         body = _b64(json.dumps(claims, separators=(",", ":")).encode())
         return f"v1.{body}.{self._sign(body)}"
 
@@ -92,8 +107,14 @@ class Tokens:
             return None
         try:
             data = json.loads(_unb64(body))
+            device = data.get("dev")
             claims = TokenClaims(
-                str(data["sub"]), float(data["exp"]), str(data["jti"]), int(data.get("kr", 1))
+                str(data["sub"]),
+                float(data["exp"]),
+                str(data["jti"]),
+                None if device is None else str(device),
+                int(data.get("gen", 0)),
+                int(data.get("kr", 1)),
             )
         except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
             return None
@@ -104,13 +125,15 @@ class Tokens:
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """Who a successful join made you: display ``name``, its ``key``, a fresh token."""
+    """Who a successful join made you: display ``name``, its ``key``, a fresh token
+    of the ``device`` (None for a name that is not kept: no device)."""
 
     name: str
     key: str
     token: str
     protected: bool
     last_seen: int = 0  # newest message id when this user last left (0: unknown)
+    device: str | None = None
 
 
 def _token_names(claims: TokenClaims, key: str, name: str) -> bool:
@@ -138,10 +161,15 @@ class Accounts:
         limiter: AttemptLimiter,
         *,
         require_password: bool = False,
+        by_address: AttemptLimiter | None = None,
     ) -> None:
         self.store = store
         self.tokens = tokens
         self.limiter = limiter
+        # Names are free: per address, four times what one name may fail.
+        self.by_address = by_address or AttemptLimiter(
+            4 * limiter.limit, limiter.window, limiter.clock
+        )
         self.require_password = require_password
 
     async def authenticate(
@@ -163,25 +191,14 @@ class Accounts:
         account = await self.store.get_account(key)
         if account is None:
             account = await self._adopt_legacy(name, key)
-        throttle_key = f"{key}\x00{address}"
-        wait = self.limiter.retry_after(throttle_key)
-        if wait > 0:
-            raise ProtocolError(
-                "too_many_attempts",
-                t(
-                    "too many failed attempts for {name}; try again in {seconds} s",
-                    name=name,
-                    seconds=round(wait),
-                ),
-            )
+        throttle_key = self._throttle(key, name, address)
+        device: Device | None = None
         if token is not None:
             claims = self.tokens.verify(token)
-            if (
-                claims is None
-                or not _token_names(claims, key, account.name if account else name)
-                or await self.store.is_revoked(claims.token_id)
-            ):
-                self.limiter.failed(throttle_key)
+            if claims is not None and _token_names(claims, key, account.name if account else name):
+                device = await self._token_device(claims, key, address)
+            if device is None:
+                self._failed(throttle_key, address)
                 raise ProtocolError(
                     "bad_token",
                     t("the token is not valid for this name (expired, revoked or forged)"),
@@ -194,11 +211,7 @@ class Accounts:
                 raise ProtocolError(
                     "auth_required", t("the name {name} needs its password", name=account.name)
                 )
-            if not await asyncio.to_thread(check_password, password, account.password_hash):
-                self.limiter.failed(throttle_key)
-                raise ProtocolError(
-                    "bad_password", t("wrong password for {name}", name=account.name)
-                )
+            await self._check(account, password, throttle_key, address)
         elif password is not None:
             account = await self._protect(
                 account or Account(key, name, None, time.time()), password
@@ -213,9 +226,54 @@ class Accounts:
         self.limiter.succeeded(throttle_key)
         if account is None:
             return Identity(name, key, self.tokens.issue(key), False)
-        return Identity(
-            account.name, key, self.tokens.issue(key), account.protected, account.last_seen
-        )
+        if device is None:  # a password, or an open name: a new device
+            device = new_device(key, address, time.time(), self.tokens.ttl)
+            await self.store.add_device(device)
+        token = self.tokens.issue(key, device=device.id, gen=device.gen)
+        return Identity(account.name, key, token, account.protected, account.last_seen, device.id)
+
+    def _throttle(self, key: str, name: str, address: str) -> str:
+        """The throttling key of ``name`` from ``address``; refuses when either is held back."""
+        throttle_key = f"{key}\x00{address}"
+        wait = max(self.limiter.retry_after(throttle_key), self.by_address.retry_after(address))
+        if wait > 0:
+            raise ProtocolError(
+                "too_many_attempts",
+                t(
+                    "too many failed attempts for {name}; try again in {seconds} s",
+                    name=name,
+                    seconds=round(wait),
+                ),
+            )
+        return throttle_key
+
+    def _failed(self, throttle_key: str, address: str) -> None:
+        self.limiter.failed(throttle_key)
+        self.by_address.failed(address)
+
+    async def _check(
+        self, account: Account, password: str, throttle_key: str, address: str
+    ) -> None:
+        """Refuse (and count the failure) unless ``password`` is the account's."""
+        assert account.password_hash is not None
+        if not await asyncio.to_thread(check_password, password, account.password_hash):
+            self._failed(throttle_key, address)
+            raise ProtocolError("bad_password", t("wrong password for {name}", name=account.name))
+
+    async def _token_device(self, claims: TokenClaims, key: str, address: str) -> Device | None:
+        """The device a valid token for ``key`` joins on (refreshed), or None: refused."""
+        now = time.time()
+        if claims.device is not None:
+            return await self.store.refresh_device(
+                key, claims.device, claims.gen, now=now, address=address, ttl=self.tokens.ttl
+            )
+        # A token from before devices: valid unless revoked, exchanged once for a device.
+        if await self.store.is_revoked(claims.token_id):
+            return None
+        await self.store.revoke_token(claims.token_id, claims.expires)
+        device = new_device(key, address, now, self.tokens.ttl)
+        await self.store.add_device(device)
+        return device
 
     async def _adopt_legacy(self, name: str, key: str) -> Account | None:
         """An account a store kept under the key rule of before (accents not folded).
@@ -247,18 +305,35 @@ class Accounts:
             )
         await self._protect(account, password)
 
+    async def change_password(self, name: str, old: str, new: str, address: str) -> None:
+        """Replace the password of ``name`` (joined) with ``new``, given the ``old`` one.
+
+        Tries are throttled like joins: a stolen session cannot guess the password.
+        """
+        key = name_key(name)
+        throttle_key = self._throttle(key, name, address)
+        account = await self.store.get_account(key)
+        if account is None or account.password_hash is None:
+            raise ProtocolError(
+                "not_protected",
+                t("{name} has no password yet: /register PASSWORD sets one", name=name),
+            )
+        if len(new) < MIN_PASSWORD_LENGTH:
+            raise _weak()
+        await self._check(account, old, throttle_key, address)
+        self.limiter.succeeded(throttle_key)
+        await self._protect(account, new)
+
     async def _protect(self, account: Account, password: str) -> Account:
         if len(password) < MIN_PASSWORD_LENGTH:
-            raise ProtocolError(
-                "weak_password",
-                t("a password has at least {min} characters", min=MIN_PASSWORD_LENGTH),
-            )
+            raise _weak()
         hashed = await asyncio.to_thread(hash_password, password)
-        protected = Account(account.key, account.name, hashed, account.created)
+        protected = replace(account, password_hash=hashed)
         await self.store.save_account(protected)
         return protected
 
-    async def revoke(self, token: str) -> None:
-        claims = self.tokens.verify(token)
-        if claims is not None:
-            await self.store.revoke_token(claims.token_id, claims.expires)
+
+def _weak() -> ProtocolError:
+    return ProtocolError(
+        "weak_password", t("a password has at least {min} characters", min=MIN_PASSWORD_LENGTH)
+    )

@@ -7,12 +7,13 @@ import errno
 import gc
 import logging
 import signal
+import ssl
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from papo import __version__
+from papo import __version__, tls
 from papo.accounts import Accounts, Tokens
 from papo.config import Settings, parse_settings
 from papo.hub import Hub
@@ -76,6 +77,9 @@ def check_data_dir(path: Path) -> None:
 async def serve(settings: Settings) -> int:
     """Run the server until SIGINT or SIGTERM; returns the exit status."""
     started = time.monotonic()
+    context = None
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        context = tls.server_context(settings.tls_cert, settings.tls_key)
     store: Store
     home = RoomRecord(room_key(settings.default_room), settings.default_room)
     if settings.redis_url:
@@ -103,6 +107,7 @@ async def serve(settings: Settings) -> int:
             default_room=settings.default_room,
             max_rooms_per_user=settings.max_rooms_per_user,
             room_creations=AttemptLimiter(settings.room_creations, 60.0),
+            joins_per_address=settings.joins_per_address,
         )
         # A restart is not a leave (with no grace at all, those users are gone at once).
         grace = settings.presence_grace
@@ -111,11 +116,12 @@ async def serve(settings: Settings) -> int:
         hub.observe_fanout = metrics.fanout.observe
         if isinstance(store, SqliteStore | RedisStore):
             store.observe_commit = metrics.history_write.observe
-        transport = Transport(settings, hub, metrics)
+        transport = Transport(settings, hub, metrics, tls=context)
         server = await transport.start()
+        scheme = "ws" if context is None else "wss"
         for sock in server.sockets:
             host, port = sock.getsockname()[:2]
-            log.info("papo %s listening on ws://%s:%d/", __version__, _host(host), port)
+            log.info("papo %s listening on %s://%s:%d/", __version__, scheme, _host(host), port)
 
         # The hot path allocates many short-lived, acyclic objects (events,
         # frames); collecting cycles less often keeps pauses out of the latency
@@ -128,6 +134,8 @@ async def serve(settings: Settings) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
+        if context is not None:
+            loop.add_signal_handler(signal.SIGHUP, _reload, context, settings)
         await stop.wait()
 
         log.info("shutting down: closing %d connections with 1001 (going away)", len(hub.pool))
@@ -149,6 +157,18 @@ async def serve(settings: Settings) -> int:
     return 0
 
 
+def _reload(context: ssl.SSLContext, settings: Settings) -> None:
+    """SIGHUP: load the certificate and key again (a renewed certificate); new
+    handshakes get it, open connections keep theirs."""
+    assert settings.tls_cert is not None and settings.tls_key is not None
+    try:
+        tls.reload(context, settings.tls_cert, settings.tls_key)
+    except tls.TlsError as exc:
+        log.error("SIGHUP: %s; still serving the certificate loaded before", exc)
+        return
+    log.info("SIGHUP: certificate %s reloaded", settings.tls_cert)
+
+
 def _host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
@@ -165,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 return uvloop.run(serve(settings))
         return asyncio.run(serve(settings))
-    except (StoreError, StartupError) as exc:
+    except (StoreError, StartupError, tls.TlsError) as exc:
         log.error("%s", exc)
         return 1
     except OSError as exc:  # address in use, permission denied, ...

@@ -25,6 +25,7 @@ from datetime import date, datetime, tzinfo
 from papo.client_state import Conversations
 from papo.commands import HELP
 from papo.events import (
+    DeviceList,
     Error,
     Gap,
     HistoryPage,
@@ -94,7 +95,9 @@ def format_event(
         return format_message(event, lang=lang, me=me, home=home, tz=tz)
     if isinstance(event, Gap):
         return notice(t("some older messages are no longer kept"), lang)
-    shown = (Presence, Users, Error, Notice, RoomParted, RoomTopic, Member, RoomJoined)
+    shown = (
+        Presence, Users, Error, Notice, RoomParted, RoomTopic, Member, RoomJoined, DeviceList
+    )  # fmt: skip
     if isinstance(event, shown):
         line = render_plain(event, lang)
         assert line is not None

@@ -32,6 +32,7 @@ import math
 import random
 import re
 import socket
+import ssl as ssl_module
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -121,9 +122,11 @@ class ChatSession:
         open_timeout: float = 10.0,
         status: Callable[[Text], None] = lambda text: None,
         max_backoff: float = 30.0,
+        ssl: ssl_module.SSLContext | None = None,
     ) -> None:
         self.url = url  # as the user wrote it (what errors show)
         self.lang = lang
+        self.ssl = ssl  # for wss:// (papo.tls.for_url); None: the library's default
         self.open_timeout = open_timeout
         self.status = status
         self.max_backoff = max_backoff
@@ -162,6 +165,7 @@ class ChatSession:
                 open_timeout=self.open_timeout,
                 compression=None,
                 max_size=None,
+                ssl=self.ssl,
             )
         except InvalidURI as exc:
             raise ConnectError(

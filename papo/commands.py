@@ -13,12 +13,15 @@ from papo.i18n import Text, t
 from papo.protocol import (
     DEFAULT_MAX_TEXT,
     MAX_HISTORY,
+    ChangePassword,
     ClientEvent,
+    Devices,
     Join,
     ListRooms,
     Logout,
     ProtocolError,
     Register,
+    Revoke,
     Say,
     Who,
     check_name,
@@ -38,6 +41,9 @@ ALIASES = {
     "/nick": "nick", "/nome": "nick",
     "/register": "register", "/registrar": "register",
     "/logout": "logout",
+    "/devices": "devices", "/dispositivos": "devices",
+    "/revoke": "revoke", "/revogar": "revoke",
+    "/password": "password", "/senha": "password",
     "/join": "join", "/entrar": "join",
     "/part": "part", "/leave": "part", "/deixar": "part",
     "/rooms": "rooms", "/salas": "rooms",
@@ -51,7 +57,10 @@ HELP = t(
     "/part or /deixar [#ROOM] (leave it) · /rooms or /salas (list rooms) · "
     "/topic TEXT (set this room's topic) · /history [N] (older messages) · "
     "/nick or /nome NAME [PASSWORD] (choose your name) · /register PASSWORD (protect your name) · "
-    "/logout · /help or /ajuda · sair or /quit (leave). Anything else is said in the current "
+    "/password or /senha OLD NEW (change it; your other devices are logged out) · "
+    "/devices or /dispositivos (where you are logged in) · /revoke or /revogar ID (log one out) · "
+    "/logout [all] (log this device, or all of them, out) · "
+    "/help or /ajuda · sair or /quit (leave). Anything else is said in the current "
     "room; start a line with // to say something that begins with /."
 )
 HISTORY_LINES = 20
@@ -144,7 +153,20 @@ def _command(command: str, word: str, rest: str, max_text: int) -> Command:
             raise _usage(t("{command} PASSWORD (one word)", command=word))
         return Register(rest)
     if command == "logout":
-        return Logout()
+        if rest.casefold() not in ("", "all", "todos"):
+            raise _usage(t("{command} [all]", command=word))
+        return Logout(all=bool(rest))
+    if command == "devices":
+        return Devices()
+    if command == "revoke":
+        if not rest or " " in rest:
+            raise _usage(t("{command} ID (an id from /devices)", command=word))
+        return Revoke(rest)
+    if command == "password":
+        parts = rest.split()
+        if len(parts) != 2:
+            raise _usage(t("{command} OLD NEW", command=word))
+        return ChangePassword(parts[0], parts[1])
     if command == "join":
         if not rest or " " in rest:
             raise _usage(t("{command} #ROOM", command=word))

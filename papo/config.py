@@ -33,6 +33,7 @@ class Settings:
     token_ttl_days: float = 30.0
     login_attempts: int = 5
     max_connections: int = 10_000
+    max_connections_per_ip: int = 50
     open_timeout: float = 10.0
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
@@ -48,6 +49,13 @@ class Settings:
     max_rooms_per_user: int = 100
     room_creations: int = 5
     lang: str = DEFAULT_LANGUAGE
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @property
+    def joins_per_address(self) -> int:
+        """Joins one address may make in 10 s: twice its connections (0: no limit)."""
+        return 2 * self.max_connections_per_ip
 
 
 def _room(text: str) -> str:
@@ -184,6 +192,13 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         "max-connections", d.max_connections, _positive(int), "connections beyond this get HTTP 503"
     )
     add(
+        "max-connections-per-ip",
+        d.max_connections_per_ip,
+        _positive(int),
+        "connections one address may have open (beyond: HTTP 429), and half the joins it "
+        "may make in 10 s; 0 turns both limits off",
+    )
+    add(
         "open-timeout",
         d.open_timeout,
         _positive(float),
@@ -264,6 +279,15 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         help="let browser pages from ORIGIN (e.g. https://chat.example.com, or *) connect; "
         "repeat for several. Pages served by papo itself are always allowed",
     )
+    add(
+        "tls-cert",
+        None,
+        Path,
+        "serve wss:// and https:// on --port with this certificate chain (PEM; with "
+        "--tls-key); SIGHUP reloads both files",
+        metavar="FILE",
+    )
+    add("tls-key", None, Path, "the private key of --tls-cert (PEM)", metavar="FILE")
     switch("require-password", "every name needs a password (no open names, no guests)")
     switch(
         "no-uvloop",
@@ -285,6 +309,8 @@ def parse_settings(
         parser.error("--memory and --redis exclude each other: choose where the history lives")
     if ns.redis_url and not ns.redis_url.startswith(("redis://", "rediss://", "unix://")):
         parser.error(f"--redis wants a URL like redis://127.0.0.1:6379/0, not {ns.redis_url!r}")
+    if (ns.tls_cert is None) != (ns.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together: the certificate and its key")
     return Settings(
         host=ns.host,
         port=ns.port,
@@ -298,6 +324,7 @@ def parse_settings(
         token_ttl_days=ns.token_ttl_days,
         login_attempts=ns.login_attempts,
         max_connections=ns.max_connections,
+        max_connections_per_ip=ns.max_connections_per_ip,
         open_timeout=ns.open_timeout,
         ping_interval=ns.ping_interval,
         ping_timeout=ns.ping_timeout,
@@ -313,4 +340,6 @@ def parse_settings(
         max_rooms_per_user=max(1, ns.max_rooms_per_user),
         room_creations=ns.room_creations,
         lang=ns.lang,
+        tls_cert=ns.tls_cert,
+        tls_key=ns.tls_key,
     )

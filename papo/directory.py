@@ -51,13 +51,14 @@ class Session:
     one pages further back.
     """
 
-    __slots__ = ("history_before", "id", "link", "opened", "room", "token", "user")
+    __slots__ = ("device", "history_before", "id", "link", "opened", "room", "token", "user")
 
     def __init__(self, session_id: int, link: Link) -> None:
         self.id = session_id
         self.link = link
         self.user: User | None = None
         self.token: str | None = None
+        self.device: str | None = None  # the device (token family) it joined on
         self.opened = time.monotonic()
         self.room: str | None = None
         self.history_before: dict[str, int] = {}

@@ -117,11 +117,46 @@ class Register:
 
 @dataclass(frozen=True, slots=True)
 class Logout:
-    """Revoke the session token and leave."""
+    """End this device (every token of it) and leave; ``all``: every device of the user."""
+
+    all: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Devices:
+    """Ask for the list of the user's devices."""
+
+
+@dataclass(frozen=True, slots=True)
+class Revoke:
+    """End one of the user's devices: its tokens are refused, its sessions closed."""
+
+    device: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChangePassword:
+    """Replace the password (``old`` is the current one); the other devices end."""
+
+    old: str
+    new: str
 
 
 ClientEvent = (
-    Hello | Say | Who | Register | Logout | Join | Part | History | Read | ListRooms | SetTopic
+    Hello
+    | Say
+    | Who
+    | Register
+    | Logout
+    | Join
+    | Part
+    | History
+    | Read
+    | ListRooms
+    | SetTopic
+    | Devices
+    | Revoke
+    | ChangePassword
 )
 
 
@@ -278,6 +313,24 @@ class Users:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    """One device as ``devices`` lists it: times are ISO 8601 UTC, ``current``: this session's."""
+
+    id: str
+    first_seen: str
+    last_seen: str
+    address: str
+    current: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceList:
+    """An answer to ``devices``: the user's devices, the most recently seen first."""
+
+    devices: tuple[DeviceInfo, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Ack:
     """Your message ``cid`` was accepted and stored as ``id``."""
 
@@ -328,4 +381,5 @@ ServerEvent = (
     | HistoryPage
     | ReadMarker
     | RoomList
+    | DeviceList
 )

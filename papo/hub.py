@@ -20,7 +20,14 @@ Stored messages come back from the store through ``store.on_message``, in id
 order, whether they were sent here or on another instance; presence changes
 through ``store.on_presence``; membership, topic and read-marker changes
 through ``store.on_room``. The hub reports its users' session counts to the
-store and never decides alone whether a user joined or left the chat.
+store and never decides alone whether a user joined or left the chat. Devices
+that end (logout, revoke, a password change) come back through
+``store.on_devices``, wherever they ended, and their sessions here are closed.
+
+Every refusal (an ``error`` caused by what a client sent) counts against the
+client's user and address in a sliding window (:class:`~papo.limits.SlidingWindow`):
+past ``flood_refusals`` within ``flood_window`` seconds the connection is
+closed with 1008, and reconnecting does not reset the count.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Coroutine, Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from papo.accounts import Accounts
@@ -37,13 +45,17 @@ from papo.catchup import CatchUp
 from papo.conversation import Room, write_each
 from papo.directory import HubStats, Link, Session, User
 from papo.errors import PapoError, RateLimited
-from papo.i18n import t
-from papo.limits import AttemptLimiter
+from papo.i18n import t, tn
+from papo.limits import AttemptLimiter, SlidingWindow
 from papo.names import direct_key, name_key, room_key
 from papo.presence import Presence
 from papo.protocol import (
     Ack,
+    ChangePassword,
     ClientEvent,
+    DeviceInfo,
+    DeviceList,
+    Devices,
     Error,
     Hello,
     History,
@@ -56,6 +68,7 @@ from papo.protocol import (
     ProtocolError,
     Read,
     Register,
+    Revoke,
     Say,
     ServerEvent,
     SetTopic,
@@ -71,6 +84,12 @@ log = logging.getLogger(__name__)
 DEFAULT_ROOM = "#geral"
 MAX_ROOMS_PER_USER = 100
 ROOM_CREATIONS_PER_MINUTE = 5
+#: More refusals than this within FLOOD_WINDOW seconds, per user or per address: close 1008.
+FLOOD_REFUSALS = 100
+FLOOD_WINDOW = 10.0
+#: Joins (``hello``, guests) per address within JOIN_WINDOW seconds (0: no limit).
+JOINS_PER_ADDRESS = 100
+JOIN_WINDOW = 10.0
 
 
 class Hub:
@@ -88,8 +107,14 @@ class Hub:
         default_room: str = DEFAULT_ROOM,
         max_rooms_per_user: int = MAX_ROOMS_PER_USER,
         room_creations: AttemptLimiter | None = None,
+        flood_refusals: int = FLOOD_REFUSALS,
+        flood_window: float = FLOOD_WINDOW,
+        joins_per_address: int = JOINS_PER_ADDRESS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
+        #: The monotonic clock of rate buckets and flood windows (tests pass a fake one).
+        self.clock = clock
         self.accounts = accounts
         self.presence_grace = presence_grace
         self.guests = guests
@@ -101,6 +126,8 @@ class Hub:
         self.room_creations_by_address = AttemptLimiter(
             4 * self.room_creations.limit, self.room_creations.window, self.room_creations.clock
         )
+        self.floods = SlidingWindow(flood_refusals, flood_window, clock)
+        self.joins = SlidingWindow(joins_per_address, JOIN_WINDOW, clock)
         self.pool: dict[int, Session] = {}
         self.members: dict[int, Session] = {}  # live joined sessions: the default room's fan-out
         self.users: dict[str, User] = {}  # online users (and users in their grace period)
@@ -118,6 +145,7 @@ class Hub:
         store.on_message = self._deliver
         store.on_presence = self.presence.announce
         store.on_room = self.room_ops.changed
+        store.on_devices = self._devices_ended
 
     # ------------------------------------------------------------ connections
 
@@ -167,13 +195,18 @@ class Hub:
             if isinstance(event, Say):
                 await self.say(session, event)
             elif isinstance(event, Hello):
+                self.admit(session)
                 await self.presence.hello(session, event, rename=rename)
             elif isinstance(event, Who):
                 self.send(session, await self.who())
             elif isinstance(event, Register):
                 await self.register(session, event.password)
             elif isinstance(event, Logout):
-                await self.logout(session)
+                await self.logout(session, everywhere=event.all)
+            elif isinstance(event, Devices | Revoke | ChangePassword):
+                user = self._user(session)
+                self.take(session, user)
+                await self.devices_request(session, user, event)
             else:
                 user = self._user(session)
                 self.take(session, user)
@@ -192,6 +225,7 @@ class Hub:
                     await self.room_ops.list_rooms(session, user)
         except PapoError as exc:
             self.send(session, Error(exc.code, exc.message, _cid(event)))
+            self.refused(session)
         except StoreError as exc:
             log.error("store failure for conn %d: %s", session.id, exc)
             message = t("the server cannot store this now; nothing was sent, try again")
@@ -203,11 +237,34 @@ class Hub:
             return
         self.stats.rate_limited += 1
         if user.bucket.refused > 2 * self.burst:
-            self.stats.flood_closes += 1
-            session.link.close(1008, "flooding: too many messages")
+            self._flood_close(session)
         raise RateLimited(
             t("slow down: at most {rate} messages a second", rate=format(self.rate, "g"))
         )
+
+    def refused(self, session: Session) -> None:
+        """Count one refusal against the session's user and address; past the flood
+        limit within the window, close the connection with 1008.
+
+        Counted per user *and* per address, so that neither a reconnect nor a
+        new name starts the count again.
+        """
+        over = self.floods.hit("@" + session.link.address)
+        if session.user is not None and self.floods.hit(session.user.key):
+            over = True
+        if over:
+            self._flood_close(session)
+
+    def _flood_close(self, session: Session) -> None:
+        if not session.link.closed:
+            self.stats.flood_closes += 1
+            log.warning("conn %d from %s: flooding; closing", session.id, session.link.address)
+            session.link.close(1008, "flooding: too many refused requests")
+
+    def admit(self, session: Session) -> None:
+        """Count one join from the session's address; refuse it past the limit."""
+        if self.joins.hit(session.link.address):
+            raise RateLimited(t("too many joins from your address; wait a few seconds"))
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run ``coro`` in the background; a failure is logged."""
@@ -300,17 +357,100 @@ class Hub:
         return Users(tuple(online))
 
     async def register(self, session: Session, password: str) -> None:
+        """Protect the user's name; whoever else used it while it was open is logged out."""
         user = self._user(session)
         if user.guest:
             raise ProtocolError("not_joined", t("choose a name first: /nick NAME"))
         await self.accounts.register(user.name, password)
+        await self.store.end_devices(user.key, keep=session.device)
         self.send(session, Notice(t("{name} is now protected by a password", name=user.name)))
 
-    async def logout(self, session: Session) -> None:
-        self._user(session)
-        if session.token is not None:
-            await self.accounts.revoke(session.token)
+    async def logout(self, session: Session, *, everywhere: bool = False) -> None:
+        """End this session's device (every token of it), or every device of the user."""
+        user = self._user(session)
+        if everywhere:
+            await self._protected(user)
+            await self.store.end_devices(user.key)
+        elif session.device is not None:
+            await self.store.end_devices(user.key, [session.device])
         session.link.close(1000, "logged out")
+
+    async def devices_request(
+        self, session: Session, user: User, event: Devices | Revoke | ChangePassword
+    ) -> None:
+        """List the user's devices, end one, or change the password (ending the others)."""
+        await self._protected(user)
+        if isinstance(event, ChangePassword):
+            address = session.link.address
+            await self.accounts.change_password(user.name, event.old, event.new, address)
+            ended = await self.store.end_devices(user.key, keep=session.device)
+            self.send(
+                session,
+                Notice(
+                    tn(
+                        "password changed; {n} other device logged out",
+                        "password changed; {n} other devices logged out",
+                        len(ended),
+                    )
+                ),
+            )
+        elif isinstance(event, Revoke):
+            if not await self.store.end_devices(user.key, [event.device]):
+                raise ProtocolError(
+                    "unknown_device",
+                    t("you have no device {id}; /devices lists them", id=event.device),
+                )
+            self.send(session, Notice(t("device {id} is logged out", id=event.device)))
+        else:
+            devices = sorted(
+                await self.store.devices(user.key), key=lambda d: d.last_seen, reverse=True
+            )
+            self.send(
+                session,
+                DeviceList(
+                    tuple(
+                        DeviceInfo(
+                            d.id,
+                            _iso(d.first_seen),
+                            _iso(d.last_seen),
+                            d.address,
+                            d.id == session.device,
+                        )
+                        for d in devices
+                    )
+                ),
+            )
+
+    async def _protected(self, user: User) -> None:
+        """Refuse unless the user's name has a password: an open name's devices are
+        anybody's (and their addresses are nobody else's business)."""
+        account = None if user.guest else await self.store.get_account(user.key)
+        if account is None or not account.protected:
+            raise ProtocolError(
+                "not_protected",
+                t(
+                    "only a name with a password has devices to manage: "
+                    "/register PASSWORD protects {name}",
+                    name=user.name,
+                ),
+            )
+
+    def _devices_ended(self, key: str, ids: frozenset[str] | None, keep: str | None) -> None:
+        """Devices of ``key`` ended (here or on another instance): close their sessions here.
+
+        ``ids`` None: every session of the user but those of device ``keep``.
+        """
+        for session in list(self.pool.values()):
+            device = session.device
+            if keep is not None and device == keep:
+                continue
+            user = session.user
+            if ids is None:
+                hit = user is not None and user.key == key
+            else:
+                hit = device in ids and (user is None or user.key == key)
+            if hit:
+                session.link.close(1000, "logged out")
 
     # ------------------------------------------------------------ shutdown
 
@@ -324,3 +464,7 @@ class Hub:
 
 def _cid(event: ClientEvent) -> str | None:
     return event.cid if isinstance(event, Say) else None
+
+
+def _iso(seconds: float) -> str:
+    return utc_timestamp(datetime.fromtimestamp(seconds, UTC))

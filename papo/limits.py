@@ -78,3 +78,58 @@ class TokenBucket:
             return True
         self.refused += 1
         return False
+
+
+class SlidingWindow:
+    """Events per key over the last ``window`` seconds: :meth:`hit` says when a key passed
+    ``limit`` (0: never).
+
+    What closes a flood: unlike a token bucket's run of refusals, which a
+    client sending at ten times the rate resets with every token it gets back,
+    the count of the last seconds keeps growing for as long as the flood goes
+    on. Only the newest ``limit + 1`` stamps of a key are kept, and keys whose
+    newest stamp left the window are swept out as the table grows.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        window: float,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = 100_000,
+    ) -> None:
+        self.limit = limit
+        self.window = window
+        self.clock = clock
+        self.max_keys = max_keys
+        self._stamps: dict[str, deque[float]] = {}
+        self._sweep_at = min(1024, max_keys)
+
+    def hit(self, key: str) -> bool:
+        """Count one event of ``key`` now; True when more than ``limit`` fell in the window."""
+        if self.limit <= 0:
+            return False
+        now = self.clock()
+        stamps = self._stamps.get(key)
+        if stamps is None:
+            if len(self._stamps) >= self._sweep_at:
+                self._sweep(now)
+            stamps = self._stamps[key] = deque(maxlen=self.limit + 1)
+        stamps.append(now)
+        return len(stamps) > self.limit and stamps[0] > now - self.window
+
+    def count(self, key: str) -> int:
+        """How many events of ``key`` fell in the window (at most ``limit + 1``)."""
+        stamps = self._stamps.get(key)
+        if stamps is None:
+            return 0
+        horizon = self.clock() - self.window
+        return sum(1 for stamp in stamps if stamp > horizon)
+
+    def _sweep(self, now: float) -> None:
+        horizon = now - self.window
+        for key in [k for k, stamps in self._stamps.items() if stamps[-1] <= horizon]:
+            del self._stamps[key]
+        while len(self._stamps) >= self.max_keys:  # bound memory under a spray of keys
+            self._stamps.pop(next(iter(self._stamps)))
+        self._sweep_at = min(self.max_keys, max(1024, 2 * len(self._stamps)))

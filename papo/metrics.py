@@ -26,6 +26,7 @@ class TransportStats:
     slow_consumer_closes: int = 0
     refused_full: int = 0
     refused_origin: int = 0
+    refused_per_ip: int = 0
 
 
 class _HubCollector(Collector):
@@ -64,8 +65,11 @@ class _HubCollector(Collector):
             ),
             (
                 "papo_refused_connections_total",
-                "Handshakes refused: server full (503) or foreign origin (403)",
-                self.transport.refused_full + self.transport.refused_origin,
+                "Handshakes refused: server full (503), foreign origin (403) or too many "
+                "from one address (429)",
+                self.transport.refused_full
+                + self.transport.refused_origin
+                + self.transport.refused_per_ip,
             ),
         ]
         for name, doc, value in counters:

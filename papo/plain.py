@@ -8,6 +8,8 @@ nobody can forge a notice or drive the reader's terminal.
 from __future__ import annotations
 
 from papo.events import (
+    DeviceInfo,
+    DeviceList,
     Error,
     Gap,
     Member,
@@ -90,7 +92,21 @@ def _says(event: ServerEvent, lang: str) -> Says | None:
             for u in event.users
         )
         return t("* online ({count}): {names}", count=len(event.users), names=listed)
+    if isinstance(event, DeviceList):
+        devices = "; ".join(render(_device_info(d), lang) for d in event.devices)
+        return t("* your devices ({count}): {devices}", count=len(event.devices), devices=devices)
     return _rooms_says(event, lang)
+
+
+def _device_info(device: DeviceInfo) -> Says:
+    values = {
+        "id": visible(device.id),
+        "address": visible(device.address),
+        "when": visible(device.last_seen[:16].replace("T", " ")) + " UTC",
+    }
+    if device.current:
+        return t("{id} (this one), from {address}, last seen {when}", **values)
+    return t("{id}, from {address}, last seen {when}", **values)
 
 
 def _rooms_says(event: ServerEvent, lang: str) -> Says | None:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Literal
 
 from papo.catchup import RECENT_CONTEXT
 from papo.directory import GUEST_PREFIX, Session, User, is_guest
+from papo.errors import RateLimited
 from papo.i18n import t
 from papo.limits import TokenBucket
 from papo.names import name_key
@@ -108,6 +109,7 @@ class Presence:
         if session.id not in hub.pool:  # closed while we checked
             return
         session.token = identity.token
+        session.device = identity.device
         state = await hub.store.user_state(identity.key, identity.name, hub.home)
         if session.id not in hub.pool:
             self._abandon(identity.key, identity.name)
@@ -167,6 +169,12 @@ class Presence:
     async def join_guest(self, session: Session) -> None:
         """Join a plain-text connection under a fresh ``guest-NNNN`` name (not announced)."""
         hub = self.hub
+        try:
+            hub.admit(session)
+        except RateLimited as exc:
+            hub.send(session, Error(exc.code, exc.message))
+            hub.refused(session)
+            return
         digits = 4
         while True:
             for _ in range(20):
@@ -202,7 +210,7 @@ class Presence:
     def _reserve_guest(self, name: str) -> None:
         """Hold a guest name while its state loads, so two guests cannot draw it."""
         hub = self.hub
-        bucket = TokenBucket(hub.rate, hub.burst)
+        bucket = TokenBucket(hub.rate, hub.burst, hub.clock)
         hub.users[name] = User(name, name, bucket, guest=True)
 
     def enter(self, session: Session, name: str, key: str, state: UserState) -> None:
@@ -211,7 +219,7 @@ class Presence:
         user = hub.users.get(key)
         if user is None or (user.guest and not user.sessions and user.leave_timer is None):
             if user is None:
-                bucket = TokenBucket(hub.rate, hub.burst)
+                bucket = TokenBucket(hub.rate, hub.burst, hub.clock)
                 user = hub.users[key] = User(key, name, bucket, guest=is_guest(key))
                 if not user.guest:
                     hub.spawn(hub.store.set_online(key, name, True))

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from papo.devices import MAX_DEVICE_ID
 from papo.errors import ProtocolError as ProtocolError  # noqa: PLC0414 (re-exported)
 from papo.events import (
     DEFAULT_HISTORY,
@@ -31,8 +32,12 @@ from papo.events import (
     MAX_SECRET_LENGTH,
     MAX_TOPIC,
     Ack,
+    ChangePassword,
     ClientEvent,
     Conversation,
+    DeviceInfo,
+    DeviceList,
+    Devices,
     DirectState,
     Error,
     Gap,
@@ -52,6 +57,7 @@ from papo.events import (
     Read,
     ReadMarker,
     Register,
+    Revoke,
     RoomInfo,
     RoomJoined,
     RoomList,
@@ -80,8 +86,12 @@ __all__ = [
     "MAX_SECRET_LENGTH",
     "MAX_TOPIC",
     "Ack",
+    "ChangePassword",
     "ClientEvent",
     "Conversation",
+    "DeviceInfo",
+    "DeviceList",
+    "Devices",
     "DirectState",
     "Error",
     "Gap",
@@ -103,6 +113,7 @@ __all__ = [
     "Read",
     "ReadMarker",
     "Register",
+    "Revoke",
     "RoomInfo",
     "RoomJoined",
     "RoomList",
@@ -201,7 +212,26 @@ def parse_client(raw: str | bytes, *, max_text: int = DEFAULT_MAX_TEXT) -> Clien
             raise ProtocolError("missing_field", t("'register' needs a non-empty 'password'"))
         return Register(password)
     if kind == "logout":
-        return Logout()
+        everywhere = data.get("all", False)
+        if not isinstance(everywhere, bool):
+            raise ProtocolError("bad_field", t("the field 'all' must be true or false"))
+        return Logout(all=everywhere)
+    if kind == "devices":
+        return Devices()
+    if kind == "revoke":
+        device = _required_str(data, "device")
+        if not device or len(device) > MAX_DEVICE_ID:
+            raise ProtocolError(
+                "bad_field", t("the field 'device' has 1 to {max} characters", max=MAX_DEVICE_ID)
+            )
+        return Revoke(device)
+    if kind == "password":
+        old, new = _secret(data, "old"), _secret(data, "new")
+        if not old or not new:
+            raise ProtocolError(
+                "missing_field", t("'password' needs a non-empty 'old' and 'new' password")
+            )
+        return ChangePassword(old, new)
     raise ProtocolError("unknown_type", t("unknown event type {type}", type=repr(short(kind))))
 
 
@@ -438,6 +468,20 @@ def to_wire(event: ServerEvent, lang: str = DEFAULT_LANGUAGE) -> dict[str, Any]:
         return {
             "type": "users",
             "users": [{"name": u.name, "sessions": u.sessions} for u in event.users],
+        }
+    if isinstance(event, DeviceList):
+        return {
+            "type": "devices",
+            "devices": [
+                {
+                    "id": d.id,
+                    "first_seen": d.first_seen,
+                    "last_seen": d.last_seen,
+                    "address": d.address,
+                    "current": d.current,
+                }
+                for d in event.devices
+            ],
         }
     return {"type": "notice", "text": render(event.text, lang)}
 

@@ -10,8 +10,12 @@ from typing import Any
 
 from papo.events import (
     Ack,
+    ChangePassword,
     ClientEvent,
     Conversation,
+    DeviceInfo,
+    DeviceList,
+    Devices,
     DirectState,
     Error,
     Gap,
@@ -29,6 +33,7 @@ from papo.events import (
     Read,
     ReadMarker,
     Register,
+    Revoke,
     RoomInfo,
     RoomJoined,
     RoomList,
@@ -93,6 +98,19 @@ def parse_server(raw: str | bytes) -> ServerEvent:
             return Gap(int(data["after"]), int(data["oldest"]))
         if kind in ("room", "member", "history", "read", "rooms"):
             return _parse_room_event(kind, data)
+        if kind == "devices":
+            return DeviceList(
+                tuple(
+                    DeviceInfo(
+                        str(d["id"]),
+                        str(d["first_seen"]),
+                        str(d["last_seen"]),
+                        str(d["address"]),
+                        bool(d["current"]),
+                    )
+                    for d in data["devices"]
+                )
+            )
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, ProtocolError):
             raise
@@ -195,6 +213,12 @@ def encode_client(event: ClientEvent) -> str:
         wire = {"type": "register", "password": event.password}
     elif isinstance(event, Who):
         wire = {"type": "who"}
+    elif isinstance(event, Devices):
+        wire = {"type": "devices"}
+    elif isinstance(event, Revoke):
+        wire = {"type": "revoke", "device": event.device}
+    elif isinstance(event, ChangePassword):
+        wire = {"type": "password", "old": event.old, "new": event.new}
     else:
-        wire = {"type": "logout"}
+        wire = {"type": "logout", "all": True} if event.all else {"type": "logout"}
     return json.dumps(wire, ensure_ascii=False, separators=(",", ":"))

@@ -87,7 +87,28 @@ CREATE TABLE IF NOT EXISTS accounts_set_aside (
     kept TEXT NOT NULL,
     set_aside REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS devices (
+    id TEXT PRIMARY KEY,
+    user_key TEXT NOT NULL,
+    gen INTEGER NOT NULL,
+    used INTEGER NOT NULL,
+    prev INTEGER NOT NULL,
+    superseded_at REAL NOT NULL,
+    first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    address TEXT NOT NULL,
+    expires REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS devices_user ON devices (user_key);
+CREATE TABLE IF NOT EXISTS health (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    checked REAL NOT NULL
+);
 """
+
+DEVICE_COLUMNS = (
+    "id, user_key, gen, used, prev, superseded_at, first_seen, last_seen, address, expires"
+)
 
 # Before rooms, messages had no conversation: public ones were the one room's.
 MIGRATE_CONVERSATIONS = """

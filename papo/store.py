@@ -37,6 +37,8 @@ from papo.protocol import Message, UserInfo
 if TYPE_CHECKING:
     from collections.abc import Collection
 
+    from papo.devices import Device
+
 DEFAULT_RETENTION = 100_000
 RING_SIZE = 20_000
 
@@ -190,6 +192,9 @@ Deliver = Callable[[Stored, "int | None"], None]
 Announce = Callable[[Literal["join", "leave"], str, str], None]
 #: Called with every membership, topic and read-marker change, once stored.
 RoomChanged = Callable[[RoomChange], None]
+#: Called when devices of a user ended (logout, revoke, a password change), on every
+#: instance: ``(user key, the device ids or None for all of them, a device kept)``.
+DevicesEnded = Callable[[str, "frozenset[str] | None", "str | None"], None]
 
 
 class Store(Protocol):
@@ -199,6 +204,7 @@ class Store(Protocol):
     on_message: Deliver
     on_presence: Announce
     on_room: RoomChanged
+    on_devices: DevicesEnded
 
     async def open(self) -> None:
         """Prepare the store (create files and tables, load the recent history)."""
@@ -223,6 +229,30 @@ class Store(Protocol):
 
     async def is_revoked(self, token_id: str) -> bool:
         """Whether a token was revoked."""
+
+    # ------------------------------------------------------------ devices (papo.devices)
+
+    async def devices(self, key: str) -> list[Device]:
+        """The devices (token families) of the user ``key`` whose tokens have not expired."""
+
+    async def add_device(self, device: Device) -> None:
+        """Keep a new device; the user's expired ones and the least recently seen
+        beyond :data:`~papo.devices.MAX_DEVICES` are dropped."""
+
+    async def refresh_device(
+        self, key: str, device_id: str, gen: int, *, now: float, address: str, ttl: float
+    ) -> Device | None:
+        """Atomically apply :meth:`~papo.devices.Device.refreshed` to a device of ``key``
+        and keep the result; None (and nothing changed) when it is unknown or refuses."""
+
+    async def end_devices(
+        self, key: str, ids: Collection[str] | None = None, *, keep: str | None = None
+    ) -> list[str]:
+        """Remove devices of ``key``: ``ids``, or every one but ``keep``; the ids removed.
+
+        :attr:`on_devices` hears it on every instance (here before this returns),
+        so the sessions that joined with those devices end everywhere.
+        """
 
     async def append(self, message: Stored, origin: int | None = None) -> tuple[Stored, bool]:
         """Store ``message`` (its ``id`` is ignored); ``(stored, new)``.
@@ -344,6 +374,7 @@ class LocalPresence:
         self.on_message: Deliver = no_delivery
         self.on_presence: Announce = no_announcement
         self.on_room: RoomChanged = no_room_change
+        self.on_devices: DevicesEnded = no_devices_ended
 
     def present(self, key: str, name: str, sessions: int) -> None:
         first = key not in self._present
@@ -383,6 +414,10 @@ def no_announcement(event: Literal["join", "leave"], key: str, name: str) -> Non
 
 def no_room_change(change: RoomChange) -> None:
     """The :attr:`Store.on_room` of a store no hub is using yet."""
+
+
+def no_devices_ended(key: str, ids: frozenset[str] | None, keep: str | None) -> None:
+    """The :attr:`Store.on_devices` of a store no hub is using yet."""
 
 
 class MessageLog:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import bisect
 import heapq
 import secrets
+import time
 from collections.abc import Collection
 
+from papo.devices import Device, beyond_limit
 from papo.store import (
     DEFAULT_RETENTION,
     RING_SIZE,
@@ -34,6 +36,7 @@ class MemoryStore(LocalRooms):
         self._secret = secrets.token_bytes(32)
         self._accounts: dict[str, Account] = {}
         self._revoked: set[str] = set()
+        self._devices: dict[str, dict[str, Device]] = {}  # user key → device id → device
         #: conversation key → its messages, oldest first (ids increase)
         self._convs: dict[str, list[Stored]] = {}
 
@@ -64,6 +67,36 @@ class MemoryStore(LocalRooms):
 
     async def is_revoked(self, token_id: str) -> bool:
         return token_id in self._revoked
+
+    async def devices(self, key: str) -> list[Device]:
+        now = time.time()
+        return [d for d in self._devices.get(key, {}).values() if d.expires > now]
+
+    async def add_device(self, device: Device) -> None:
+        kept = self._devices.setdefault(device.user_key, {})
+        kept[device.id] = device
+        for gone in beyond_limit(list(kept.values()), time.time()):
+            del kept[gone]
+
+    async def refresh_device(
+        self, key: str, device_id: str, gen: int, *, now: float, address: str, ttl: float
+    ) -> Device | None:
+        kept = self._devices.get(key, {})
+        device = kept.get(device_id)
+        fresh = None if device is None else device.refreshed(gen, now, address, ttl)
+        if fresh is not None:
+            kept[device_id] = fresh
+        return fresh
+
+    async def end_devices(
+        self, key: str, ids: Collection[str] | None = None, *, keep: str | None = None
+    ) -> list[str]:
+        kept = self._devices.get(key, {})
+        gone = [i for i in (kept if ids is None else ids) if i in kept and i != keep]
+        for device_id in gone:
+            del kept[device_id]
+        self.on_devices(key, None if ids is None else frozenset(ids), keep)
+        return gone
 
     async def append(self, message: Stored, origin: int | None = None) -> tuple[Stored, bool]:
         earlier = self.log.duplicate(message.sender_key, message.cid)

@@ -21,7 +21,10 @@ allows):
 ``{papo}:rooms``                every room's key
 ``{papo}:cid:<sender>:<cid>``   a message id by its client id, for a day
 ``{papo}:account:<key>``        an account (a hash)
-``{papo}:revoked:<token id>``   a revoked token, until it would expire anyway
+``{papo}:revoked:<token id>``   a revoked token (from before devices), until it would expire
+``{u:<user>}:devices``          the user's devices (token families): id → JSON, expiring
+                                with the newest token
+``{papo}:health:<instance>``    the probe write of a health check while writes fail
 ``{papo}:secret``               the token-signing secret, created once
 ``{papo}:instances``            live instances, scored by their last heartbeat
 ``{papo}:presence:<instance>``  that instance's users: key → "sessions<TAB>name"
@@ -58,13 +61,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, cast
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, WatchError
 
+from papo.devices import Device, beyond_limit, device_from_json
 from papo.store import DEFAULT_RETENTION, Account, RoomRecord, Stored, StoreError
 from papo.store_redis_base import (
     CID_TTL,
@@ -79,12 +84,14 @@ from papo.store_redis_base import (
     _entry,
     _safe,
     log,
+    user_devices,
 )
 from papo.store_redis_rooms import RedisRooms
 
 __all__ = ["RedisStore"]
 
 APPEND_BATCH = 500  # messages per append script call at most
+REFRESH_TRIES = 10  # optimistic retries of a device refresh that raced another
 WAKE_TTL = 86_400  # an instance's wake stream outlives a crash by a day at most
 
 
@@ -198,19 +205,34 @@ class RedisStore(RedisRooms):
                 if not isinstance(exc, RedisError | OSError):
                     log.exception("appending failed unexpectedly")
                 error = StoreError(f"cannot store the message in Redis: {exc}")
+                self.health.failed(str(error))
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(error)
                 continue
+            self.health.succeeded()
             self.observe_commit(time.perf_counter() - started)
             for index, (_, future) in enumerate(batch):
                 if not future.done():
                     future.set_result((bool(reply[2 * index]), int(reply[2 * index + 1])))
 
     async def ping(self) -> None:
+        """Redis answers, the reader reads, and the last writes succeeded (while they
+        failed, a small probe write is tried: see :mod:`papo.health`)."""
         await self._call(self._redis.ping, "Redis does not answer")
         if not self._reading:
             raise StoreError(self._problem)
+        if self.health.problem is None:
+            return
+        with contextlib.suppress(StoreError):  # recorded by _call
+            await self._call(
+                lambda: self._redis.set(f"{PREFIX}health:{self.instance}", int(time.time()), ex=60),
+                "cannot write to Redis",
+            )
+            self.health.succeeded()
+        problem = self.health.problem
+        if problem is not None:
+            raise StoreError(problem)
 
     # ---------------------------------------------------------------- presence
 
@@ -348,3 +370,88 @@ class RedisStore(RedisRooms):
             "cannot check the token in Redis",
         )
         return bool(count)
+
+    # ---------------------------------------------------------------- devices
+
+    async def devices(self, key: str) -> list[Device]:
+        fields = cast(
+            dict[str, str],
+            await self._call(
+                lambda: self._redis.hgetall(user_devices(key)), "cannot read the devices from Redis"
+            ),
+        )
+        now = time.time()
+        found = (device_from_json(raw) for raw in fields.values())
+        return [d for d in found if d is not None and d.expires > now]
+
+    async def add_device(self, device: Device) -> None:
+        hash_key = user_devices(device.user_key)
+
+        async def add() -> None:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hset(hash_key, device.id, device.to_json())
+                # Every device expires at most a token lifetime after its last
+                # write, and this write is the newest: the hash may go with it.
+                pipe.expireat(hash_key, int(device.expires) + 60)
+                pipe.hgetall(hash_key)
+                replies = await pipe.execute()
+            kept = cast(dict[str, str], replies[-1])
+            parsed = {field: device_from_json(raw) for field, raw in kept.items()}
+            damaged = [field for field, d in parsed.items() if d is None]
+            gone = beyond_limit([d for d in parsed.values() if d is not None], time.time())
+            if damaged or gone:
+                await self._redis.hdel(hash_key, *damaged, *gone)
+
+        await self._call(add, "cannot keep the device in Redis")
+
+    async def refresh_device(
+        self, key: str, device_id: str, gen: int, *, now: float, address: str, ttl: float
+    ) -> Device | None:
+        hash_key = user_devices(key)
+
+        async def refresh() -> Device | None:
+            # Optimistic: WATCH the user's devices, apply Device.refreshed, and
+            # write only if nobody changed them meanwhile (another instance
+            # refreshing or ending one); otherwise read again.
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for _ in range(REFRESH_TRIES):
+                    try:
+                        await pipe.watch(hash_key)
+                        raw = await pipe.hget(hash_key, device_id)
+                        device = None if raw is None else device_from_json(str(raw))
+                        if device is None or device.user_key != key:
+                            return None
+                        fresh = device.refreshed(gen, now, address, ttl)
+                        if fresh is None:
+                            return None
+                        pipe.multi()  # type: ignore[no-untyped-call]
+                        pipe.hset(hash_key, device_id, fresh.to_json())
+                        pipe.expireat(hash_key, int(fresh.expires) + 60)
+                        await pipe.execute()
+                        return fresh
+                    except WatchError:
+                        continue
+            raise StoreError("the device changed on every try; try again")
+
+        return await self._call(refresh, "cannot refresh the device in Redis")
+
+    async def end_devices(
+        self, key: str, ids: Collection[str] | None = None, *, keep: str | None = None
+    ) -> list[str]:
+        hash_key = user_devices(key)
+        wanted = None if ids is None else sorted(ids)
+        event = json.dumps(
+            {"e": "devices", "k": key, "n": "", "d": wanted, "keep": keep, "i": self.instance}
+        )
+
+        async def end() -> list[str]:
+            found = cast(list[str], await self._redis.hkeys(hash_key))
+            gone = [i for i in found if i != keep and (wanted is None or i in wanted)]
+            if gone:
+                await self._redis.hdel(hash_key, *gone)
+            await self._redis.publish(EVENTS, event)  # the other instances close theirs
+            return gone
+
+        gone = await self._call(end, "cannot end the devices in Redis")
+        self.on_devices(key, None if ids is None else frozenset(ids), keep)
+        return gone

@@ -24,6 +24,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from papo import redis_scripts
+from papo.health import WriteHealth
 from papo.names import DIRECT_PREFIX
 from papo.protocol import UserInfo
 from papo.store import (
@@ -31,6 +32,7 @@ from papo.store import (
     RING_SIZE,
     Announce,
     Deliver,
+    DevicesEnded,
     MessageLog,
     RoomChanged,
     RoomRecord,
@@ -38,6 +40,7 @@ from papo.store import (
     StoreError,
     no_announcement,
     no_delivery,
+    no_devices_ended,
     no_room_change,
 )
 
@@ -80,6 +83,11 @@ def room_members(room_key: str) -> str:
 
 def user_directs(key: str) -> str:
     return f"{{u:{key}}}:directs"
+
+
+def user_devices(key: str) -> str:
+    """A user's devices (:mod:`papo.devices`): device id → the device as JSON."""
+    return f"{{u:{key}}}:devices"
 
 
 class RedisLog(MessageLog):
@@ -165,6 +173,9 @@ class RedisBase:
         self.on_message: Deliver = no_delivery
         self.on_presence: Announce = no_announcement
         self.on_room: RoomChanged = no_room_change
+        self.on_devices: DevicesEnded = no_devices_ended
+        #: What the last writes said, for ``/healthz``.
+        self.health = WriteHealth()
         # One immediate retry, on a broken connection only, lets a command find
         # a fresh connection after Redis restarted; a timeout is not retried,
         # as the command may have run.
@@ -205,6 +216,7 @@ class RedisBase:
         try:
             return await fn()
         except RedisError as exc:
+            self.health.failed(f"{what}: {exc}")
             raise StoreError(f"{what}: {exc}") from exc
 
     def _lost(self, problem: str, failures: int) -> None:

@@ -7,6 +7,9 @@ rooms' keys), ``{u:<key>}:read`` (conversation → newest id read) and
 ``{u:<key>}:directs`` (direct conversation → other user's key and name, written
 by the append script).
 
+Devices that end (:mod:`papo.devices`) are published there too, so every
+instance closes their sessions.
+
 Every change is made by one script that also publishes it on ``{papo}:events``;
 every instance's event worker hands it to :attr:`~papo.store.Store.on_room`,
 this instance's included, so a join on one instance reaches the user's
@@ -256,6 +259,9 @@ class RedisRooms(RedisReader):
         if kind == "room":
             await self._room_event(event, key, name)
             return
+        if kind == "devices":
+            self._devices_event(event, key)
+            return
         if kind == "join":
             self._anywhere.add(key)
         elif kind == "leave":
@@ -263,6 +269,18 @@ class RedisRooms(RedisReader):
         else:
             return
         self.on_presence(cast(Literal["join", "leave"], kind), key, name)
+
+    def _devices_event(self, event: dict[str, Any], key: str) -> None:
+        """Devices of ``key`` ended on another instance: close their sessions here too
+        (the instance that ended them did so already)."""
+        if event.get("i") == self.instance:
+            return
+        ids, keep = event.get("d"), event.get("keep")
+        self.on_devices(
+            key,
+            None if ids is None else frozenset(str(i) for i in ids),
+            None if keep is None else str(keep),
+        )
 
     async def _room_event(self, event: dict[str, Any], key: str, name: str) -> None:
         kind, conv = str(event.get("kind")), str(event.get("c", ""))

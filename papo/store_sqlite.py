@@ -38,11 +38,14 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
+from papo.devices import Device, beyond_limit
+from papo.health import WriteHealth
 from papo.membership import Memberships
 from papo.sqlite_keys import migrate_keys
 from papo.sqlite_schema import (
     COLUMNS,
     CONV_INDEX,
+    DEVICE_COLUMNS,
     MIGRATE_CONVERSATIONS,
     SCHEMA,
     row_to_stored,
@@ -89,6 +92,8 @@ class SqliteStore(LocalRooms):
         self._closing = False
         #: Called with the seconds each batch commit took (metrics set it).
         self.observe_commit: Callable[[float], None] = lambda seconds: None
+        #: What the last writes said, for ``/healthz``.
+        self.health = WriteHealth()
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T], *, transaction: bool = True) -> T:
         """Run ``fn`` on the store's thread (in one transaction unless told otherwise)."""
@@ -104,7 +109,11 @@ class SqliteStore(LocalRooms):
             except sqlite3.Error as exc:
                 raise StoreError(f"{self.path}: {exc}") from exc
 
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        except StoreError as exc:
+            self.health.failed(str(exc))
+            raise
 
     async def open(self) -> None:
         def connect() -> None:
@@ -166,10 +175,11 @@ class SqliteStore(LocalRooms):
         earlier = self.log.duplicate(message.sender_key, message.cid)
         if earlier is not None:
             return (await earlier if isinstance(earlier, asyncio.Future) else earlier), False
-        stored = self.log.assign(message)
+        # The id is given when the message's batch is written, so a batch that
+        # fails gives its ids back: a failed message consumes none.
         future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
-        self.log.pending(stored, future)
-        self._queue.append((stored, origin, future))
+        self.log.pending(message, future)
+        self._queue.append((message, origin, future))
         self._wake.set()
         return await future, True
 
@@ -182,26 +192,29 @@ class SqliteStore(LocalRooms):
                 self._wake.clear()
                 continue
             batch, self._queue = self._queue, []
-            messages = [stored for stored, _, _ in batch]
+            before = self.log.assigned  # only this loop gives ids
+            messages = [self.log.assign(message) for message, _, _ in batch]
             started = time.perf_counter()
             try:
                 oldest, trims = await self._run(partial(self._insert, messages=messages))
             except StoreError as exc:
                 log.error("could not store %d message(s): %s", len(batch), exc)
-                for stored, _, future in batch:
-                    self.log.failed(stored)
+                self.log.assigned = before  # nothing was stored: the ids are not used up
+                for message, _, future in batch:
+                    self.log.failed(message)
                     if not future.done():
                         future.set_exception(exc)
                 continue
+            self.health.succeeded()
             self.observe_commit(time.perf_counter() - started)
             self.log.commit(messages)
             self.log.trimmed(oldest)
             for conv, kept in trims.items():
                 self.log.trim_conversation(conv, kept)
             self._directs_of(messages)
-            for stored, origin, _ in batch:
+            for stored, (_, origin, _) in zip(messages, batch, strict=True):
                 self.on_message(stored, origin)
-            for stored, _, future in batch:
+            for stored, (_, _, future) in zip(messages, batch, strict=True):
                 if not future.done():
                     future.set_result(stored)
 
@@ -382,7 +395,25 @@ class SqliteStore(LocalRooms):
 
     async def ping(self) -> None:
         """Check that a write could happen now (a read alone succeeds under WAL even
-        when another process holds the write lock)."""
+        when another process holds the write lock), and that the last writes did.
+
+        While writes fail (a full disk), a small real write is tried: its
+        success makes the store healthy again even when nobody is sending.
+        """
+        if self.health.problem is not None:
+            try:
+                await self._run(
+                    lambda db: db.execute(
+                        "INSERT OR REPLACE INTO health (id, checked) VALUES (1, ?)", (time.time(),)
+                    )
+                )
+            except StoreError:
+                pass  # recorded by _run
+            else:
+                self.health.succeeded()
+            problem = self.health.problem
+            if problem is not None:
+                raise StoreError(problem)
 
         def probe(db: sqlite3.Connection) -> None:
             db.execute("BEGIN IMMEDIATE")  # takes the write lock, or fails
@@ -478,3 +509,70 @@ class SqliteStore(LocalRooms):
                 is not None
             )
         )
+
+    # ---------------------------------------------------------------- devices
+
+    async def devices(self, key: str) -> list[Device]:
+        now = time.time()
+        return await self._run(
+            lambda db: [
+                Device(*row)
+                for row in db.execute(
+                    f"SELECT {DEVICE_COLUMNS} FROM devices WHERE user_key = ? AND expires > ?",
+                    (key, now),
+                )
+            ]
+        )
+
+    async def add_device(self, device: Device) -> None:
+        def add(db: sqlite3.Connection) -> None:
+            _put_device(db, device)
+            kept = [
+                Device(*row)
+                for row in db.execute(
+                    f"SELECT {DEVICE_COLUMNS} FROM devices WHERE user_key = ?", (device.user_key,)
+                )
+            ]
+            gone = beyond_limit(kept, time.time())
+            db.executemany("DELETE FROM devices WHERE id = ?", [(i,) for i in gone])
+
+        await self._run(add)
+
+    async def refresh_device(
+        self, key: str, device_id: str, gen: int, *, now: float, address: str, ttl: float
+    ) -> Device | None:
+        def refresh(db: sqlite3.Connection) -> Device | None:
+            row = db.execute(
+                f"SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ? AND user_key = ?",
+                (device_id, key),
+            ).fetchone()
+            fresh = None if row is None else Device(*row).refreshed(gen, now, address, ttl)
+            if fresh is not None:
+                _put_device(db, fresh)
+            return fresh
+
+        return await self._run(refresh)  # one transaction on the one store thread: atomic
+
+    async def end_devices(
+        self, key: str, ids: Collection[str] | None = None, *, keep: str | None = None
+    ) -> list[str]:
+        def remove(db: sqlite3.Connection) -> list[str]:
+            found = [
+                str(row[0])
+                for row in db.execute("SELECT id FROM devices WHERE user_key = ?", (key,))
+            ]
+            gone = [i for i in found if i != keep and (ids is None or i in ids)]
+            db.executemany("DELETE FROM devices WHERE id = ?", [(i,) for i in gone])
+            return gone
+
+        gone = await self._run(remove)
+        self.on_devices(key, None if ids is None else frozenset(ids), keep)
+        return gone
+
+
+def _put_device(db: sqlite3.Connection, d: Device) -> None:
+    db.execute(
+        f"INSERT OR REPLACE INTO devices ({DEVICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (d.id, d.user_key, d.gen, d.used, d.prev, d.superseded_at, d.first_seen, d.last_seen,
+         d.address, d.expires),
+    )  # fmt: skip

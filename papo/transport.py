@@ -2,9 +2,10 @@
 
 This is the only module that knows about ``websockets``. On one port it
 answers plain HTTP (the web page, ``/healthz``, ``/metrics``, a text note at
-``/ws``), checks the Origin and the connection limit, accepts the upgrade at
-``/`` and ``/ws``, picks the mode from the subprotocol (``papo.v1`` → JSON,
-none → plain text), and turns frames into hub calls.
+``/ws``), checks the Origin and the connection limits (in all, and per
+address), accepts the upgrade at ``/`` and ``/ws``, picks the mode from the
+subprotocol (``papo.v1`` → JSON, none → plain text), and turns frames into hub
+calls. With a TLS context the same port speaks ``wss://`` and ``https://``.
 
 :class:`WsLink` is the hub's view of a connection. Its :meth:`WsLink.write`
 is the fan-out hot path: it appends a frame that was built once for all
@@ -25,7 +26,9 @@ import contextlib
 import email.utils
 import http
 import logging
+import ssl
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit
@@ -42,7 +45,7 @@ from papo.commands import HELP, Help, HistoryHere, Nick, PartRoom, Quit, TopicHe
 from papo.config import Settings
 from papo.directory import Session
 from papo.hub import Hub
-from papo.i18n import accept_language, choose_language, t
+from papo.i18n import accept_language, choose_language, render, t
 from papo.metrics import CONTENT_TYPE, Metrics, TransportStats
 from papo.protocol import (
     Conversation,
@@ -69,10 +72,10 @@ WS_PATHS = frozenset({"/", "/ws"})
 HOW_TO_CONNECT = """papo chat server
 
 This address speaks WebSocket. To chat:
-  terminal:        python client.py --url ws://{host}/
-  any WebSocket:   connect to ws://{host}/ and send lines of text
+  terminal:        python client.py --url {ws}://{host}/
+  any WebSocket:   connect to {ws}://{host}/ and send lines of text
                    (e.g. in a browser console:
-                    ws = new WebSocket("ws://{host}/"); ws.onmessage = e => console.log(e.data);
+                    ws = new WebSocket("{ws}://{host}/"); ws.onmessage = e => console.log(e.data);
                     ws.send("/nick maria"); ws.send("oi"))
   JSON clients:    ask for the subprotocol "papo.v1" (see docs/protocol.md)
 Health: /healthz
@@ -232,14 +235,23 @@ class WsLink:
 class Transport:
     """Serves one :class:`Hub` over WebSocket and HTTP."""
 
-    def __init__(self, settings: Settings, hub: Hub, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        hub: Hub,
+        metrics: Metrics | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.settings = settings
         self.hub = hub
         self.metrics = metrics
+        self.tls = tls  # wss:// and https:// on the same port when set
         self.stats = TransportStats() if metrics is None else metrics.transport
         self.server: Server | None = None
         self.outbox: Outbox | None = None
         self.web = WebFiles()
+        #: connections open (or in their handshake) per address, for --max-connections-per-ip
+        self.per_address: Counter[str] = Counter()
 
     async def start(self) -> Server:
         s = self.settings
@@ -248,6 +260,7 @@ class Transport:
             self.handler,
             s.host,
             s.port,
+            ssl=self.tls,
             process_request=self.process_request,
             select_subprotocol=select_subprotocol,
             compression="deflate" if s.compression else None,
@@ -281,7 +294,7 @@ class Transport:
                     http.HTTPStatus.SERVICE_UNAVAILABLE,
                     "server full, try again later\n",
                 )
-            return None
+            return self._count_address(connection, request)
         if path == "/healthz":
             return await self._health(connection)
         if path == "/metrics" and self.metrics is not None:
@@ -295,8 +308,36 @@ class Transport:
             return _respond(http.HTTPStatus.OK, asset.body, asset.content_type, asset.headers())
         if path == "/ws":
             host = request.headers.get("Host", f"localhost:{self.settings.port}")
-            return _text(connection, http.HTTPStatus.OK, HOW_TO_CONNECT.format(host=host))
+            text = HOW_TO_CONNECT.format(host=host, ws="ws" if self.tls is None else "wss")
+            return _text(connection, http.HTTPStatus.OK, text)
         return _text(connection, http.HTTPStatus.NOT_FOUND, f"not found: {path}\n")
+
+    def _count_address(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Count the connection against its address until it closes; refuse one too many (429)."""
+        address = _address(connection)
+        cap = self.settings.max_connections_per_ip
+        if cap and self.per_address[address] >= cap:
+            self.stats.refused_per_ip += 1
+            if self.stats.refused_per_ip % 1000 == 1:  # a log line, not one per attempt
+                log.warning("refusing connections from %s: %d open already", address, cap)
+            lang = self.language("", request)
+            body = t("too many connections from your address ({limit}); close some", limit=cap)
+            response = _text(
+                connection, http.HTTPStatus.TOO_MANY_REQUESTS, render(body, lang) + "\n"
+            )
+            response.headers["Retry-After"] = "10"
+            return response
+        self.per_address[address] += 1
+
+        def closed(_: object) -> None:
+            left = self.per_address[address] - 1
+            if left > 0:
+                self.per_address[address] = left
+            else:
+                del self.per_address[address]
+
+        connection.connection_lost_waiter.add_done_callback(closed)
+        return None
 
     async def _health(self, connection: ServerConnection) -> Response:
         """200 when serving and the store answers; 503 (and why) when it does not."""
@@ -351,6 +392,7 @@ class Transport:
                     hub.send(
                         session, Error("binary", t("binary frames are not supported; send text"))
                     )
+                    hub.refused(session)
                 elif mode == "json":
                     await self._json_frame(session, raw)
                 else:
@@ -379,6 +421,7 @@ class Transport:
             event = parse_client(raw, max_text=self.settings.max_text)
         except ProtocolError as exc:
             self.hub.send(session, Error(exc.code, exc.message))
+            self.hub.refused(session)
             return
         await self.hub.handle(session, event)
 
@@ -393,6 +436,7 @@ class Transport:
                 hello = Hello(check_name(wanted), password=password)
             except ProtocolError as exc:
                 hub.send(session, Error(exc.code, exc.message))
+                hub.refused(session)
             else:
                 await hub.handle(session, hello)
                 if session.user is not None:
@@ -410,6 +454,7 @@ class Transport:
             command = parse_line(line, max_text=self.settings.max_text)
         except ProtocolError as exc:
             hub.send(session, Error(exc.code, exc.message))
+            hub.refused(session)
             return
         if isinstance(command, Quit):
             session.link.close(1000, "bye")
@@ -475,6 +520,12 @@ def _respond(
         ]
     )
     return Response(status.value, status.phrase, headers, body)
+
+
+def _address(connection: ServerConnection) -> str:
+    """The peer's address without the port (what limits per address count)."""
+    peer = connection.remote_address
+    return str(peer[0]) if isinstance(peer, tuple) else str(peer)
 
 
 def _peer(ws: ServerConnection) -> str:

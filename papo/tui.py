@@ -37,10 +37,12 @@ import argparse
 import asyncio
 import logging
 import os
+import ssl
 import sys
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TextIO
 
 from prompt_toolkit import PromptSession
@@ -49,6 +51,7 @@ from prompt_toolkit.patch_stdout import patch_stdout
 from prompt_toolkit.shortcuts import print_formatted_text
 from websockets.exceptions import ConnectionClosed
 
+from papo import tls
 from papo.client_format import (
     Line,
     Transcript,
@@ -156,6 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="log the technical detail (connection errors, close codes, retries) to stderr",
     )
+    parser.add_argument(
+        "--ca",
+        type=Path,
+        default=os.environ.get("PAPO_CA"),
+        metavar="FILE",
+        help="for a wss:// server with a private certificate: trust this CA too (PAPO_CA)",
+    )
     return parser
 
 
@@ -167,6 +177,7 @@ class Options:
     name: str | None
     password: str | None
     lang: str
+    tls: ssl.SSLContext | None = None  # for wss:// with --ca (papo.tls.for_url)
 
 
 # --------------------------------------------------------------------------
@@ -219,7 +230,7 @@ class Left(Exception):
 async def run(options: Options, interactive: bool) -> int:
     """Connect, join and chat until the user leaves; returns the exit status."""
     screen = Screen(interactive, options.lang)
-    session = ChatSession(options.url, lang=options.lang, status=screen.say)
+    session = ChatSession(options.url, lang=options.lang, status=screen.say, ssl=options.tls)
     try:
         await session.connect()
     except ConnectError as exc:
@@ -515,8 +526,13 @@ def setup_logging(verbose: bool, stream: TextIO) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     lang: str = getattr(args, "lang", None) or environment_language(os.environ)
-    options = Options(args.url, args.name, args.password, lang)
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    try:
+        context = tls.for_url(args.url, args.ca)
+    except tls.TlsError as exc:
+        print(f"papo: {exc}", file=sys.stderr, flush=True)
+        return 2
+    options = Options(args.url, args.name, args.password, lang, context)
 
     stderr = sys.stderr
 

@@ -9,6 +9,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -24,7 +25,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 ROOT = Path(__file__).resolve().parent.parent
-LISTENING = re.compile(r"listening on ws://([^/]+)/")
+LISTENING = re.compile(r"listening on (wss?)://([^/]+)/")
 
 
 class ServerProcess:
@@ -37,6 +38,7 @@ class ServerProcess:
         self.address = ""
         self.log: list[str] = []
         self.port = "0"
+        self.scheme = "ws"  # wss with --tls-cert
         self._ready = threading.Event()
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
@@ -71,17 +73,17 @@ class ServerProcess:
             self.log.append(line)
             match = LISTENING.search(line)
             if match and not self._ready.is_set():
-                self.address = match.group(1)
+                self.scheme, self.address = match.group(1), match.group(2)
                 self.port = self.address.rsplit(":", 1)[1]
                 self._ready.set()
 
     @property
     def url(self) -> str:
-        return f"ws://{self.address}/"
+        return f"{self.scheme}://{self.address}/"
 
     @property
     def http(self) -> str:
-        return f"http://{self.address}"
+        return f"{'https' if self.scheme == 'wss' else 'http'}://{self.address}"
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
         assert self.proc is not None
@@ -126,8 +128,10 @@ class JsonClient:
         self.backlog: deque[dict[str, Any]] = deque()
 
     @classmethod
-    async def open(cls, url: str, name: str | None = None, **hello: Any) -> JsonClient:
-        ws = await connect(url, subprotocols=[Subprotocol("papo.v1")], open_timeout=5)
+    async def open(
+        cls, url: str, name: str | None = None, *, ssl: ssl.SSLContext | None = None, **hello: Any
+    ) -> JsonClient:
+        ws = await connect(url, subprotocols=[Subprotocol("papo.v1")], open_timeout=5, ssl=ssl)
         client = cls(ws, name)
         if name is not None:
             await client.send({"type": "hello", "name": name, **hello})

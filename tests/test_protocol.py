@@ -26,8 +26,12 @@ from papo.names import (
 from papo.protocol import (
     MAX_ID,
     Ack,
+    ChangePassword,
     ClientEvent,
     Conversation,
+    DeviceInfo,
+    DeviceList,
+    Devices,
     DirectState,
     Error,
     Hello,
@@ -47,6 +51,7 @@ from papo.protocol import (
     Read,
     ReadMarker,
     Register,
+    Revoke,
     RoomInfo,
     RoomJoined,
     RoomList,
@@ -187,7 +192,13 @@ client_events = st.one_of(
     ),
     st.just(Who()),
     st.just(Logout()),
+    st.just(Logout(all=True)),
     st.builds(Register, password=st.text(min_size=1, max_size=20)),
+    st.just(Devices()),
+    st.builds(Revoke, device=st.text(min_size=1, max_size=64)),
+    st.builds(
+        ChangePassword, old=st.text(min_size=1, max_size=20), new=st.text(min_size=1, max_size=20)
+    ),
 )
 
 
@@ -235,6 +246,20 @@ server_events = st.one_of(
     ),
     st.builds(Presence, event=st.sampled_from(["join", "leave"]), name=names),
     st.builds(Ack, id=st.integers(0), cid=st.none() | st.text()),
+    st.builds(
+        DeviceList,
+        devices=st.lists(
+            st.builds(
+                DeviceInfo,
+                id=st.text(),
+                first_seen=st.text(),
+                last_seen=st.text(),
+                address=st.text(),
+                current=st.booleans(),
+            ),
+            max_size=3,
+        ).map(tuple),
+    ),
     st.builds(Error, code=st.text(), message=st.text(), cid=st.none() | st.text()),
     st.builds(Notice, text=st.text()),
     st.builds(
