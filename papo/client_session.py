@@ -419,4 +419,13 @@ def unreachable(url: str, exc: OSError) -> Text:
         return t("nothing answers at {url}; is the address right, and is the server up?", url=url)
     if isinstance(exc, socket.gaierror):
         return t("cannot find the host {host}; is the address right?", host=host)
+    if isinstance(exc, ssl_module.SSLCertVerificationError):
+        return t(
+            "the certificate of {url} is not trusted ({reason}); "
+            "for a private certificate authority, pass its certificate with --ca FILE",
+            url=url,
+            reason=exc.verify_message or "certificate verify failed",
+        )
+    if isinstance(exc, ssl_module.SSLError):
+        return t("cannot talk TLS with {url} ({reason})", url=url, reason=exc.reason or exc)
     return t("cannot reach {url}; check the address and the network", url=url)

@@ -190,7 +190,7 @@ def test_the_terminal_client_joins_over_wss_with_ca(
     beto.sendline("olá por wss")
     ana.expect("beto: olá por wss")
     untrusted = client("--name", "carla")  # the system's CAs do not know this one
-    untrusted.expect("certificate verify failed")
+    untrusted.expect("is not trusted")
     untrusted.expect(pexpect.EOF)
     wrong = pexpect.run(
         f"{sys.executable} client.py --url ws://127.0.0.1:1/ --ca {pki.ca}",
