@@ -39,6 +39,7 @@ from papo.directory import HubStats, Link, Session, User
 from papo.errors import PapoError, RateLimited
 from papo.i18n import t
 from papo.limits import AttemptLimiter
+from papo.moderation_ops import ModerationOps
 from papo.names import direct_key, name_key, room_key
 from papo.presence import Presence
 from papo.protocol import (
@@ -110,6 +111,7 @@ class Hub:
         self.stats = HubStats()
         self.catchup = CatchUp(store, self.pool)
         self.room_ops = RoomOps(self)
+        self.moderation = ModerationOps(self)
         self.presence = Presence(self)
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -187,11 +189,12 @@ class Hub:
                     await self.room_ops.history(session, user, event)
                 elif isinstance(event, Read):
                     await self.room_ops.read(session, user, event)
-                else:
-                    assert isinstance(event, ListRooms)
+                elif isinstance(event, ListRooms):
                     await self.room_ops.list_rooms(session, user)
+                else:
+                    await self.moderation.handle(session, user, event)
         except PapoError as exc:
-            self.send(session, Error(exc.code, exc.message, _cid(event)))
+            self.send(session, Error(exc.code, exc.message, _cid(event), exc.until))
         except StoreError as exc:
             log.error("store failure for conn %d: %s", session.id, exc)
             message = t("the server cannot store this now; nothing was sent, try again")

@@ -38,7 +38,17 @@ from websockets.protocol import State
 from websockets.typing import Subprotocol
 
 from papo import SUBPROTOCOL
-from papo.commands import HELP, Help, HistoryHere, Nick, PartRoom, Quit, TopicHere, parse_line
+from papo.commands import (
+    HELP,
+    Help,
+    HistoryHere,
+    Nick,
+    PartRoom,
+    Quit,
+    RoomCommand,
+    TopicHere,
+    parse_line,
+)
 from papo.config import Settings
 from papo.directory import Session
 from papo.hub import Hub
@@ -424,6 +434,8 @@ class Transport:
         elif isinstance(command, HistoryHere):
             room = Conversation(room=self._current(session))
             await hub.handle(session, History(room, limit=command.limit))
+        elif isinstance(command, RoomCommand):  # /kick, /mute, /edit ...: about this room
+            await hub.handle(session, command.at(self._current(session)))
         elif isinstance(command, Say) and command.to is None:
             await hub.handle(session, replace(command, room=session.room))
         else:

@@ -51,6 +51,7 @@ from papo.commands import (
     Nick,
     PartRoom,
     Quit,
+    RoomCommand,
     TopicHere,
     parse_line,
 )
@@ -347,6 +348,8 @@ class Client:
         elif isinstance(command, Join):
             state.join(command.room)
             event = command
+        elif isinstance(command, RoomCommand):  # /kick, /mute, /edit ...: about this room
+            event = command.at(state.current)
         else:
             event = command
         await self.request(event)
