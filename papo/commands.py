@@ -87,11 +87,16 @@ HELP = t(
     "/logout · /help or /ajuda · sair or /quit (leave). Anything else is said in the current "
     "room; start a line with // to say something that begins with /."
 )
+#: Everyone's: editing and deleting your own messages.
+LIFECYCLE_HELP = t(
+    "your messages: /edit or /editar TEXT (replaces your last message here, within 15 minutes) · "
+    "/delete or /apagar [ID] (deletes it; by default your last one here)"
+)
 #: What operators (in their rooms) and admins may also type; /help shows it to them.
 MODERATION_HELP = t(
-    "moderation: /edit TEXT (your last message here) · /delete [ID] (yours, or anyone's as an "
-    "operator) · /kick NAME [REASON] · /mute NAME 10m [REASON] · /unmute NAME · "
-    "/op NAME · /deop NAME · /mode +m or -m (read-only room) · /mode +t or -t (topic lock)"
+    "operators: /delete ID (anyone's message) · /kick NAME [REASON] · "
+    "/mute NAME 10m [REASON] · /unmute NAME · /op NAME · /deop NAME · "
+    "/mode +m or -m (read-only room) · /mode +t or -t (topic lock)"
 )
 ADMIN_HELP = t(
     "admins: /ban NAME [DURATION] [REASON] · /unban NAME · /ban-ip ADDRESS|CIDR [DURATION] · "

@@ -89,6 +89,7 @@ class Hub:
         default_room: str = DEFAULT_ROOM,
         max_rooms_per_user: int = MAX_ROOMS_PER_USER,
         room_creations: AttemptLimiter | None = None,
+        admins: Iterable[str] = (),
     ) -> None:
         self.store = store
         self.accounts = accounts
@@ -111,7 +112,7 @@ class Hub:
         self.stats = HubStats()
         self.catchup = CatchUp(store, self.pool)
         self.room_ops = RoomOps(self)
-        self.moderation = ModerationOps(self)
+        self.moderation = ModerationOps(self, admins)
         self.presence = Presence(self)
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -259,6 +260,8 @@ class Hub:
             room = self.room_ops.member_room(user, where)
             if room is None:
                 await self.room_ops.refuse(where or self.home.name)
+            if self.moderation.watches(room.key, user.key):  # muted, banned, read-only
+                await self.moderation.check_say(user, room.key, room.name)
             message = Stored(
                 0, user.name, user.key, say.text, utc_timestamp(), cid=say.cid,
                 room=room.name, conv=room.key, home=room.home,
@@ -319,6 +322,7 @@ class Hub:
 
     def stop(self) -> None:
         """Cancel pending presence timers (the transport closes the connections)."""
+        self.moderation.stop()
         for user in self.users.values():
             if user.leave_timer is not None:
                 user.leave_timer.cancel()

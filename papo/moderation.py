@@ -342,3 +342,63 @@ def client_address(peer: str, forwarded_for: Sequence[str], trusted: Sequence[Ne
         except BadAddress:
             break  # a garbled header: the trusted proxy we reached is as far as we know
     return current
+
+
+# --------------------------------------------------------------------------
+# The state: who is an operator where, who is banned or muted, room modes
+
+
+@dataclass(slots=True)
+class ModerationState:
+    """Everything moderation decides from, in dictionaries (the store keeps a copy).
+
+    Operators are explicit entries (``op`` on, or off for a creator who was
+    ``deop``-ed) over the rule that a room's creator is its operator, so
+    rooms created before roles existed have theirs too.
+    """
+
+    #: room key → {user key: (name, is an operator)}
+    operators: dict[str, dict[str, tuple[str, bool]]] = field(default_factory=dict)
+    #: user key → ban
+    bans: dict[str, Restriction] = field(default_factory=dict)
+    #: (room key, user key) → mute
+    mutes: dict[tuple[str, str], Restriction] = field(default_factory=dict)
+    ip_bans: AddressBans = field(default_factory=AddressBans)
+    #: room key → its mode (absent: open)
+    modes: dict[str, RoomMode] = field(default_factory=dict)
+
+    def is_operator(self, room_key: str, creator_key: str, user_key: str) -> bool:
+        """Whether ``user_key`` is an operator of the room (admins aside)."""
+        explicit = self.operators.get(room_key, {}).get(user_key)
+        if explicit is not None:
+            return explicit[1]
+        return bool(creator_key) and creator_key == user_key
+
+    def operator_names(self, room_key: str, creator_key: str, creator: str) -> list[str]:
+        """The names of the room's operators (admins aside), creator first."""
+        explicit = self.operators.get(room_key, {})
+        names = [creator] if creator_key and explicit.get(creator_key, (creator, True))[1] else []
+        names += [name for key, (name, on) in explicit.items() if on and key != creator_key]
+        return names
+
+    def set_operator(self, room_key: str, user_key: str, name: str, on: bool) -> None:
+        self.operators.setdefault(room_key, {})[user_key] = (name, on)
+
+    def ban_of(self, user_key: str, now: float) -> Restriction | None:
+        """The user's ban while it lasts (an ended one is forgotten)."""
+        ban = self.bans.get(user_key)
+        if ban is not None and not ban.active(now):
+            del self.bans[user_key]
+            return None
+        return ban
+
+    def mute_of(self, room_key: str, user_key: str, now: float) -> Restriction | None:
+        """The user's mute in the room while it lasts (an ended one is forgotten)."""
+        mute = self.mutes.get((room_key, user_key))
+        if mute is not None and not mute.active(now):
+            del self.mutes[(room_key, user_key)]
+            return None
+        return mute
+
+    def mode_of(self, room_key: str) -> RoomMode:
+        return self.modes.get(room_key, RoomMode())

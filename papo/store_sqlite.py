@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from papo.membership import Memberships
+from papo.moderation_store import SqliteModeration, prepare_sqlite
 from papo.sqlite_schema import (
     COLUMNS,
     CONV_INDEX,
@@ -55,6 +56,7 @@ from papo.store import (
     Stored,
     StoreError,
 )
+from papo.store_lifecycle import SqliteLifecycle, prepare_lifecycle
 from papo.store_local import LocalRooms
 
 log = logging.getLogger(__name__)
@@ -62,7 +64,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class SqliteStore(LocalRooms):
+class SqliteStore(SqliteLifecycle, SqliteModeration, LocalRooms):
     """Accounts, revoked tokens, messages and rooms in ``<data_dir>/papo.db``."""
 
     def __init__(
@@ -122,6 +124,8 @@ class SqliteStore(LocalRooms):
                                 db.execute(statement, {"room_key": room.key, "room": room.name})
                     log.info("store %s: messages moved into conversations", self.path)
                 db.execute(CONV_INDEX)
+                prepare_sqlite(db)  # moderation's tables
+                prepare_lifecycle(db)  # edits and deletions: columns, secure_delete
                 db.isolation_level = "DEFERRED"  # implicit transactions for `with db`
             except (OSError, sqlite3.Error) as exc:
                 raise StoreError(f"cannot open the store at {self.path}: {exc}") from exc
@@ -211,11 +215,8 @@ class SqliteStore(LocalRooms):
         """
         trims: dict[str, int] = {}
         db.executemany(
-            f"INSERT INTO messages ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (m.id, m.sender, m.sender_key, m.text, m.ts, m.to, m.to_key, m.cid, m.room, m.conv)
-                for m in messages
-            ],
+            f"INSERT INTO messages ({COLUMNS}) VALUES ({', '.join('?' * 14)})",
+            [_row(m) for m in messages],
         )
         added: dict[str, int] = {}
         for m in messages:
@@ -262,7 +263,7 @@ class SqliteStore(LocalRooms):
     async def history(self, conv: str, before: int | None, limit: int) -> tuple[list[Stored], bool]:
         def query(db: sqlite3.Connection) -> tuple[list[Stored], bool]:
             rows = db.execute(
-                f"SELECT {COLUMNS} FROM messages WHERE conv = ? AND id < ? "
+                f"SELECT {COLUMNS} FROM messages WHERE conv = ? AND id < ? AND kind = '' "
                 "ORDER BY id DESC LIMIT ?",
                 (conv, before if before is not None else 2**63 - 1, limit + 1),
             ).fetchall()
@@ -360,8 +361,8 @@ class SqliteStore(LocalRooms):
             return {
                 conv: int(
                     db.execute(
-                        "SELECT count(*) FROM (SELECT 1 FROM messages "
-                        "WHERE conv = ? AND id > ? AND sender_key != ? LIMIT ?)",
+                        "SELECT count(*) FROM (SELECT 1 FROM messages WHERE conv = ? AND id > ? "
+                        "AND sender_key != ? AND kind = '' AND by_name IS NULL LIMIT ?)",
                         (conv, after, key, UNREAD_CAP),
                     ).fetchone()[0]
                 )
@@ -474,3 +475,11 @@ class SqliteStore(LocalRooms):
                 is not None
             )
         )
+
+
+def _row(m: Stored) -> tuple[object, ...]:
+    """A message as the values of ``COLUMNS``."""
+    return (
+        m.id, m.sender, m.sender_key, m.text, m.ts, m.to, m.to_key, m.cid, m.room, m.conv,
+        m.kind, m.target, m.edited_ts, m.by,
+    )  # fmt: skip

@@ -26,6 +26,7 @@ import email.utils
 import http
 import logging
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit
@@ -54,6 +55,7 @@ from papo.directory import Session
 from papo.hub import Hub
 from papo.i18n import accept_language, choose_language, t
 from papo.metrics import CONTENT_TYPE, Metrics, TransportStats
+from papo.moderation import client_address, parse_network
 from papo.protocol import (
     Conversation,
     Error,
@@ -159,12 +161,14 @@ class WsLink:
         max_pending: int,
         outbox: Outbox,
         stats: TransportStats,
+        address: str | None = None,
     ) -> None:
         self.ws = ws
         self.mode: Mode = mode
         self.lang = lang
         peer = ws.remote_address
-        self.address = str(peer[0]) if isinstance(peer, tuple) else str(peer)
+        # The client's address (behind a trusted proxy: the one it names), else the peer's.
+        self.address = address or (str(peer[0]) if isinstance(peer, tuple) else str(peer))
         self.max_pending = max_pending
         self.outbox = outbox
         self.stats = stats
@@ -250,6 +254,11 @@ class Transport:
         self.server: Server | None = None
         self.outbox: Outbox | None = None
         self.web = WebFiles()
+        self.trusted = tuple(parse_network(proxy) for proxy in settings.trusted_proxies)
+        #: The client address of each handshake, from process_request to handler.
+        self._addresses: weakref.WeakKeyDictionary[ServerConnection, str] = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def start(self) -> Server:
         s = self.settings
@@ -276,6 +285,11 @@ class Transport:
         path = urlsplit(request.path).path
         upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
         if upgrade and path in WS_PATHS:
+            address = self.client_address(connection, request)
+            if self.hub.moderation.ip_ban_of(address) is not None:
+                log.warning("refusing a connection from %s: the address is banned", address)
+                return _text(connection, http.HTTPStatus.FORBIDDEN, "this address is banned\n")
+            self._addresses[connection] = address
             origin = request.headers.get("Origin")
             if origin is not None and not self._origin_allowed(origin, request):
                 log.warning("refusing a connection from origin %s", origin)
@@ -307,6 +321,15 @@ class Transport:
             host = request.headers.get("Host", f"localhost:{self.settings.port}")
             return _text(connection, http.HTTPStatus.OK, HOW_TO_CONNECT.format(host=host))
         return _text(connection, http.HTTPStatus.NOT_FOUND, f"not found: {path}\n")
+
+    def client_address(self, connection: ServerConnection, request: Request) -> str:
+        """The client's address: the peer's, or behind a ``--trusted-proxy`` the one its
+        ``X-Forwarded-For`` names (see :func:`papo.moderation.client_address`)."""
+        peer = connection.remote_address
+        address = str(peer[0]) if isinstance(peer, tuple) else str(peer)
+        if not self.trusted:
+            return address
+        return client_address(address, request.headers.get_all("X-Forwarded-For"), self.trusted)
 
     async def _health(self, connection: ServerConnection) -> Response:
         """200 when serving and the store answers; 503 (and why) when it does not."""
@@ -349,6 +372,7 @@ class Transport:
             max_pending=self.settings.max_pending,
             outbox=self.outbox,
             stats=self.stats,
+            address=self._addresses.pop(ws, None),
         )
         hub = self.hub
         session = hub.attach(link)
@@ -425,6 +449,8 @@ class Transport:
             session.link.close(1000, "bye")
         elif isinstance(command, Help):
             hub.send(session, Notice(HELP))
+            for text in await hub.moderation.help_for(session):  # edit, delete; by role
+                hub.send(session, Notice(text))
         elif isinstance(command, Nick):
             await hub.handle(session, Hello(command.name, password=command.password), rename=True)
         elif isinstance(command, PartRoom):

@@ -292,7 +292,7 @@ async def test_rooms_list_counts_members_online_and_joined() -> None:
             "online": 1,
             "topic": "t",
             "joined": False,
-            "operators": [],
+            "operators": ["ana"],  # its creator
         },
     ]
 

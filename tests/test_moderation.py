@@ -20,8 +20,10 @@ from papo.moderation import (
     AddressBans,
     BadAddress,
     BadDuration,
+    ModerationState,
     Restriction,
     Role,
+    RoomMode,
     client_address,
     format_duration,
     in_networks,
@@ -271,3 +273,32 @@ def test_client_address_behind_trusted_proxies(peer: str, headers: list[str], cl
 def test_an_untrusted_peer_is_never_moved_by_its_headers(headers: list[str]) -> None:
     assert client_address("198.51.100.1", headers, TRUSTED) == "198.51.100.1"
     assert client_address("127.0.0.1", headers, []) == "127.0.0.1"
+
+
+# ---------------------------------------------------------------- the state
+
+
+def test_a_rooms_creator_is_its_operator_until_deopped() -> None:
+    state = ModerationState()
+    assert state.is_operator("#sala", "ana", "ana")
+    assert not state.is_operator("#sala", "ana", "beto")
+    assert not state.is_operator("#geral", "", "")  # the default room has no creator
+    state.set_operator("#sala", "beto", "Beto", True)
+    assert state.is_operator("#sala", "ana", "beto")
+    assert state.operator_names("#sala", "ana", "Ana") == ["Ana", "Beto"]
+    state.set_operator("#sala", "ana", "Ana", False)
+    assert not state.is_operator("#sala", "ana", "ana")
+    assert state.operator_names("#sala", "ana", "Ana") == ["Beto"]
+    assert state.operator_names("#outra", "", "") == []
+
+
+def test_bans_and_mutes_end_by_themselves() -> None:
+    state = ModerationState()
+    state.bans["beto"] = Restriction("beto", "ana", until=100.0)
+    state.mutes[("#sala", "beto")] = Restriction("beto", "ana", until=50.0)
+    assert state.ban_of("beto", 99.0) is not None and state.ban_of("carla", 0) is None
+    assert state.mute_of("#sala", "beto", 49.0) is not None
+    assert state.mute_of("#outra", "beto", 49.0) is None
+    assert state.mute_of("#sala", "beto", 50.0) is None and not state.mutes
+    assert state.ban_of("beto", 100.0) is None and not state.bans
+    assert state.mode_of("#sala") == RoomMode()
