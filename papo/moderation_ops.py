@@ -404,8 +404,13 @@ class ModerationOps:
         """A mute's time is up: forget it (and its row, in the background), tell the user."""
         self._timers.pop((room, key), None)
         mute = self.state.mutes.get((room, key))
-        if mute is None or mute.active(self.clock()):
-            return  # lifted, replaced by a longer one, or the clock says not yet
+        if mute is None:
+            return  # lifted meanwhile
+        left = mute.left(self.clock())
+        if left:  # a longer mute replaced it, or the wall clock is a hair behind the timer
+            loop = asyncio.get_running_loop()
+            self._timers[(room, key)] = loop.call_later(left + 0.01, self._mute_ended, room, key)
+            return
         del self.state.mutes[(room, key)]
         self.hub.spawn(self.keeper.keep_mute(room, key, None))
         record = self.hub.rooms.get(room)

@@ -544,3 +544,68 @@ async def test_roles_bans_mutes_and_modes_survive_a_restart(tmp_path: Path) -> N
 def _ts(hub: Hub, message_id: int) -> str:
     """When message ``message_id`` was sent (from the ring of recent messages)."""
     return next(m.ts for m in hub.store.log.ring if m.id == message_id)
+
+
+# ---------------------------------------------------------------- the SQLite store
+
+
+def raw_files(data_dir: Path) -> bytes:
+    """Every byte of the database, its write-ahead log and its shared memory."""
+    return b"".join(
+        (data_dir / name).read_bytes()
+        for name in ("papo.db", "papo.db-wal", "papo.db-shm")
+        if (data_dir / name).exists()
+    )
+
+
+async def test_sqlite_purge_leaves_no_text_in_the_database_files(tmp_path: Path) -> None:
+    hub, s, _ = await world(tmp_path)
+    secrets = [f"SEGREDO-{i}-{'x' * (i * 700)}" for i in range(8)]  # some overflow a page
+    for i, text in enumerate(secrets):
+        await say(hub, s["target"], text, room="#sala" if i % 2 else None)
+    await say(hub, s["target"], "SEGREDO-dm", to="beto")
+    edited = await say(hub, s["target"], "SEGREDO-antes", room="#sala")
+    await do(hub, s["target"], Edit(edited["id"], "SEGREDO-depois"))
+    await say(hub, s["member"], "fica-aqui", room="#sala")
+    assert b"SEGREDO-" in raw_files(tmp_path)  # written where the test can see it
+    await do(hub, s["admin"], Purge("carla", reason="spam"))
+    data = raw_files(tmp_path)
+    assert b"SEGREDO" not in data
+    history, _ = await hub.store.history("#sala", None, 50)
+    assert [m.text for m in history if not m.deleted] == ["fica-aqui"]
+    hub.stop()
+    await hub.store.close()
+    assert b"SEGREDO" not in raw_files(tmp_path)
+
+
+async def test_sqlite_history_and_resume_across_an_edit_and_a_delete_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    hub, s, _ = await world(tmp_path)
+    start = (await say(hub, s["member"], "início", room="#sala"))["id"]
+    edited = await say(hub, s["target"], "antes", room="#sala")
+    gone = await say(hub, s["target"], "some", room="#sala")
+    await do(hub, s["target"], Edit(edited["id"], "depois"))
+    await do(hub, s["target"], Delete(gone["id"]))
+    hub.stop()
+    await hub.store.close()
+    hub = await make_hub(tmp_path, admins=(ADMIN,))  # read back from the file, not the ring
+    hub.store.log.ring.clear()
+    back = hub.attach(FakeLink())
+    await do(hub, back, Hello("beto", resume_from=start))
+    replay = [(e["type"], e["id"], e.get("text")) for e in link(back).take() if "id" in e]
+    assert replay == [
+        ("message", edited["id"], "depois"),
+        ("message", gone["id"], None),
+        ("edited", edited["id"], "depois"),
+        ("deleted", gone["id"], None),
+    ]
+    await do(hub, back, History(Conversation(room="#sala")))
+    [page] = link(back).of("history")
+    shown = [(m["id"], m.get("text"), m.get("deleted", False)) for m in page["messages"]]
+    assert shown == [
+        (start, "início", False),
+        (edited["id"], "depois", False),
+        (gone["id"], None, True),
+    ]
+    await hub.store.close()
