@@ -65,7 +65,7 @@ from papo.moderation import (
 )
 from papo.moderation_store import MemoryKeeper, ModerationKeeper
 from papo.names import name_key, room_key
-from papo.plain import audit_line
+from papo.plain import audit_line, visible
 from papo.protocol import (
     AuditLog,
     Ban,
@@ -513,7 +513,7 @@ class ModerationOps:
         text = self._banned_text(ban)
         for session in sessions:
             session.link.write(Outgoing(Error("banned", text, None, ban.until_iso)))
-            session.link.close(1008, _close_reason(render(text, session.link.lang)))
+            session.link.close(1008, _close_reason(visible(render(text, session.link.lang))))
 
     def _banned_text(self, ban: Restriction) -> Text:
         left = ban.left(self.clock())

@@ -179,7 +179,8 @@ class SqliteModeration:
             for room, moderated, locked in db.execute(
                 "SELECT room, moderated, topic_locked FROM room_modes"
             ):
-                state.modes[room] = RoomMode(bool(moderated), bool(locked))
+                if moderated or locked:  # an open room needs no check
+                    state.modes[room] = RoomMode(bool(moderated), bool(locked))
             return state
 
         return await self._run(load)

@@ -126,7 +126,7 @@ def _rooms_says(event: ServerEvent, lang: str) -> Says | None:
     if isinstance(event, RoomJoined):
         online = sum(1 for m in event.members if m.online)
         members = tn("{n} member", "{n} members", len(event.members))
-        if any(m.op for m in event.members) or event.moderated or event.topic_locked:
+        if event.moderated or event.topic_locked:
             return _joined_moderated(event, lang)
         if event.topic:
             return t(
@@ -232,15 +232,8 @@ def audit_line(entry: AuditEntry, lang: str = DEFAULT_LANGUAGE) -> str:
 
 
 def _joined_moderated(event: RoomJoined, lang: str) -> Says:
-    """``room joined`` of a room with operators or modes: the usual line, then who and how."""
-    plain = RoomJoined(
-        event.room, event.topic, tuple(replace(m, op=False) for m in event.members),
-        event.last_id, event.unread, event.last_read,
-    )  # fmt: skip
-    line = render_plain(plain, lang) or ""
-    operators = [visible(m.name) for m in event.members if m.op]
-    if operators:
-        line += " " + render(t("(operators: {names})", names=", ".join(operators)), lang)
+    """``room joined`` of a read-only room or one with a locked topic: the usual line, then how."""
+    line = render_plain(replace(event, moderated=False, topic_locked=False), lang) or ""
     if event.moderated:
         line += " " + render(t("(read-only: only operators speak)"), lang)
     if event.topic_locked:

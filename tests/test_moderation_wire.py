@@ -280,7 +280,7 @@ def test_plain_lines() -> None:
     )
     joined = RoomJoined("#sala", "", (MemberInfo("ana", True, True),), 1, 0, moderated=True)
     assert render_plain(joined) == (
-        "* you are in #sala: 1 member, 1 online (operators: ana) (read-only: only operators speak)"
+        "* you are in #sala: 1 member, 1 online (read-only: only operators speak)"
     )
 
 
