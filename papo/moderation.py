@@ -402,3 +402,53 @@ class ModerationState:
 
     def mode_of(self, room_key: str) -> RoomMode:
         return self.modes.get(room_key, RoomMode())
+
+
+@dataclass(frozen=True, slots=True)
+class ModerationChange:
+    """One change of the moderation state, as it is kept and as every instance applies it.
+
+    ``what`` says which: ``op`` (``key`` is, ``on``, or is no longer an
+    operator of ``room``), ``ban`` and ``mute`` (of the user ``key``, in
+    ``room`` for a mute), ``ip_ban`` (``key`` is the network), with their
+    ``restriction`` (None lifts it), or ``mode`` (``room``'s new ``mode``).
+    ``by`` made the change; ``name`` and ``room_name`` are for telling people.
+    """
+
+    what: Literal["op", "ban", "mute", "ip_ban", "mode"]
+    key: str = ""
+    room: str = ""
+    room_name: str = ""
+    name: str = ""
+    by: str = ""
+    on: bool = True
+    restriction: Restriction | None = None
+    mode: RoomMode | None = None
+
+    def apply_to(self, state: ModerationState) -> None:
+        """The change to the state alone (telling people is the hub's)."""
+        r = self.restriction
+        if self.what == "op":
+            state.set_operator(self.room, self.key, self.name, self.on)
+        elif self.what == "ban":
+            if r is None:
+                state.bans.pop(self.key, None)
+            else:
+                state.bans[self.key] = r
+        elif self.what == "mute":
+            if r is None:
+                state.mutes.pop((self.room, self.key), None)
+            else:
+                state.mutes[(self.room, self.key)] = r
+        elif self.what == "ip_ban":
+            network = parse_network(self.key)
+            if r is None:
+                state.ip_bans.remove(network)
+            else:
+                state.ip_bans.add(network, r)
+        else:
+            mode = self.mode or RoomMode()
+            if mode == RoomMode():
+                state.modes.pop(self.room, None)
+            else:
+                state.modes[self.room] = mode

@@ -49,6 +49,7 @@ from papo.moderation import (
     EDIT_WINDOW,
     Action,
     AuditEntry,
+    ModerationChange,
     ModerationState,
     Network,
     Restriction,
@@ -63,6 +64,7 @@ from papo.moderation import (
     parse_time,
     restriction_for,
 )
+from papo.moderation_redis import RedisModeration
 from papo.moderation_store import MemoryKeeper, ModerationKeeper
 from papo.names import name_key, room_key
 from papo.plain import audit_line, visible
@@ -122,6 +124,8 @@ class ModerationOps:
         #: (room key, user key) → (who kicked, why), for the ``parted`` of a kick
         self._kicks: dict[tuple[str, str], tuple[str, str]] = {}
         self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        if isinstance(store, RedisModeration):  # changes made on other instances
+            store.on_moderation = self.apply
 
     async def open(self) -> None:
         """Load what the store kept (once; before the first connection)."""
@@ -348,48 +352,23 @@ class ModerationOps:
         self._require(actor, Action.MUTE if isinstance(event, Mute) else Action.UNMUTE, record.name)
         key, name = await self._user_named(event.name)
         await self._require_target(actor, key, name, record.key)
-        where = (record.key, key)
+        change = ModerationChange("mute", key, record.key, record.name, name, user.name)
         if isinstance(event, Unmute):
             if self.state.mute_of(record.key, key, self.clock()) is None:
                 self._confirm(
                     session, t("{name} is not muted in {room}", name=name, room=record.name)
                 )
                 return
-            await self.keeper.keep_mute(record.key, key, None)
-            self._unmuted(record.key, key)
+            await self._change(change)
             await self._audit(user, "unmute", name, "", record.name)
-            self._tell_user(key, Notice(t("you may speak in {room} again", room=record.name)))
             self._confirm(
                 session, t("{name} may speak in {room} again", name=name, room=record.name)
             )
             return
         mute = restriction_for(name, user.name, event.reason, event.seconds, self.clock())
-        await self.keeper.keep_mute(record.key, key, mute)
-        self.state.mutes[where] = mute
-        old = self._timers.pop(where, None)
-        if old is not None:
-            old.cancel()
-        loop = asyncio.get_running_loop()
-        self._timers[where] = loop.call_later(event.seconds, self._mute_ended, record.key, key)
+        await self._change(replace(change, restriction=mute))
         duration = format_duration(event.seconds)
         await self._audit(user, "mute", name, _with_duration(event.reason, duration), record.name)
-        told = (
-            t(
-                "{by} muted you in {room} for {duration}: {reason}",
-                by=user.name,
-                room=record.name,
-                duration=duration,
-                reason=event.reason,
-            )
-            if event.reason
-            else t(
-                "{by} muted you in {room} for {duration}",
-                by=user.name,
-                room=record.name,
-                duration=duration,
-            )
-        )
-        self._tell_user(key, Notice(told))
         self._confirm(
             session,
             t(
@@ -401,7 +380,8 @@ class ModerationOps:
         )
 
     def _mute_ended(self, room: str, key: str) -> None:
-        """A mute's time is up: forget it (and its row, in the background), tell the user."""
+        """A mute's time is up: forget it, tell the user (every instance does, for its own
+        sessions; the kept row is dropped at the next load, as ended)."""
         self._timers.pop((room, key), None)
         mute = self.state.mutes.get((room, key))
         if mute is None:
@@ -412,16 +392,9 @@ class ModerationOps:
             self._timers[(room, key)] = loop.call_later(left + 0.01, self._mute_ended, room, key)
             return
         del self.state.mutes[(room, key)]
-        self.hub.spawn(self.keeper.keep_mute(room, key, None))
         record = self.hub.rooms.get(room)
         name = record.name if record is not None else room
         self._tell_user(key, Notice(t("you may speak in {room} again", room=name)))
-
-    def _unmuted(self, room: str, key: str) -> None:
-        self.state.mutes.pop((room, key), None)
-        timer = self._timers.pop((room, key), None)
-        if timer is not None:
-            timer.cancel()
 
     async def op(self, session: Session, user: User, event: Op | Deop) -> None:
         record = await self._room(event.room)
@@ -431,22 +404,11 @@ class ModerationOps:
         key, name = await self._user_named(event.name)
         if not on:
             await self._require_target(actor, key, name, record.key)
-        await self.keeper.keep_operator(record.key, key, name, on)
-        self.state.set_operator(record.key, key, name, on)
+        change = ModerationChange("op", key, record.key, record.name, name, user.name, on)
+        await self._change(change)
         await self._audit(user, "op" if on else "deop", name, "", record.name)
-        said = (
-            t("{by} made {name} an operator of {room}", by=user.name, name=name, room=record.name)
-            if on
-            else t(
-                "{by} took operator away from {name} in {room}",
-                by=user.name,
-                name=name,
-                room=record.name,
-            )
-        )
-        self._tell_room(record.key, Notice(said))
         if record.key not in user.rooms:
-            self._confirm(session, said)
+            self._confirm(session, _op_text(change))
 
     async def mode(self, session: Session, user: User, event: SetMode) -> None:
         record = await self._room(event.room)
@@ -456,21 +418,19 @@ class ModerationOps:
             old.moderated if event.moderated is None else event.moderated,
             old.topic_locked if event.topic_locked is None else event.topic_locked,
         )
-        await self.keeper.keep_mode(record.key, mode)
-        if mode == RoomMode():
-            self.state.modes.pop(record.key, None)
-        else:
-            self.state.modes[record.key] = mode
+        await self._change(
+            ModerationChange("mode", "", record.key, record.name, "", user.name, mode=mode)
+        )
         changes = []
         if mode.moderated != old.moderated:
             changes.append("+m" if mode.moderated else "-m")
         if mode.topic_locked != old.topic_locked:
             changes.append("+t" if mode.topic_locked else "-t")
         await self._audit(user, "mode", " ".join(changes) or "=", "", record.name)
-        changed = RoomModeChanged(record.name, mode.moderated, mode.topic_locked, user.name)
-        self._tell_room(record.key, changed)
         if record.key not in user.rooms:
-            self._confirm(session, changed)
+            self._confirm(
+                session, RoomModeChanged(record.name, mode.moderated, mode.topic_locked, user.name)
+            )
 
     async def ban(self, session: Session, user: User, event: Ban | Unban) -> None:
         actor = await self.role(user.key, None)
@@ -480,8 +440,7 @@ class ModerationOps:
             if self.state.ban_of(key, self.clock()) is None:
                 self._confirm(session, t("{name} is not banned", name=name))
                 return
-            await self.keeper.keep_ban(key, None)
-            self.state.bans.pop(key, None)
+            await self._change(ModerationChange("ban", key, name=name, by=user.name))
             await self._audit(user, "unban", name)
             self._confirm(session, t("{name} is no longer banned", name=name))
             return
@@ -500,13 +459,61 @@ class ModerationOps:
         action: str = "ban",
     ) -> None:
         ban = restriction_for(name, user.name, reason, seconds, self.clock())
-        await self.keeper.keep_ban(key, ban)
-        self.state.bans[key] = ban
+        await self._change(ModerationChange("ban", key, name=name, by=user.name, restriction=ban))
         duration = "" if seconds is None else format_duration(seconds)
         await self._audit(user, action, name, _with_duration(reason, duration))
-        target = self.hub.users.get(key)
-        if target is not None:
-            self._close(list(target.sessions.values()), ban)
+
+    # ------------------------------------------------------------ applying a change
+
+    async def _change(self, change: ModerationChange) -> None:
+        """Keep ``change`` (other instances hear of it from the store), then apply it here."""
+        await self.keeper.keep_moderation(change)
+        self.apply(change)
+
+    def apply(self, change: ModerationChange) -> None:
+        """Apply a change, made here or on another instance, and tell whom it concerns here."""
+        change.apply_to(self.state)
+        r = change.restriction
+        if change.what == "op":
+            self._tell_room(change.room, Notice(_op_text(change)))
+        elif change.what == "ban" and r is not None:
+            target = self.hub.users.get(change.key)
+            if target is not None:
+                self._close(list(target.sessions.values()), r)
+        elif change.what == "mute":
+            self._mute_applied(change)
+        elif change.what == "ip_ban" and r is not None:
+            network = parse_network(change.key)
+            self._close([s for s in self.hub.pool.values() if _covers(network, s.link.address)], r)
+        elif change.what == "mode":
+            mode = change.mode or RoomMode()
+            changed = RoomModeChanged(
+                change.room_name, mode.moderated, mode.topic_locked, change.by
+            )
+            self._tell_room(change.room, changed)
+
+    def _mute_applied(self, change: ModerationChange) -> None:
+        where = (change.room, change.key)
+        old = self._timers.pop(where, None)
+        if old is not None:
+            old.cancel()
+        mute = change.restriction
+        if mute is None:
+            self._tell_user(
+                change.key, Notice(t("you may speak in {room} again", room=change.room_name))
+            )
+            return
+        left = mute.left(self.clock())
+        if left is not None:
+            loop = asyncio.get_running_loop()
+            self._timers[where] = loop.call_later(left, self._mute_ended, *where)
+        values = {"by": mute.by, "room": change.room_name, "duration": format_duration(left or 0)}
+        told = (
+            t("{by} muted you in {room} for {duration}: {reason}", reason=mute.reason, **values)
+            if mute.reason
+            else t("{by} muted you in {room} for {duration}", **values)
+        )
+        self._tell_user(change.key, Notice(told))
 
     def _close(self, sessions: list[Session], ban: Restriction) -> None:
         """Tell each session why, then close it with 1008 and the reason."""
@@ -539,8 +546,7 @@ class ModerationOps:
             if str(network) not in self.state.ip_bans.entries:
                 self._confirm(session, t("{address} is not banned", address=event.address))
                 return
-            await self.keeper.keep_ip_ban(str(network), None)
-            self.state.ip_bans.remove(network)
+            await self._change(ModerationChange("ip_ban", str(network), by=user.name))
             await self._audit(user, "unban_ip", event.address)
             self._confirm(session, t("{address} is no longer banned", address=event.address))
             return
@@ -554,11 +560,9 @@ class ModerationOps:
                 )
             )
         ban = restriction_for(str(network), user.name, event.reason, event.seconds, self.clock())
-        await self.keeper.keep_ip_ban(str(network), ban)
-        self.state.ip_bans.add(network, ban)
+        await self._change(ModerationChange("ip_ban", str(network), by=user.name, restriction=ban))
         duration = "" if event.seconds is None else format_duration(event.seconds)
         await self._audit(user, "ban_ip", event.address, _with_duration(event.reason, duration))
-        self._close([s for s in self.hub.pool.values() if _covers(network, s.link.address)], ban)
         self._confirm(session, self._banned_text(ban))
 
     async def audit(self, session: Session, user: User, event: ReadAudit) -> None:
@@ -739,6 +743,13 @@ class ModerationOps:
 
 def _covers(network: Network, address: str) -> bool:
     return in_networks(address, [network])
+
+
+def _op_text(change: ModerationChange) -> Text:
+    values = {"by": change.by, "name": change.name, "room": change.room_name}
+    if change.on:
+        return t("{by} made {name} an operator of {room}", **values)
+    return t("{by} took operator away from {name} in {room}", **values)
 
 
 def _with_duration(reason: str, duration: str) -> str:

@@ -17,10 +17,12 @@ from __future__ import annotations
 import sqlite3
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 from papo.moderation import (
     AuditEntry,
+    ModerationChange,
     ModerationState,
     Restriction,
     RoomMode,
@@ -40,20 +42,8 @@ class ModerationKeeper(Protocol):
     async def load_moderation(self) -> ModerationState:
         """Everything kept, as it was at the last change."""
 
-    async def keep_operator(self, room_key: str, user_key: str, name: str, on: bool) -> None:
-        """``user_key`` is (``on``) or is no longer an operator of the room."""
-
-    async def keep_ban(self, user_key: str, ban: Restriction | None) -> None:
-        """Ban ``user_key`` (None: lift the ban)."""
-
-    async def keep_mute(self, room_key: str, user_key: str, mute: Restriction | None) -> None:
-        """Mute ``user_key`` in the room (None: unmute)."""
-
-    async def keep_ip_ban(self, network: str, ban: Restriction | None) -> None:
-        """Ban an address block (None: lift it)."""
-
-    async def keep_mode(self, room_key: str, mode: RoomMode) -> None:
-        """The room's read-only mode and topic lock."""
+    async def keep_moderation(self, change: ModerationChange) -> None:
+        """Keep one change of the state (with several instances: and tell the others)."""
 
     async def keep_audit(self, entry: AuditEntry) -> None:
         """Add an entry to the audit log."""
@@ -71,19 +61,7 @@ class MemoryKeeper:
     async def load_moderation(self) -> ModerationState:
         return ModerationState()
 
-    async def keep_operator(self, room_key: str, user_key: str, name: str, on: bool) -> None:
-        pass
-
-    async def keep_ban(self, user_key: str, ban: Restriction | None) -> None:
-        pass
-
-    async def keep_mute(self, room_key: str, user_key: str, mute: Restriction | None) -> None:
-        pass
-
-    async def keep_ip_ban(self, network: str, ban: Restriction | None) -> None:
-        pass
-
-    async def keep_mode(self, room_key: str, mode: RoomMode) -> None:
+    async def keep_moderation(self, change: ModerationChange) -> None:
         pass
 
     async def keep_audit(self, entry: AuditEntry) -> None:
@@ -142,6 +120,46 @@ CREATE TABLE IF NOT EXISTS audit (
 """
 
 
+def _write(db: sqlite3.Connection, *, change: ModerationChange) -> None:
+    """One change into its table (on the store's thread, in a transaction)."""
+    r = change.restriction
+    if change.what == "op":
+        db.execute(
+            "INSERT OR REPLACE INTO room_operators (room, user_key, user_name, op) "
+            "VALUES (?, ?, ?, ?)",
+            (change.room, change.key, change.name, int(change.on)),
+        )
+    elif change.what == "ban" and r is None:
+        db.execute("DELETE FROM bans WHERE user_key = ?", (change.key,))
+    elif change.what == "ban" and r is not None:
+        db.execute(
+            "INSERT OR REPLACE INTO bans (user_key, name, by_name, reason, until) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (change.key, r.name, r.by, r.reason, r.until),
+        )
+    elif change.what == "mute" and r is None:
+        db.execute("DELETE FROM mutes WHERE room = ? AND user_key = ?", (change.room, change.key))
+    elif change.what == "mute" and r is not None:
+        db.execute(
+            "INSERT OR REPLACE INTO mutes (room, user_key, name, by_name, reason, until) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (change.room, change.key, r.name, r.by, r.reason, r.until),
+        )
+    elif change.what == "ip_ban" and r is None:
+        db.execute("DELETE FROM ip_bans WHERE network = ?", (change.key,))
+    elif change.what == "ip_ban" and r is not None:
+        db.execute(
+            "INSERT OR REPLACE INTO ip_bans (network, by_name, reason, until) VALUES (?, ?, ?, ?)",
+            (change.key, r.by, r.reason, r.until),
+        )
+    elif change.what == "mode":
+        mode = change.mode or RoomMode()
+        db.execute(
+            "INSERT OR REPLACE INTO room_modes (room, moderated, topic_locked) VALUES (?, ?, ?)",
+            (change.room, int(mode.moderated), int(mode.topic_locked)),
+        )
+
+
 def prepare_sqlite(db: sqlite3.Connection) -> None:
     """Create the moderation tables (an older ``papo.db`` gains them in place)."""
     db.executescript(MODERATION_SCHEMA)
@@ -185,63 +203,8 @@ class SqliteModeration:
 
         return await self._run(load)
 
-    async def keep_operator(self, room_key: str, user_key: str, name: str, on: bool) -> None:
-        await self._run(
-            lambda db: db.execute(
-                "INSERT OR REPLACE INTO room_operators (room, user_key, user_name, op) "
-                "VALUES (?, ?, ?, ?)",
-                (room_key, user_key, name, int(on)),
-            )
-        )
-
-    async def keep_ban(self, user_key: str, ban: Restriction | None) -> None:
-        def write(db: sqlite3.Connection) -> None:
-            if ban is None:
-                db.execute("DELETE FROM bans WHERE user_key = ?", (user_key,))
-            else:
-                db.execute(
-                    "INSERT OR REPLACE INTO bans (user_key, name, by_name, reason, until) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (user_key, ban.name, ban.by, ban.reason, ban.until),
-                )
-
-        await self._run(write)
-
-    async def keep_mute(self, room_key: str, user_key: str, mute: Restriction | None) -> None:
-        def write(db: sqlite3.Connection) -> None:
-            if mute is None:
-                db.execute(
-                    "DELETE FROM mutes WHERE room = ? AND user_key = ?", (room_key, user_key)
-                )
-            else:
-                db.execute(
-                    "INSERT OR REPLACE INTO mutes (room, user_key, name, by_name, reason, until) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (room_key, user_key, mute.name, mute.by, mute.reason, mute.until),
-                )
-
-        await self._run(write)
-
-    async def keep_ip_ban(self, network: str, ban: Restriction | None) -> None:
-        def write(db: sqlite3.Connection) -> None:
-            if ban is None:
-                db.execute("DELETE FROM ip_bans WHERE network = ?", (network,))
-            else:
-                db.execute(
-                    "INSERT OR REPLACE INTO ip_bans (network, by_name, reason, until) "
-                    "VALUES (?, ?, ?, ?)",
-                    (network, ban.by, ban.reason, ban.until),
-                )
-
-        await self._run(write)
-
-    async def keep_mode(self, room_key: str, mode: RoomMode) -> None:
-        await self._run(
-            lambda db: db.execute(
-                "INSERT OR REPLACE INTO room_modes (room, moderated, topic_locked) VALUES (?, ?, ?)",
-                (room_key, int(mode.moderated), int(mode.topic_locked)),
-            )
-        )
+    async def keep_moderation(self, change: ModerationChange) -> None:
+        await self._run(partial(_write, change=change))
 
     async def keep_audit(self, entry: AuditEntry) -> None:
         await self._run(

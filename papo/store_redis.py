@@ -65,6 +65,7 @@ from typing import Any, cast
 
 from redis.exceptions import RedisError
 
+from papo.moderation_redis import RedisModeration
 from papo.store import DEFAULT_RETENTION, Account, RoomRecord, Stored, StoreError
 from papo.store_redis_base import (
     CID_TTL,
@@ -88,7 +89,7 @@ APPEND_BATCH = 500  # messages per append script call at most
 WAKE_TTL = 86_400  # an instance's wake stream outlives a crash by a day at most
 
 
-class RedisStore(RedisRooms):
+class RedisStore(RedisModeration, RedisRooms):
     """The :class:`~papo.store.Store` interface over a Redis server shared by instances."""
 
     def __init__(

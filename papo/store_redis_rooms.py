@@ -256,6 +256,9 @@ class RedisRooms(RedisReader):
         if kind == "room":
             await self._room_event(event, key, name)
             return
+        if kind == "mod":
+            self._moderation_event(event)
+            return
         if kind == "join":
             self._anywhere.add(key)
         elif kind == "leave":
@@ -263,6 +266,9 @@ class RedisRooms(RedisReader):
         else:
             return
         self.on_presence(cast(Literal["join", "leave"], kind), key, name)
+
+    def _moderation_event(self, event: dict[str, Any]) -> None:
+        """A moderation change from an instance (see papo.moderation_redis, which overrides)."""
 
     async def _room_event(self, event: dict[str, Any], key: str, name: str) -> None:
         kind, conv = str(event.get("kind")), str(event.get("c", ""))
