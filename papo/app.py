@@ -108,7 +108,9 @@ async def serve(settings: Settings) -> int:
             max_rooms_per_user=settings.max_rooms_per_user,
             room_creations=AttemptLimiter(settings.room_creations, 60.0),
             joins_per_address=settings.joins_per_address,
+            admins=settings.admins,
         )
+        await hub.moderation.open()  # bans and roles hold from the first connection on
         # A restart is not a leave (with no grace at all, those users are gone at once).
         grace = settings.presence_grace
         await hub.presence.restore(max(RESTART_GRACE, grace) if grace > 0 else 0.0)

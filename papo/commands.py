@@ -9,22 +9,41 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from papo.events import DEFAULT_AUDIT, MAX_AUDIT
 from papo.i18n import Text, t
+from papo.moderation import BadDuration, parse_duration
 from papo.protocol import (
     DEFAULT_MAX_TEXT,
     MAX_HISTORY,
+    MAX_ID,
+    Ban,
+    BanIp,
     ChangePassword,
     ClientEvent,
+    Delete,
+    Deop,
     Devices,
+    Edit,
     Join,
+    Kick,
     ListRooms,
     Logout,
+    Mute,
+    Op,
     ProtocolError,
+    Purge,
+    ReadAudit,
     Register,
     Revoke,
     Say,
+    SetMode,
+    Unban,
+    UnbanIp,
+    Unmute,
     Who,
+    check_address,
     check_name,
+    check_reason,
     check_room,
     check_text,
     check_topic,
@@ -49,6 +68,20 @@ ALIASES = {
     "/rooms": "rooms", "/salas": "rooms",
     "/topic": "topic", "/topico": "topic", "/tópico": "topic",
     "/history": "history", "/historico": "history", "/histórico": "history",
+    "/edit": "edit", "/editar": "edit",
+    "/delete": "delete", "/apagar": "delete",
+    "/kick": "kick", "/expulsar": "kick",
+    "/mute": "mute", "/silenciar": "mute",
+    "/unmute": "unmute", "/dessilenciar": "unmute",
+    "/ban": "ban", "/banir": "ban",
+    "/unban": "unban", "/desbanir": "unban",
+    "/ban-ip": "ban-ip", "/banir-ip": "ban-ip",
+    "/unban-ip": "unban-ip", "/desbanir-ip": "unban-ip",
+    "/purge": "purge", "/limpar": "purge",
+    "/op": "op",
+    "/deop": "deop",
+    "/mode": "mode", "/modo": "mode",
+    "/audit": "audit", "/auditoria": "audit",
 }  # fmt: skip
 
 HELP = t(
@@ -62,6 +95,22 @@ HELP = t(
     "/logout [all] (log this device, or all of them, out) · "
     "/help or /ajuda · sair or /quit (leave). Anything else is said in the current "
     "room; start a line with // to say something that begins with /."
+)
+#: Everyone's: editing and deleting your own messages.
+LIFECYCLE_HELP = t(
+    "your messages: /edit or /editar TEXT (replaces your last message here, within 15 minutes) · "
+    "/delete or /apagar [ID] (deletes it; by default your last one here)"
+)
+#: What operators (in their rooms) and admins may also type; /help shows it to them.
+MODERATION_HELP = t(
+    "operators: /delete ID (anyone's message) · /kick NAME [REASON] · "
+    "/mute NAME 10m [REASON] · /unmute NAME · /op NAME · /deop NAME · "
+    "/mode +m or -m (read-only room) · /mode +t or -t (topic lock)"
+)
+ADMIN_HELP = t(
+    "admins: /ban NAME [DURATION] [REASON] · /unban NAME · /ban-ip ADDRESS|CIDR [DURATION] · "
+    "/unban-ip ADDRESS|CIDR · /purge NAME [SINCE, e.g. 1h] (ban and delete their messages) · "
+    "/audit [N]. Durations: 30s, 10m, 2h, 1d, 1w"
 )
 HISTORY_LINES = 20
 
@@ -105,7 +154,110 @@ class HistoryHere:
     limit: int = HISTORY_LINES
 
 
-Command = ClientEvent | Quit | Help | Nick | PartRoom | TopicHere | HistoryHere
+class RoomCommand:
+    """A command about the current room (plain text): :meth:`at` names the room.
+
+    The parser does not know which room a line is typed in; the plain-text
+    transport (or the terminal client) does, and calls ``at`` with it.
+    """
+
+    __slots__ = ()
+
+    def at(self, room: str) -> ClientEvent:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True)
+class EditHere(RoomCommand):
+    """Replace the text of your newest message in the current room."""
+
+    text: str
+
+    def at(self, room: str) -> Edit:
+        return Edit(None, self.text, room)
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteHere(RoomCommand):
+    """Delete message ``id``, or (None) your newest message in the current room."""
+
+    id: int | None = None
+
+    def at(self, room: str) -> Delete:
+        return Delete(self.id, room)
+
+
+@dataclass(frozen=True, slots=True)
+class KickHere(RoomCommand):
+    name: str
+    reason: str = ""
+
+    def at(self, room: str) -> Kick:
+        return Kick(room, self.name, self.reason)
+
+
+@dataclass(frozen=True, slots=True)
+class MuteHere(RoomCommand):
+    name: str
+    seconds: int
+    reason: str = ""
+
+    def at(self, room: str) -> Mute:
+        return Mute(room, self.name, self.seconds, self.reason)
+
+
+@dataclass(frozen=True, slots=True)
+class UnmuteHere(RoomCommand):
+    name: str
+
+    def at(self, room: str) -> Unmute:
+        return Unmute(room, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class OpHere(RoomCommand):
+    name: str
+
+    def at(self, room: str) -> Op:
+        return Op(room, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class DeopHere(RoomCommand):
+    name: str
+
+    def at(self, room: str) -> Deop:
+        return Deop(room, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class ModeHere(RoomCommand):
+    """``/mode +m`` (read-only), ``-m``, ``+t`` (topic lock), ``-t``, or both (``+mt``)."""
+
+    moderated: bool | None = None
+    topic_locked: bool | None = None
+
+    def at(self, room: str) -> SetMode:
+        return SetMode(room, self.moderated, self.topic_locked)
+
+
+Command = (
+    ClientEvent
+    | Quit
+    | Help
+    | Nick
+    | PartRoom
+    | TopicHere
+    | HistoryHere
+    | EditHere
+    | DeleteHere
+    | KickHere
+    | MuteHere
+    | UnmuteHere
+    | OpHere
+    | DeopHere
+    | ModeHere
+)
 
 
 def parse_line(line: str, *, max_text: int = DEFAULT_MAX_TEXT) -> Command:
@@ -126,6 +278,8 @@ def parse_line(line: str, *, max_text: int = DEFAULT_MAX_TEXT) -> Command:
             "unknown_command",
             t("unknown command {command}; /help lists the commands", command=visible(word[:40])),
         )
+    if command in _MODERATION:
+        return _moderation(command, word.casefold(), rest, max_text)
     return _command(command, word.casefold(), rest, max_text)
 
 
@@ -185,3 +339,117 @@ def _command(command: str, word: str, rest: str, max_text: int) -> Command:
     if not rest.isdigit() or not 1 <= int(rest) <= MAX_HISTORY:
         raise _usage(t("{command} [N] (N from 1 to {max})", command=word, max=MAX_HISTORY))
     return HistoryHere(int(rest))
+
+
+_MODERATION = frozenset(
+    {
+        "edit", "delete", "kick", "mute", "unmute", "ban", "unban", "ban-ip", "unban-ip",
+        "purge", "op", "deop", "mode", "audit",
+    }
+)  # fmt: skip
+
+
+def _moderation(command: str, word: str, rest: str, max_text: int) -> Command:
+    """The moderation and message-lifecycle commands (what each role may: papo.moderation)."""
+    if command == "edit":
+        if not rest:
+            raise _usage(t("{command} TEXT (replaces your last message here)", command=word))
+        return EditHere(check_text(rest, max_text))
+    if command == "delete":
+        if not rest:
+            return DeleteHere()
+        if not rest.isdigit() or int(rest) > MAX_ID:
+            raise _usage(t("{command} [ID] (default: your last message here)", command=word))
+        return DeleteHere(int(rest))
+    if command == "mode":
+        return _mode(word, rest)
+    if command == "audit":
+        if not rest:
+            return ReadAudit(DEFAULT_AUDIT)
+        if not rest.isdigit() or not 1 <= int(rest) <= MAX_AUDIT:
+            raise _usage(t("{command} [N] (N from 1 to {max})", command=word, max=MAX_AUDIT))
+        return ReadAudit(int(rest))
+    target, _, more = rest.partition(" ")
+    more = more.strip()
+    if not target:
+        raise _usage(_moderation_usage(command, word))
+    if command in ("ban-ip", "unban-ip"):
+        address = check_address(target)
+        if command == "unban-ip":
+            return UnbanIp(address)
+        seconds, reason = _duration_and_reason(more, required=False)
+        return BanIp(address, seconds, check_reason(reason))
+    name = check_name(target)
+    if command in ("unmute", "unban", "op", "deop"):
+        if more:
+            raise _usage(_moderation_usage(command, word))
+        if command == "unban":
+            return Unban(name)
+        if command == "unmute":
+            return UnmuteHere(name)
+        return OpHere(name) if command == "op" else DeopHere(name)
+    if command == "kick":
+        return KickHere(name, check_reason(more))
+    if command == "mute" and not more:
+        raise _usage(_moderation_usage(command, word))
+    seconds, reason = _duration_and_reason(more, required=command == "mute")
+    if command == "mute":
+        assert seconds is not None
+        return MuteHere(name, seconds, check_reason(reason))
+    if command == "ban":
+        return Ban(name, seconds, check_reason(reason))
+    assert command == "purge"
+    return Purge(name, seconds=seconds, reason=check_reason(reason))
+
+
+def _moderation_usage(command: str, word: str) -> Text:
+    usages = {
+        "kick": t("{command} NAME [REASON]", command=word),
+        "mute": t("{command} NAME DURATION [REASON] (durations: 30s, 10m, 2h, 1d)", command=word),
+        "unmute": t("{command} NAME", command=word),
+        "ban": t("{command} NAME [DURATION] [REASON]", command=word),
+        "unban": t("{command} NAME", command=word),
+        "ban-ip": t("{command} ADDRESS|CIDR [DURATION] [REASON]", command=word),
+        "unban-ip": t("{command} ADDRESS|CIDR", command=word),
+        "purge": t(
+            "{command} NAME [SINCE] (e.g. 1h: their messages of the last hour)", command=word
+        ),
+        "op": t("{command} NAME", command=word),
+        "deop": t("{command} NAME", command=word),
+    }
+    return usages[command]
+
+
+def _duration_and_reason(rest: str, *, required: bool) -> tuple[int | None, str]:
+    """A leading duration (``10m``) and the reason after it; without one, all is the reason."""
+    first, _, after = rest.partition(" ")
+    try:
+        return parse_duration(first), after.strip()
+    except BadDuration:
+        if required:
+            raise ProtocolError(
+                "usage",
+                t("{text} is not a duration; write 30s, 10m, 2h or 1d", text=visible(first[:20])),
+            ) from None
+    return None, rest
+
+
+def _mode(word: str, rest: str) -> ModeHere:
+    """``+m``/``-m`` (read-only), ``+t``/``-t`` (topic lock), combined as ``+mt`` or ``-m +t``."""
+    moderated: bool | None = None
+    locked: bool | None = None
+    sign: bool | None = None
+    for char in rest.replace(" ", ""):
+        if char in "+-":
+            sign = char == "+"
+        elif char in "mt" and sign is not None:
+            if char == "m":
+                moderated = sign
+            else:
+                locked = sign
+        else:
+            sign = None
+            break
+    if sign is None or (moderated is None and locked is None):
+        raise _usage(t("{command} +m or -m (read-only room), +t or -t (topic lock)", command=word))
+    return ModeHere(moderated, locked)

@@ -15,7 +15,8 @@ from typing import Any
 
 from papo import __version__
 from papo.i18n import DEFAULT_LANGUAGE, LANGUAGES, match_language
-from papo.names import InvalidNameError, clean_room
+from papo.moderation import BadAddress, parse_network
+from papo.names import InvalidNameError, clean_name, clean_room
 from papo.protocol import DEFAULT_MAX_TEXT
 
 
@@ -57,12 +58,44 @@ class Settings:
         """Joins one address may make in 10 s: twice its connections (0: no limit)."""
         return 2 * self.max_connections_per_ip
 
+    #: Server admins' names (their powers need the name protected by a password).
+    admins: tuple[str, ...] = ()
+    #: Proxies (addresses or CIDR blocks) whose X-Forwarded-For names the client.
+    trusted_proxies: tuple[str, ...] = ()
+
 
 def _room(text: str) -> str:
     try:
         return clean_room(text)
     except InvalidNameError as exc:
         raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+
+
+def _admin(text: str) -> str:
+    try:
+        return clean_name(text)
+    except InvalidNameError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+
+
+def _proxy(text: str) -> str:
+    try:
+        return str(parse_network(text))
+    except BadAddress as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _env_list(
+    parser: argparse.ArgumentParser,
+    environ: Mapping[str, str],
+    variable: str,
+    kind: Callable[[str], str],
+) -> list[str]:
+    """A comma-separated ``PAPO_*`` list, each item checked like the flag's value."""
+    items = [item.strip() for item in environ.get(variable, "").split(",") if item.strip()]
+    for item in items:
+        _check_env(parser, variable, item, kind)
+    return [kind(item) for item in items]
 
 
 def _language(text: str) -> str:
@@ -289,6 +322,25 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     )
     add("tls-key", None, Path, "the private key of --tls-cert (PEM)", metavar="FILE")
     switch("require-password", "every name needs a password (no open names, no guests)")
+    parser.add_argument(
+        "--admin",
+        action="append",
+        type=_admin,
+        default=_env_list(parser, env, "PAPO_ADMINS", _admin),
+        metavar="NAME",
+        help="a server admin (ban, purge, audit, and an operator of every room) once the name "
+        "is protected by a password; repeat for several (PAPO_ADMINS=ana,beto)",
+    )
+    parser.add_argument(
+        "--trusted-proxy",
+        action="append",
+        type=_proxy,
+        default=_env_list(parser, env, "PAPO_TRUSTED_PROXIES", _proxy),
+        metavar="ADDRESS",
+        help="a reverse proxy (address or CIDR block) whose X-Forwarded-For header names the "
+        "client's address (for address bans and limits); repeat for several "
+        "(PAPO_TRUSTED_PROXIES=127.0.0.1,10.0.0.0/8)",
+    )
     switch(
         "no-uvloop",
         "use the stock asyncio event loop even when uvloop is installed",
@@ -342,4 +394,6 @@ def parse_settings(
         lang=ns.lang,
         tls_cert=ns.tls_cert,
         tls_key=ns.tls_key,
+        admins=tuple(dict.fromkeys(ns.admin)),
+        trusted_proxies=tuple(dict.fromkeys(ns.trusted_proxy)),
     )

@@ -17,6 +17,8 @@ class PapoError(ValueError):
     """A client's request that cannot be carried out: ``code`` for programs, ``message`` for people."""
 
     code = "error"
+    #: When a refusal ends by itself (ISO 8601): ``muted``, ``banned``; None otherwise.
+    until: str | None = None
 
     def __init__(self, code: str | None, message: Says) -> None:
         super().__init__(str(message))
@@ -64,3 +66,42 @@ class RateLimited(NotAllowed):
     """Too many requests of this kind; wait and try again."""
 
     code = "rate_limited"
+
+
+class Forbidden(NotAllowed):
+    """The user's role (member, operator, admin) does not allow this (see papo.moderation)."""
+
+    code = "forbidden"
+
+
+class Muted(NotAllowed):
+    """The user may not speak in this room now; ``until`` says when it ends (None: unmuted
+    by hand)."""
+
+    code = "muted"
+
+    def __init__(self, message: Says, until: str | None) -> None:
+        super().__init__(message)
+        self.until = until
+
+
+class Banned(NotAllowed):
+    """The user (or the address) is banned; ``until`` says when it ends (None: lifted by hand)."""
+
+    code = "banned"
+
+    def __init__(self, message: Says, until: str | None) -> None:
+        super().__init__(message)
+        self.until = until
+
+
+class EditWindowOver(NotAllowed):
+    """A message can be edited for a while after it was sent (15 minutes); this one is older."""
+
+    code = "edit_window"
+
+
+class UnknownMessage(NotAllowed):
+    """No message with that id that this user can see (never sent, deleted, or not theirs to see)."""
+
+    code = "unknown_message"

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from papo.i18n import Says
+from papo.moderation import AuditEntry
 
 Mode = Literal["json", "plain"]
 
@@ -23,6 +24,9 @@ MAX_SECRET_LENGTH = 1024
 MAX_TOPIC = 300
 DEFAULT_HISTORY = 50
 MAX_HISTORY = 200
+MAX_REASON = 300
+DEFAULT_AUDIT = 20
+MAX_AUDIT = 500
 
 
 # --------------------------------------------------------------------------
@@ -142,6 +146,144 @@ class ChangePassword:
     new: str
 
 
+# ---------------------------------------------------------------- moderation and the
+# message lifecycle (what each role may do: papo.moderation)
+
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    """Replace the text of your message ``id``.
+
+    ``id`` None (plain-text ``/edit``) means your newest message in ``room``.
+    """
+
+    id: int | None
+    text: str
+    room: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """Delete message ``id`` (your own, or anyone's as an operator or admin).
+
+    ``id`` None (plain-text ``/delete``) means your newest message in ``room``.
+    """
+
+    id: int | None
+    room: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Kick:
+    """Make ``name`` leave ``room`` (they may join again)."""
+
+    room: str
+    name: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Mute:
+    """``name`` may not speak in ``room`` for ``seconds``."""
+
+    room: str
+    name: str
+    seconds: int
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Unmute:
+    room: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ban:
+    """Close every session of ``name`` and refuse it, for ``seconds`` (None: until lifted)."""
+
+    name: str
+    seconds: int | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Unban:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class BanIp:
+    """Refuse handshakes from ``address`` (an address or CIDR block, normalised)."""
+
+    address: str
+    seconds: int | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class UnbanIp:
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class Purge:
+    """Ban ``name`` and delete all their messages since ``since`` (ISO 8601) or of the last
+    ``seconds`` (neither: all of them)."""
+
+    name: str
+    since: str | None = None
+    seconds: int | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """Make ``name`` an operator of ``room``."""
+
+    room: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Deop:
+    room: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetMode:
+    """Turn ``room``'s read-only mode or topic lock on or off (None: leave as it is)."""
+
+    room: str
+    moderated: bool | None = None
+    topic_locked: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadAudit:
+    """The newest ``limit`` entries of the audit log (admins)."""
+
+    limit: int = DEFAULT_AUDIT
+
+
+ModerationEvent = (
+    Edit
+    | Delete
+    | Kick
+    | Mute
+    | Unmute
+    | Ban
+    | Unban
+    | BanIp
+    | UnbanIp
+    | Purge
+    | Op
+    | Deop
+    | SetMode
+    | ReadAudit
+)
+
 ClientEvent = (
     Hello
     | Say
@@ -157,6 +299,7 @@ ClientEvent = (
     | Devices
     | Revoke
     | ChangePassword
+    | ModerationEvent
 )
 
 
@@ -213,12 +356,18 @@ class Message:
     cid: str | None = None
     room: str | None = None
     home: bool = False
+    #: When its text was last edited (it shows the latest text).
+    edited_ts: str | None = None
+    #: A tombstone: the message was deleted; ``sender`` and ``text`` are empty.
+    deleted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class MemberInfo:
     name: str
     online: bool
+    #: An operator of the room (or a server admin).
+    op: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,13 +380,17 @@ class RoomJoined:
     last_id: int
     unread: int
     last_read: int = 0
+    moderated: bool = False
+    topic_locked: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class RoomParted:
-    """The user left ``room`` (sent to all of the user's sessions)."""
+    """The user left ``room`` (sent to all of the user's sessions); ``by`` kicked them."""
 
     room: str
+    by: str | None = None
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +435,7 @@ class RoomInfo:
     online: int
     topic: str
     joined: bool
+    operators: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,6 +502,8 @@ class Error:
     code: str
     message: Says
     cid: str | None = None
+    #: ``muted`` and ``banned``: when it ends (ISO 8601), None when it does not.
+    until: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,6 +519,47 @@ class Notice:
     """Information for people (greetings, help, confirmations)."""
 
     text: Says
+
+
+@dataclass(frozen=True, slots=True)
+class Edited:
+    """Message ``id`` (by ``sender``) now reads ``text``, since ``edited_ts``."""
+
+    id: int
+    text: str
+    edited_ts: str
+    sender: str
+    room: str | None = None
+    to: str | None = None
+    home: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Deleted:
+    """Message ``id`` was deleted by ``by`` (its sender, an operator or an admin)."""
+
+    id: int
+    by: str
+    room: str | None = None
+    to: str | None = None
+    home: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RoomModeChanged:
+    """``by`` turned ``room``'s read-only mode or topic lock on or off (to its members)."""
+
+    room: str
+    moderated: bool
+    topic_locked: bool
+    by: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditLog:
+    """An answer to ``audit``: entries oldest first."""
+
+    entries: tuple[AuditEntry, ...]
 
 
 ServerEvent = (
@@ -382,4 +579,8 @@ ServerEvent = (
     | ReadMarker
     | RoomList
     | DeviceList
+    | Edited
+    | Deleted
+    | RoomModeChanged
+    | AuditLog
 )

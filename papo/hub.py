@@ -47,6 +47,7 @@ from papo.directory import HubStats, Link, Session, User
 from papo.errors import PapoError, RateLimited
 from papo.i18n import t, tn
 from papo.limits import AttemptLimiter, SlidingWindow
+from papo.moderation_ops import ModerationOps
 from papo.names import direct_key, name_key, room_key
 from papo.presence import Presence
 from papo.protocol import (
@@ -111,6 +112,7 @@ class Hub:
         flood_window: float = FLOOD_WINDOW,
         joins_per_address: int = JOINS_PER_ADDRESS,
         clock: Callable[[], float] = time.monotonic,
+        admins: Iterable[str] = (),
     ) -> None:
         self.store = store
         #: The monotonic clock of rate buckets and flood windows (tests pass a fake one).
@@ -137,6 +139,7 @@ class Hub:
         self.stats = HubStats()
         self.catchup = CatchUp(store, self.pool)
         self.room_ops = RoomOps(self)
+        self.moderation = ModerationOps(self, admins)
         self.presence = Presence(self)
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -220,11 +223,12 @@ class Hub:
                     await self.room_ops.history(session, user, event)
                 elif isinstance(event, Read):
                     await self.room_ops.read(session, user, event)
-                else:
-                    assert isinstance(event, ListRooms)
+                elif isinstance(event, ListRooms):
                     await self.room_ops.list_rooms(session, user)
+                else:
+                    await self.moderation.handle(session, user, event)
         except PapoError as exc:
-            self.send(session, Error(exc.code, exc.message, _cid(event)))
+            self.send(session, Error(exc.code, exc.message, _cid(event), exc.until))
             self.refused(session)
         except StoreError as exc:
             log.error("store failure for conn %d: %s", session.id, exc)
@@ -313,6 +317,8 @@ class Hub:
             room = self.room_ops.member_room(user, where)
             if room is None:
                 await self.room_ops.refuse(where or self.home.name)
+            if self.moderation.watches(room.key, user.key):  # muted, banned, read-only
+                await self.moderation.check_say(user, room.key, room.name)
             message = Stored(
                 0, user.name, user.key, say.text, utc_timestamp(), cid=say.cid,
                 room=room.name, conv=room.key, home=room.home,
@@ -456,6 +462,7 @@ class Hub:
 
     def stop(self) -> None:
         """Cancel pending presence timers (the transport closes the connections)."""
+        self.moderation.stop()
         for user in self.users.values():
             if user.leave_timer is not None:
                 user.leave_timer.cancel()

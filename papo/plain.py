@@ -7,9 +7,14 @@ nobody can forge a notice or drive the reader's terminal.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from papo.events import (
+    AuditLog,
+    Deleted,
     DeviceInfo,
     DeviceList,
+    Edited,
     Error,
     Gap,
     Member,
@@ -19,6 +24,7 @@ from papo.events import (
     RoomInfo,
     RoomJoined,
     RoomList,
+    RoomModeChanged,
     RoomParted,
     RoomTopic,
     ServerEvent,
@@ -26,6 +32,7 @@ from papo.events import (
     Welcome,
 )
 from papo.i18n import DEFAULT_LANGUAGE, Says, render, t, tn
+from papo.moderation import AuditEntry
 
 
 def render_plain(event: ServerEvent, lang: str = DEFAULT_LANGUAGE) -> str | None:
@@ -36,13 +43,35 @@ def render_plain(event: ServerEvent, lang: str = DEFAULT_LANGUAGE) -> str | None
     and nobody can forge a notice or drive the reader's terminal.
     """
     if isinstance(event, Message):
-        return plain_message(event, lang)
+        return None if event.deleted else plain_message(event, lang)
+    if isinstance(event, Edited):
+        edited = Message(
+            event.id, event.sender, event.text, event.edited_ts, event.to, None, event.room,
+            event.home, edited_ts=event.edited_ts,
+        )  # fmt: skip
+        return plain_message(edited, lang)
     said = _says(event, lang)
     return None if said is None else render(said, lang)
 
 
 def plain_message(event: Message, lang: str = DEFAULT_LANGUAGE) -> str:
-    """One chat line: ``NAME: text`` in the default room, ``[#sala] NAME: text`` elsewhere."""
+    """One chat line: ``NAME: text`` in the default room, ``[#sala] NAME: text`` elsewhere.
+
+    An edited message ends with ``(edited)``; a deleted one (a tombstone) reads
+    ``(message deleted)``.
+    """
+    if event.deleted:
+        gone = render(t("(message deleted)"), lang)
+        if event.room is None or event.home:
+            return gone
+        return f"[{visible(event.room)}] {gone}"
+    line = _chat_line(event, lang)
+    if event.edited_ts is not None:
+        return render(t("{line} (edited)", line=line), lang)
+    return line
+
+
+def _chat_line(event: Message, lang: str) -> str:
     text = visible(event.text)
     if event.to is not None:
         line = t(
@@ -113,6 +142,8 @@ def _rooms_says(event: ServerEvent, lang: str) -> Says | None:
     if isinstance(event, RoomJoined):
         online = sum(1 for m in event.members if m.online)
         members = tn("{n} member", "{n} members", len(event.members))
+        if event.moderated or event.topic_locked:
+            return _joined_moderated(event, lang)
         if event.topic:
             return t(
                 "* you are in {room} (topic: {topic}): {members}, {online} online",
@@ -128,7 +159,17 @@ def _rooms_says(event: ServerEvent, lang: str) -> Says | None:
             online=online,
         )
     if isinstance(event, RoomParted):
-        return t("* you left {room}", room=visible(event.room))
+        room = visible(event.room)
+        if event.by is not None and event.reason:
+            return t(
+                "* {by} removed you from {room}: {reason}",
+                by=visible(event.by),
+                room=room,
+                reason=visible(event.reason),
+            )
+        if event.by is not None:
+            return t("* {by} removed you from {room}", by=visible(event.by), room=room)
+        return t("* you left {room}", room=room)
     if isinstance(event, RoomTopic):
         if not event.topic:
             return t(
@@ -150,12 +191,81 @@ def _rooms_says(event: ServerEvent, lang: str) -> Says | None:
     if isinstance(event, RoomList):
         if not event.rooms:
             return t("* no rooms yet: /join #name creates one")
-        listed = "; ".join(render(_room_info(r), lang) for r in event.rooms)
+        listed = "; ".join(_room_info(r, lang) for r in event.rooms)
         return t("* rooms ({count}): {rooms}", count=len(event.rooms), rooms=listed)
+    return _moderation_says(event, lang)
+
+
+def _moderation_says(event: ServerEvent, lang: str) -> Says | None:
+    if isinstance(event, Deleted):
+        by = visible(event.by)
+        if event.to is not None:
+            return t("* {by} deleted a private message", by=by)
+        if event.room is None or event.home:
+            return t("* {by} deleted a message", by=by)
+        return t("* {by} deleted a message in {room}", by=by, room=visible(event.room))
+    if isinstance(event, RoomModeChanged):
+        modes = []
+        if event.moderated:
+            modes.append(render(t("read-only (only operators speak)"), lang))
+        if event.topic_locked:
+            modes.append(render(t("topic locked (only operators set it)"), lang))
+        if not modes:
+            modes.append(render(t("everyone may speak and set the topic"), lang))
+        return t(
+            "* {by} changed {room}: {modes}",
+            by=visible(event.by),
+            room=visible(event.room),
+            modes=", ".join(modes),
+        )
+    if isinstance(event, AuditLog):
+        if not event.entries:
+            return t("* the audit log is empty")
+        lines = " · ".join(audit_line(e, lang) for e in event.entries)
+        return t("* audit ({count}): {entries}", count=len(event.entries), entries=lines)
     return None  # acks, read markers and history pages (sent line by line) are for JSON clients
 
 
-def _room_info(room: RoomInfo) -> Says:
+def audit_line(entry: AuditEntry, lang: str = DEFAULT_LANGUAGE) -> str:
+    """One audit entry for people: when, who, what, whom, where, why."""
+    values = {
+        "ts": entry.ts[:16].replace("T", " "),
+        "by": visible(entry.by),
+        "action": entry.action,
+        "target": visible(entry.target),
+        "room": visible(entry.room),
+        "reason": visible(entry.reason),
+    }
+    if entry.room and entry.reason:
+        text = t("{ts} {by}: {action} {target} in {room} ({reason})", **values)
+    elif entry.room:
+        text = t("{ts} {by}: {action} {target} in {room}", **values)
+    elif entry.reason:
+        text = t("{ts} {by}: {action} {target} ({reason})", **values)
+    else:
+        text = t("{ts} {by}: {action} {target}", **values)
+    return render(text, lang)
+
+
+def _joined_moderated(event: RoomJoined, lang: str) -> Says:
+    """``room joined`` of a read-only room or one with a locked topic: the usual line, then how."""
+    line = render_plain(replace(event, moderated=False, topic_locked=False), lang) or ""
+    if event.moderated:
+        line += " " + render(t("(read-only: only operators speak)"), lang)
+    if event.topic_locked:
+        line += " " + render(t("(topic locked)"), lang)
+    return line
+
+
+def _room_info(room: RoomInfo, lang: str) -> str:
+    line = render(_room_summary(room), lang)
+    if room.operators:
+        names = ", ".join(visible(name) for name in room.operators)
+        line += " " + render(t("(operators: {names})", names=names), lang)
+    return line
+
+
+def _room_summary(room: RoomInfo) -> Says:
     values = {
         "room": visible(room.room),
         "members": tn("{n} member", "{n} members", room.members),

@@ -103,6 +103,7 @@ class Presence:
             )
         if name_key(hello.name).startswith(GUEST_PREFIX):
             raise ProtocolError("bad_name", t("names starting with 'guest-' are for guests"))
+        hub.moderation.check_hello(name_key(hello.name))  # a banned name
         identity = await hub.accounts.authenticate(
             hello.name, password=hello.password, token=hello.token, address=session.link.address
         )

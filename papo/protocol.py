@@ -25,54 +25,77 @@ from typing import Any
 from papo.devices import MAX_DEVICE_ID
 from papo.errors import ProtocolError as ProtocolError  # noqa: PLC0414 (re-exported)
 from papo.events import (
+    DEFAULT_AUDIT,
     DEFAULT_HISTORY,
     DEFAULT_MAX_TEXT,
+    MAX_AUDIT,
     MAX_CID_LENGTH,
     MAX_HISTORY,
+    MAX_REASON,
     MAX_SECRET_LENGTH,
     MAX_TOPIC,
     Ack,
+    AuditLog,
+    Ban,
+    BanIp,
     ChangePassword,
     ClientEvent,
     Conversation,
+    Delete,
+    Deleted,
+    Deop,
     DeviceInfo,
     DeviceList,
     Devices,
     DirectState,
+    Edit,
+    Edited,
     Error,
     Gap,
     Hello,
     History,
     HistoryPage,
     Join,
+    Kick,
     ListRooms,
     Logout,
     Member,
     MemberInfo,
     Message,
     Mode,
+    ModerationEvent,
+    Mute,
     Notice,
+    Op,
     Part,
     Presence,
+    Purge,
     Read,
+    ReadAudit,
     ReadMarker,
     Register,
     Revoke,
     RoomInfo,
     RoomJoined,
     RoomList,
+    RoomModeChanged,
     RoomParted,
     RoomState,
     RoomTopic,
     Say,
     ServerEvent,
+    SetMode,
     SetTopic,
+    Unban,
+    UnbanIp,
+    Unmute,
     UserInfo,
     Users,
     Welcome,
     Who,
 )
 from papo.i18n import DEFAULT_LANGUAGE, match_language, render, t
+from papo.moderation import MAX_DURATION, BadAddress, parse_network, parse_time
 from papo.names import InvalidNameError, clean_name, clean_room
 from papo.plain import plain_message, render_plain, visible
 from papo.wsframe import text_frame
@@ -86,53 +109,75 @@ __all__ = [
     "MAX_SECRET_LENGTH",
     "MAX_TOPIC",
     "Ack",
+    "AuditLog",
+    "Ban",
+    "BanIp",
     "ChangePassword",
     "ClientEvent",
     "Conversation",
+    "Delete",
+    "Deleted",
+    "Deop",
     "DeviceInfo",
     "DeviceList",
     "Devices",
     "DirectState",
+    "Edit",
+    "Edited",
     "Error",
     "Gap",
     "Hello",
     "History",
     "HistoryPage",
     "Join",
+    "Kick",
     "ListRooms",
     "Logout",
     "Member",
     "MemberInfo",
     "Message",
     "Mode",
+    "ModerationEvent",
+    "Mute",
     "Notice",
+    "Op",
     "Outgoing",
     "Part",
     "Presence",
     "ProtocolError",
+    "Purge",
     "Read",
+    "ReadAudit",
     "ReadMarker",
     "Register",
     "Revoke",
     "RoomInfo",
     "RoomJoined",
     "RoomList",
+    "RoomModeChanged",
     "RoomParted",
     "RoomState",
     "RoomTopic",
     "Say",
     "ServerEvent",
+    "SetMode",
     "SetTopic",
+    "Unban",
+    "UnbanIp",
+    "Unmute",
     "UserInfo",
     "Users",
     "Welcome",
     "Who",
+    "check_address",
     "check_name",
+    "check_reason",
     "check_room",
     "check_text",
     "check_topic",
     "conversation_wire",
     "encode_json",
+    "encode_moderation",
     "load_event",
     "parse_client",
     "plain_message",
@@ -232,6 +277,9 @@ def parse_client(raw: str | bytes, *, max_text: int = DEFAULT_MAX_TEXT) -> Clien
                 "missing_field", t("'password' needs a non-empty 'old' and 'new' password")
             )
         return ChangePassword(old, new)
+    moderation = _parse_moderation(kind, data, max_text)
+    if moderation is not None:
+        return moderation
     raise ProtocolError("unknown_type", t("unknown event type {type}", type=repr(short(kind))))
 
 
@@ -287,6 +335,156 @@ def check_topic(text: str) -> str:
             "text_too_long", t("a topic has at most {max} characters", max=MAX_TOPIC)
         )
     return text
+
+
+def check_reason(text: str) -> str:
+    """Why a moderator did something: one line of at most ``MAX_REASON`` characters."""
+    text = " ".join(text.split())
+    if len(text) > MAX_REASON:
+        raise ProtocolError(
+            "text_too_long", t("a reason has at most {max} characters", max=MAX_REASON)
+        )
+    return text
+
+
+def check_address(raw: str) -> str:
+    """An IP address or CIDR block, normalised (``203.0.113.9/24`` → ``203.0.113.0/24``)."""
+    try:
+        return str(parse_network(raw))
+    except BadAddress:
+        raise ProtocolError(
+            "bad_field",
+            t("not an IP address or CIDR block: {address}", address=short(raw, 60)),
+        ) from None
+
+
+def _parse_moderation(kind: str, data: dict[str, Any], max_text: int) -> ModerationEvent | None:
+    """The moderation and message-lifecycle events (None: ``kind`` is none of them)."""
+    if kind == "edit":
+        return Edit(_required_id(data, "id"), check_text(_required_str(data, "text"), max_text))
+    if kind == "delete":
+        return Delete(_required_id(data, "id"))
+    if kind in ("kick", "mute", "unmute", "op", "deop"):
+        room = check_room(_required_str(data, "room"))
+        name = check_name(_required_str(data, "name"))
+        if kind == "kick":
+            return Kick(room, name, _reason(data))
+        if kind == "mute":
+            seconds = _seconds(data)
+            if seconds is None:
+                raise ProtocolError("missing_field", t("'mute' needs the field 'seconds'"))
+            return Mute(room, name, seconds, _reason(data))
+        if kind == "unmute":
+            return Unmute(room, name)
+        return Op(room, name) if kind == "op" else Deop(room, name)
+    if kind == "ban":
+        return Ban(check_name(_required_str(data, "name")), _seconds(data), _reason(data))
+    if kind == "unban":
+        return Unban(check_name(_required_str(data, "name")))
+    if kind == "ban_ip":
+        return BanIp(check_address(_required_str(data, "address")), _seconds(data), _reason(data))
+    if kind == "unban_ip":
+        return UnbanIp(check_address(_required_str(data, "address")))
+    if kind == "purge":
+        return _parse_purge(data)
+    if kind == "mode":
+        moderated = _optional_bool(data, "moderated")
+        locked = _optional_bool(data, "topic_locked")
+        if moderated is None and locked is None:
+            raise ProtocolError(
+                "missing_field", t("'mode' needs 'moderated' or 'topic_locked' (true or false)")
+            )
+        return SetMode(check_room(_required_str(data, "room")), moderated, locked)
+    if kind == "audit":
+        limit = _optional_id(data, "limit")
+        if limit is not None and not 1 <= limit <= MAX_AUDIT:
+            raise ProtocolError("bad_field", t("the field 'limit' is 1 to {max}", max=MAX_AUDIT))
+        return ReadAudit(DEFAULT_AUDIT if limit is None else limit)
+    return None
+
+
+def _parse_purge(data: dict[str, Any]) -> Purge:
+    since = _optional_str(data, "since")
+    seconds = _seconds(data)
+    if since is not None and seconds is not None:
+        raise ProtocolError("bad_field", t("'purge' takes 'since' or 'seconds', not both"))
+    if since is not None:
+        try:
+            parse_time(since)
+        except ValueError:
+            raise ProtocolError(
+                "bad_field",
+                t("the field 'since' must be an ISO 8601 time like 2026-11-22T21:40:00Z"),
+            ) from None
+    return Purge(check_name(_required_str(data, "name")), since, seconds, _reason(data))
+
+
+def _reason(data: dict[str, Any]) -> str:
+    reason = _optional_str(data, "reason")
+    return "" if reason is None else check_reason(reason)
+
+
+def _seconds(data: dict[str, Any]) -> int | None:
+    value = _optional_id(data, "seconds")
+    if value is not None and not 1 <= value <= MAX_DURATION:
+        raise ProtocolError("bad_field", t("the field 'seconds' is 1 to {max}", max=MAX_DURATION))
+    return value
+
+
+def _required_id(data: dict[str, Any], key: str) -> int:
+    value = _optional_id(data, key)
+    if value is None:
+        raise ProtocolError(
+            "missing_field", t("'{type}' needs the field '{field}'", type=data["type"], field=key)
+        )
+    return value
+
+
+def _optional_bool(data: dict[str, Any], key: str) -> bool | None:
+    value = data.get(key)
+    if value is None or isinstance(value, bool):
+        return value
+    raise ProtocolError("bad_field", t("the field '{field}' must be true or false", field=key))
+
+
+def encode_moderation(event: ModerationEvent) -> dict[str, Any]:
+    """The JSON object of a moderation or lifecycle client event (the clients' side)."""
+    wire: dict[str, Any]
+    if isinstance(event, Edit):
+        wire = {"type": "edit", "id": event.id, "text": event.text}
+    elif isinstance(event, Delete):
+        wire = {"type": "delete", "id": event.id}
+    elif isinstance(event, Kick):
+        wire = {"type": "kick", "room": event.room, "name": event.name, "reason": event.reason}
+    elif isinstance(event, Mute):
+        wire = {
+            "type": "mute",
+            "room": event.room,
+            "name": event.name,
+            "seconds": event.seconds,
+            "reason": event.reason,
+        }
+    elif isinstance(event, Unmute | Op | Deop):
+        kind = {Unmute: "unmute", Op: "op", Deop: "deop"}[type(event)]
+        wire = {"type": kind, "room": event.room, "name": event.name}
+    elif isinstance(event, Ban):
+        wire = {"type": "ban", "name": event.name, "seconds": event.seconds, "reason": event.reason}
+    elif isinstance(event, Unban):
+        wire = {"type": "unban", "name": event.name}
+    elif isinstance(event, BanIp):
+        wire = {"type": "ban_ip", "address": event.address, "seconds": event.seconds}
+        wire["reason"] = event.reason
+    elif isinstance(event, UnbanIp):
+        wire = {"type": "unban_ip", "address": event.address}
+    elif isinstance(event, Purge):
+        wire = {"type": "purge", "name": event.name, "since": event.since}
+        wire |= {"seconds": event.seconds, "reason": event.reason}
+    elif isinstance(event, SetMode):
+        wire = {"type": "mode", "room": event.room}
+        wire |= {"moderated": event.moderated, "topic_locked": event.topic_locked}
+    else:
+        wire = {"type": "audit", "limit": event.limit}
+    return {key: value for key, value in wire.items() if value is not None}
 
 
 def _conversation(data: dict[str, Any]) -> Conversation:
@@ -371,6 +569,9 @@ def conversation_wire(conversation: Conversation) -> dict[str, Any]:
 
 
 def _message_wire(event: Message) -> dict[str, Any]:
+    if event.deleted:  # a tombstone keeps the ids continuous, and nothing else
+        tombstone = {"type": "message", "id": event.id, "ts": event.ts, "deleted": True}
+        return tombstone | _where(event.room, event.to)
     wire: dict[str, Any] = {
         "type": "message",
         "id": event.id,
@@ -384,7 +585,55 @@ def _message_wire(event: Message) -> dict[str, Any]:
         wire["room"] = event.room
     if event.cid is not None:
         wire["cid"] = event.cid
+    if event.edited_ts is not None:
+        wire["edited_ts"] = event.edited_ts
     return wire
+
+
+def _where(room: str | None, to: str | None) -> dict[str, Any]:
+    """A room's key ``room``, or a direct message's ``to``: which conversation it is in."""
+    if room is not None:
+        return {"room": room}
+    return {} if to is None else {"to": to}
+
+
+def _member_wire(member: MemberInfo) -> dict[str, Any]:
+    wire: dict[str, Any] = {"name": member.name, "online": member.online}
+    if member.op:
+        wire["op"] = True
+    return wire
+
+
+def _moderation_wire(event: Edited | Deleted | RoomModeChanged | AuditLog) -> dict[str, Any]:
+    if isinstance(event, Edited):
+        wire: dict[str, Any] = {"type": "edited", "id": event.id, "text": event.text}
+        wire |= {"edited_ts": event.edited_ts, "from": event.sender}
+        return wire | _where(event.room, event.to)
+    if isinstance(event, Deleted):
+        return {"type": "deleted", "id": event.id, "by": event.by} | _where(event.room, event.to)
+    if isinstance(event, RoomModeChanged):
+        return {
+            "type": "room",
+            "event": "mode",
+            "room": event.room,
+            "moderated": event.moderated,
+            "topic_locked": event.topic_locked,
+            "by": event.by,
+        }
+    return {
+        "type": "audit",
+        "entries": [
+            {
+                "ts": e.ts,
+                "by": e.by,
+                "action": e.action,
+                "target": e.target,
+                "reason": e.reason,
+                **({"room": e.room} if e.room else {}),
+            }
+            for e in event.entries
+        ],
+    }
 
 
 def to_wire(event: ServerEvent, lang: str = DEFAULT_LANGUAGE) -> dict[str, Any]:
@@ -399,7 +648,11 @@ def to_wire(event: ServerEvent, lang: str = DEFAULT_LANGUAGE) -> dict[str, Any]:
         wire = {"type": "error", "code": event.code, "message": render(event.message, lang)}
         if event.cid is not None:
             wire["cid"] = event.cid
+        if event.until is not None:
+            wire["until"] = event.until
         return wire
+    if isinstance(event, Edited | Deleted | RoomModeChanged | AuditLog):
+        return _moderation_wire(event)
     if isinstance(event, Welcome):
         return {
             "type": "welcome",
@@ -417,18 +670,26 @@ def to_wire(event: ServerEvent, lang: str = DEFAULT_LANGUAGE) -> dict[str, Any]:
             ],
         }
     if isinstance(event, RoomJoined):
-        return {
+        joined = {
             "type": "room",
             "event": "joined",
             "room": event.room,
             "topic": event.topic,
-            "members": [{"name": m.name, "online": m.online} for m in event.members],
+            "members": [_member_wire(m) for m in event.members],
             "last_id": event.last_id,
             "unread": event.unread,
             "last_read": event.last_read,
         }
+        if event.moderated:
+            joined["moderated"] = True
+        if event.topic_locked:
+            joined["topic_locked"] = True
+        return joined
     if isinstance(event, RoomParted):
-        return {"type": "room", "event": "parted", "room": event.room}
+        parted: dict[str, Any] = {"type": "room", "event": "parted", "room": event.room}
+        if event.by is not None:
+            parted |= {"by": event.by, "reason": event.reason}
+        return parted
     if isinstance(event, RoomTopic):
         return {
             "type": "room",
@@ -458,6 +719,7 @@ def to_wire(event: ServerEvent, lang: str = DEFAULT_LANGUAGE) -> dict[str, Any]:
                     "online": r.online,
                     "topic": r.topic,
                     "joined": r.joined,
+                    "operators": list(r.operators),
                 }
                 for r in event.rooms
             ],
@@ -514,7 +776,9 @@ class Outgoing:
 
     def _key(self, mode: Mode, lang: str) -> str:
         event = self.event
-        if isinstance(event, Message) and (mode == "json" or event.to is None):
+        if isinstance(event, Message) and (
+            mode == "json" or (event.to is None and event.edited_ts is None and not event.deleted)
+        ):
             return mode
         if mode == "json" and not isinstance(event, (Error, Notice)):
             return mode

@@ -10,13 +10,16 @@ from typing import Any
 
 from papo.events import (
     Ack,
+    AuditLog,
     ChangePassword,
     ClientEvent,
     Conversation,
+    Deleted,
     DeviceInfo,
     DeviceList,
     Devices,
     DirectState,
+    Edited,
     Error,
     Gap,
     Hello,
@@ -24,6 +27,7 @@ from papo.events import (
     HistoryPage,
     Join,
     ListRooms,
+    Logout,
     Member,
     MemberInfo,
     Message,
@@ -37,6 +41,7 @@ from papo.events import (
     RoomInfo,
     RoomJoined,
     RoomList,
+    RoomModeChanged,
     RoomParted,
     RoomState,
     RoomTopic,
@@ -48,7 +53,8 @@ from papo.events import (
     Welcome,
     Who,
 )
-from papo.protocol import ProtocolError, conversation_wire, load_event, short
+from papo.moderation import AuditEntry
+from papo.protocol import ProtocolError, conversation_wire, encode_moderation, load_event, short
 
 
 def parse_server(raw: str | bytes) -> ServerEvent:
@@ -67,8 +73,13 @@ def parse_server(raw: str | bytes) -> ServerEvent:
             cid = data.get("cid")
             return Ack(id=int(data["id"]), cid=None if cid is None else str(cid))
         if kind == "error":
-            cid = data.get("cid")
-            return Error(str(data["code"]), str(data["message"]), None if cid is None else str(cid))
+            cid, until = data.get("cid"), data.get("until")
+            return Error(
+                str(data["code"]),
+                str(data["message"]),
+                None if cid is None else str(cid),
+                None if until is None else str(until),
+            )
         if kind == "welcome":
             token = data.get("token")
             return Welcome(
@@ -111,6 +122,8 @@ def parse_server(raw: str | bytes) -> ServerEvent:
                     for d in data["devices"]
                 )
             )
+        if kind in ("edited", "deleted", "audit"):
+            return _parse_moderation(kind, data)
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, ProtocolError):
             raise
@@ -119,6 +132,11 @@ def parse_server(raw: str | bytes) -> ServerEvent:
 
 
 def _parse_message(data: dict[str, Any]) -> Message:
+    if data.get("deleted"):
+        return Message(
+            int(data["id"]), "", "", str(data["ts"]), _opt(data, "to"), None, _opt(data, "room"),
+            deleted=True,
+        )  # fmt: skip
     return Message(
         id=int(data["id"]),
         sender=str(data["from"]),
@@ -127,6 +145,35 @@ def _parse_message(data: dict[str, Any]) -> Message:
         to=None if data.get("to") is None else str(data["to"]),
         cid=None if data.get("cid") is None else str(data["cid"]),
         room=None if data.get("room") is None else str(data["room"]),
+        edited_ts=_opt(data, "edited_ts"),
+    )
+
+
+def _opt(data: dict[str, Any], key: str) -> str | None:
+    return None if data.get(key) is None else str(data[key])
+
+
+def _parse_moderation(kind: str, data: dict[str, Any]) -> ServerEvent:
+    """``edited``, ``deleted`` and ``audit``."""
+    if kind == "edited":
+        return Edited(
+            int(data["id"]), str(data["text"]), str(data["edited_ts"]), str(data["from"]),
+            _opt(data, "room"), _opt(data, "to"),
+        )  # fmt: skip
+    if kind == "deleted":
+        return Deleted(int(data["id"]), str(data["by"]), _opt(data, "room"), _opt(data, "to"))
+    return AuditLog(
+        tuple(
+            AuditEntry(
+                str(e["ts"]),
+                str(e["by"]),
+                str(e["action"]),
+                str(e["target"]),
+                str(e.get("reason", "")),
+                str(e.get("room", "")),
+            )
+            for e in data["entries"]
+        )
     )
 
 
@@ -143,13 +190,26 @@ def _parse_room_event(kind: str, data: dict[str, Any]) -> ServerEvent:
             return RoomJoined(
                 str(data["room"]),
                 str(data.get("topic", "")),
-                tuple(MemberInfo(str(m["name"]), bool(m["online"])) for m in data["members"]),
+                tuple(
+                    MemberInfo(str(m["name"]), bool(m["online"]), bool(m.get("op", False)))
+                    for m in data["members"]
+                ),
                 int(data["last_id"]),
                 int(data["unread"]),
                 int(data.get("last_read", 0)),
+                bool(data.get("moderated", False)),
+                bool(data.get("topic_locked", False)),
             )
         if event == "parted":
-            return RoomParted(str(data["room"]))
+            by = _opt(data, "by")
+            return RoomParted(str(data["room"]), by, str(data.get("reason", "")) if by else "")
+        if event == "mode":
+            return RoomModeChanged(
+                str(data["room"]),
+                bool(data["moderated"]),
+                bool(data["topic_locked"]),
+                str(data["by"]),
+            )
         if event == "topic":
             return RoomTopic(str(data["room"]), str(data["topic"]), str(data["by"]))
         raise ProtocolError("bad_field", f"unknown room event {short(event)!r}")
@@ -174,6 +234,7 @@ def _parse_room_event(kind: str, data: dict[str, Any]) -> ServerEvent:
                 int(r["online"]),
                 str(r.get("topic", "")),
                 bool(r["joined"]),
+                tuple(str(name) for name in r.get("operators", ())),
             )
             for r in data["rooms"]
         )
@@ -219,6 +280,8 @@ def encode_client(event: ClientEvent) -> str:
         wire = {"type": "revoke", "device": event.device}
     elif isinstance(event, ChangePassword):
         wire = {"type": "password", "old": event.old, "new": event.new}
-    else:
+    elif isinstance(event, Logout):
         wire = {"type": "logout", "all": True} if event.all else {"type": "logout"}
+    else:
+        wire = encode_moderation(event)
     return json.dumps(wire, ensure_ascii=False, separators=(",", ":"))

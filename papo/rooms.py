@@ -167,6 +167,7 @@ class RoomOps:
 
     async def topic(self, session: Session, user: User, name: str, text: str) -> None:
         room = await self._room(user, name)
+        await self.hub.moderation.check_topic(user, room.key, room.name)  # a locked topic
         record = await self.hub.store.get_room(room.key) or RoomRecord(room.key, room.name)
         await self.hub.store.set_topic(record, text, user.key, user.name)
 
@@ -178,7 +179,7 @@ class RoomOps:
             before = session.history_before.get(conv)
         messages, more = await self.hub.store.history(conv, before, event.limit)
         if not plain:
-            page = tuple(m.event() for m in messages)
+            page = tuple(m.message() for m in messages)
             self.hub.send(session, HistoryPage(conversation, page, more))
             return
         where = conversation.room or conversation.with_ or ""
@@ -217,7 +218,12 @@ class RoomOps:
             RoomList(
                 tuple(
                     RoomInfo(
-                        s.room.name, s.members, s.online, s.room.topic, s.room.key in user.rooms
+                        s.room.name,
+                        s.members,
+                        s.online,
+                        s.room.topic,
+                        s.room.key in user.rooms,
+                        self.hub.moderation.operator_names(s.room),
                     )
                     for s in summaries
                 )
@@ -313,10 +319,11 @@ class RoomOps:
             state = await store.room_state(record, user.key)
             members = await store.members(record.key)
             online = [await store.is_online(key) for key, _ in members]
+            ops = await self.hub.moderation.operators_among(record, (k for k, _ in members))
             messages, _ = await store.history(record.key, None, DEFAULT_HISTORY)
         except StoreError as exc:
             log.error("cannot read room %s for %s: %s", record.name, user.name, exc)
-            messages, members, online = [], [], []
+            messages, members, online, ops = [], [], [], set()
             state = None
         if record.key not in user.rooms:
             return  # parted meanwhile: the session was told `parted`
@@ -327,13 +334,19 @@ class RoomOps:
             room.topic = record.topic
         pending = token or []
         newest = messages[-1].id if messages else 0
+        mode = self.hub.moderation.mode_of(record.key)
         joined = RoomJoined(
             record.name,
             record.topic,
-            tuple(MemberInfo(name, up) for (_, name), up in zip(members, online, strict=True)),
+            tuple(
+                MemberInfo(name, up, key in ops)
+                for (key, name), up in zip(members, online, strict=True)
+            ),
             max(newest, *(m.id for m, _ in pending)) if pending else newest,
             state.unread if state else 0,
             state.last_read if state else 0,
+            mode.moderated,
+            mode.topic_locked,
         )
         outs = [Outgoing(joined)] + [Outgoing(m.event()) for m in messages]
         for session in sessions:
@@ -354,7 +367,11 @@ class RoomOps:
             user.rooms.discard(change.conv)
             user.pending.pop(change.conv, None)
             self._forget_member(change.conv, user)
-            out = Outgoing(RoomParted(change.room))
+            out = Outgoing(
+                RoomParted(
+                    change.room, *self.hub.moderation.take_kick(change.conv, change.user_key)
+                )
+            )
             for session in user.sessions.values():
                 session.link.write(out)
                 if session.room is not None and room_key(session.room) == change.conv:

@@ -124,11 +124,16 @@ INSERT OR IGNORE INTO directs (conv, a_key, a_name, b_key, b_name)
 
 CONV_INDEX = "CREATE INDEX IF NOT EXISTS messages_conv ON messages (conv, id)"
 
-COLUMNS = "id, sender, sender_key, text, ts, recipient, recipient_key, cid, room, conv"
+# The last four (edits and deletions) are added by papo.store_lifecycle.prepare_lifecycle.
+COLUMNS = (
+    "id, sender, sender_key, text, ts, recipient, recipient_key, cid, room, conv, "
+    "kind, target, edited_ts, by_name"
+)
 
 
 def row_to_stored(row: tuple[object, ...]) -> Stored:
-    id_, sender, sender_key, text, ts, to, to_key, cid, room, conv = row
+    id_, sender, sender_key, text, ts, to, to_key, cid, room, conv, *lifecycle = row
+    kind, target, edited_ts, by = lifecycle
     return Stored(
         int(id_),  # type: ignore[call-overload]
         str(sender),
@@ -140,4 +145,8 @@ def row_to_stored(row: tuple[object, ...]) -> Stored:
         None if cid is None else str(cid),
         None if room is None else str(room),
         str(conv),
+        kind=str(kind),
+        target=int(target),  # type: ignore[call-overload]
+        edited_ts=None if edited_ts is None else str(edited_ts),
+        by=None if by is None else str(by),
     )

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from papo.protocol import Message, UserInfo
+from papo.protocol import Deleted, Edited, Message, UserInfo
 
 if TYPE_CHECKING:
     from collections.abc import Collection
@@ -70,6 +70,15 @@ class Stored:
     message, with ``room`` its display name; for a direct message (``to`` set)
     the two users' :func:`~papo.names.direct_key`. ``home`` marks the default
     room (plain-text clients see its lines untagged); it is not stored.
+
+    Edits and deletions are entries of the conversation too, with ids of
+    their own (so a resume replays them in order): ``kind`` is ``edit`` (the
+    message ``target`` now reads ``text``) or ``delete`` (``by`` deleted
+    ``target``); a message is ``kind`` ``""``. A message's ``edited_ts`` says
+    when it was last edited (its ``text`` is the latest); a deleted message
+    is a tombstone: ``by`` set and ``text`` empty. Entries and tombstones keep
+    the sender and recipient of their message, so they reach exactly those
+    who could see it.
     """
 
     id: int
@@ -83,6 +92,20 @@ class Stored:
     room: str | None = None
     conv: str = ""
     home: bool = False
+    kind: str = ""
+    target: int = 0
+    edited_ts: str | None = None
+    by: str | None = None
+
+    @property
+    def is_message(self) -> bool:
+        """A message (kept or deleted), not an edit or deletion entry."""
+        return not self.kind
+
+    @property
+    def deleted(self) -> bool:
+        """A deleted message's tombstone."""
+        return not self.kind and self.by is not None
 
     def with_id(self, message_id: int) -> Stored:
         """The same message under the id the store gave it."""
@@ -94,15 +117,33 @@ class Stored:
             return self.conv in rooms
         return key in (self.to_key, self.sender_key)
 
-    def event(self) -> Message:
-        return Message(
-            self.id, self.sender, self.text, self.ts, self.to, None, self.room, self.home
-        )
+    def event(self) -> Message | Edited | Deleted:
+        """What its readers receive: a message (or tombstone), ``edited`` or ``deleted``."""
+        if self.kind == "edit":
+            edited_ts = self.edited_ts or self.ts
+            return Edited(
+                self.target, self.text, edited_ts, self.sender, self.room, self.to, self.home
+            )
+        if self.kind == "delete":
+            return Deleted(self.target, self.by or "", self.room, self.to, self.home)
+        return self.message()
 
-    def replayed_to(self, key: str) -> Message:
+    def message(self, cid: str | None = None) -> Message:
+        """The message event (a tombstone once deleted); ``kind`` must be a message's."""
+        if self.by is not None:
+            return Message(
+                self.id, "", "", self.ts, self.to, None, self.room, self.home, None, True
+            )
+        return Message(
+            self.id, self.sender, self.text, self.ts, self.to, cid, self.room, self.home,
+            self.edited_ts,
+        )  # fmt: skip
+
+    def replayed_to(self, key: str) -> Message | Edited | Deleted:
         """The event for a replay to ``key``: with the ``cid`` when ``key`` sent it."""
-        cid = self.cid if key == self.sender_key else None
-        return Message(self.id, self.sender, self.text, self.ts, self.to, cid, self.room, self.home)
+        if self.kind or self.by is not None:
+            return self.event()
+        return self.message(self.cid if key == self.sender_key else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -467,6 +508,25 @@ class MessageLog:
             if not self.oldest:
                 self.oldest = messages[0].id
 
+    def rewrite(self, messages: Iterable[Stored]) -> None:
+        """Put ``messages`` in place of the kept copies with their ids (an edit, a
+        deletion): in the ring, and as the earlier answer to a retried ``cid``."""
+        wanted = {m.id: m for m in messages}
+        if not wanted:
+            return
+        first = min(wanted)
+        for index in range(len(self.ring) - 1, -1, -1):
+            current = self.ring[index]
+            if current.id < first:
+                break
+            if current.id in wanted:
+                self.ring[index] = wanted[current.id]
+        for message in wanted.values():
+            if message.cid is not None:
+                kept = self._cids.get((message.sender_key, message.cid))
+                if isinstance(kept, Stored) and kept.id == message.id:
+                    self._cids[(message.sender_key, message.cid)] = message
+
     def trimmed(self, oldest: int) -> None:
         self.oldest = max(self.oldest, oldest)
 
@@ -521,7 +581,7 @@ class MessageLog:
         for message in reversed(self.ring):
             if len(out) >= count:
                 break
-            if message.visible_to(key, rooms):
+            if not message.kind and message.visible_to(key, rooms):  # edits are applied
                 out.append(message)
         out.reverse()
         return out

@@ -23,10 +23,11 @@ from papo.store import (
     Page,
     Stored,
 )
+from papo.store_lifecycle import MemoryLifecycle
 from papo.store_local import LocalRooms
 
 
-class MemoryStore(LocalRooms):
+class MemoryStore(MemoryLifecycle, LocalRooms):
     """The :class:`~papo.store.Store` interface kept in dictionaries."""
 
     def __init__(self, retention: int = DEFAULT_RETENTION) -> None:
@@ -126,8 +127,14 @@ class MemoryStore(LocalRooms):
     async def history(self, conv: str, before: int | None, limit: int) -> tuple[list[Stored], bool]:
         kept = self._convs.get(conv, [])
         end = len(kept) if before is None else bisect.bisect_left(kept, before, key=lambda m: m.id)
-        start = max(0, end - limit)
-        return kept[start:end], start > 0
+        page: list[Stored] = []
+        index = end - 1
+        while index >= 0 and len(page) < limit:  # edits and deletions are not shown, but applied
+            if kept[index].is_message:
+                page.append(kept[index])
+            index -= 1
+        page.reverse()
+        return page, any(m.is_message for m in kept[: index + 1])
 
     async def ping(self) -> None:
         pass
@@ -143,7 +150,7 @@ class MemoryStore(LocalRooms):
             start = bisect.bisect_right(kept, after, key=lambda m: m.id)
             count = 0
             for message in kept[start:]:
-                if message.sender_key != key:
+                if message.sender_key != key and message.is_message and not message.deleted:
                     count += 1
                     if count >= UNREAD_CAP:
                         break

@@ -70,6 +70,7 @@ from typing import Any, cast
 from redis.exceptions import RedisError, WatchError
 
 from papo.devices import Device, beyond_limit, device_from_json
+from papo.moderation_redis import RedisModeration
 from papo.store import DEFAULT_RETENTION, Account, RoomRecord, Stored, StoreError
 from papo.store_redis_base import (
     CID_TTL,
@@ -95,7 +96,7 @@ REFRESH_TRIES = 10  # optimistic retries of a device refresh that raced another
 WAKE_TTL = 86_400  # an instance's wake stream outlives a crash by a day at most
 
 
-class RedisStore(RedisRooms):
+class RedisStore(RedisModeration, RedisRooms):
     """The :class:`~papo.store.Store` interface over a Redis server shared by instances."""
 
     def __init__(

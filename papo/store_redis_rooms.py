@@ -262,6 +262,9 @@ class RedisRooms(RedisReader):
         if kind == "devices":
             self._devices_event(event, key)
             return
+        if kind == "mod":
+            self._moderation_event(event)
+            return
         if kind == "join":
             self._anywhere.add(key)
         elif kind == "leave":
@@ -281,6 +284,9 @@ class RedisRooms(RedisReader):
             None if ids is None else frozenset(str(i) for i in ids),
             None if keep is None else str(keep),
         )
+
+    def _moderation_event(self, event: dict[str, Any]) -> None:
+        """A moderation change from an instance (see papo.moderation_redis, which overrides)."""
 
     async def _room_event(self, event: dict[str, Any], key: str, name: str) -> None:
         kind, conv = str(event.get("kind")), str(event.get("c", ""))

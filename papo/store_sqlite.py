@@ -41,6 +41,7 @@ from typing import TypeVar
 from papo.devices import Device, beyond_limit
 from papo.health import WriteHealth
 from papo.membership import Memberships
+from papo.moderation_store import SqliteModeration, prepare_sqlite
 from papo.sqlite_keys import migrate_keys
 from papo.sqlite_schema import (
     COLUMNS,
@@ -61,6 +62,7 @@ from papo.store import (
     Stored,
     StoreError,
 )
+from papo.store_lifecycle import SqliteLifecycle, prepare_lifecycle
 from papo.store_local import LocalRooms
 
 log = logging.getLogger(__name__)
@@ -68,7 +70,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class SqliteStore(LocalRooms):
+class SqliteStore(SqliteLifecycle, SqliteModeration, LocalRooms):
     """Accounts, revoked tokens, messages and rooms in ``<data_dir>/papo.db``."""
 
     def __init__(
@@ -135,6 +137,8 @@ class SqliteStore(LocalRooms):
                     log.info("store %s: messages moved into conversations", self.path)
                 migrate_keys(db, self.path)
                 db.execute(CONV_INDEX)
+                prepare_sqlite(db)  # moderation's tables
+                prepare_lifecycle(db)  # edits and deletions: columns, secure_delete
                 db.isolation_level = "DEFERRED"  # implicit transactions for `with db`
             except (OSError, sqlite3.Error) as exc:
                 raise StoreError(f"cannot open the store at {self.path}: {exc}") from exc
@@ -228,11 +232,8 @@ class SqliteStore(LocalRooms):
         """
         trims: dict[str, int] = {}
         db.executemany(
-            f"INSERT INTO messages ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (m.id, m.sender, m.sender_key, m.text, m.ts, m.to, m.to_key, m.cid, m.room, m.conv)
-                for m in messages
-            ],
+            f"INSERT INTO messages ({COLUMNS}) VALUES ({', '.join('?' * 14)})",
+            [_row(m) for m in messages],
         )
         added: dict[str, int] = {}
         for m in messages:
@@ -279,7 +280,7 @@ class SqliteStore(LocalRooms):
     async def history(self, conv: str, before: int | None, limit: int) -> tuple[list[Stored], bool]:
         def query(db: sqlite3.Connection) -> tuple[list[Stored], bool]:
             rows = db.execute(
-                f"SELECT {COLUMNS} FROM messages WHERE conv = ? AND id < ? "
+                f"SELECT {COLUMNS} FROM messages WHERE conv = ? AND id < ? AND kind = '' "
                 "ORDER BY id DESC LIMIT ?",
                 (conv, before if before is not None else 2**63 - 1, limit + 1),
             ).fetchall()
@@ -377,8 +378,8 @@ class SqliteStore(LocalRooms):
             return {
                 conv: int(
                     db.execute(
-                        "SELECT count(*) FROM (SELECT 1 FROM messages "
-                        "WHERE conv = ? AND id > ? AND sender_key != ? LIMIT ?)",
+                        "SELECT count(*) FROM (SELECT 1 FROM messages WHERE conv = ? AND id > ? "
+                        "AND sender_key != ? AND kind = '' AND by_name IS NULL LIMIT ?)",
                         (conv, after, key, UNREAD_CAP),
                     ).fetchone()[0]
                 )
@@ -573,6 +574,24 @@ class SqliteStore(LocalRooms):
 def _put_device(db: sqlite3.Connection, d: Device) -> None:
     db.execute(
         f"INSERT OR REPLACE INTO devices ({DEVICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (d.id, d.user_key, d.gen, d.used, d.prev, d.superseded_at, d.first_seen, d.last_seen,
-         d.address, d.expires),
+        (
+            d.id,
+            d.user_key,
+            d.gen,
+            d.used,
+            d.prev,
+            d.superseded_at,
+            d.first_seen,
+            d.last_seen,
+            d.address,
+            d.expires,
+        ),
+    )
+
+
+def _row(m: Stored) -> tuple[object, ...]:
+    """A message as the values of ``COLUMNS``."""
+    return (
+        m.id, m.sender, m.sender_key, m.text, m.ts, m.to, m.to_key, m.cid, m.room, m.conv,
+        m.kind, m.target, m.edited_ts, m.by,
     )  # fmt: skip

@@ -28,6 +28,7 @@ import http
 import logging
 import ssl
 import time
+import weakref
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
@@ -41,12 +42,23 @@ from websockets.protocol import State
 from websockets.typing import Subprotocol
 
 from papo import SUBPROTOCOL
-from papo.commands import HELP, Help, HistoryHere, Nick, PartRoom, Quit, TopicHere, parse_line
+from papo.commands import (
+    HELP,
+    Help,
+    HistoryHere,
+    Nick,
+    PartRoom,
+    Quit,
+    RoomCommand,
+    TopicHere,
+    parse_line,
+)
 from papo.config import Settings
 from papo.directory import Session
 from papo.hub import Hub
 from papo.i18n import accept_language, choose_language, render, t
 from papo.metrics import CONTENT_TYPE, Metrics, TransportStats
+from papo.moderation import client_address, parse_network
 from papo.protocol import (
     Conversation,
     Error,
@@ -152,12 +164,14 @@ class WsLink:
         max_pending: int,
         outbox: Outbox,
         stats: TransportStats,
+        address: str | None = None,
     ) -> None:
         self.ws = ws
         self.mode: Mode = mode
         self.lang = lang
         peer = ws.remote_address
-        self.address = str(peer[0]) if isinstance(peer, tuple) else str(peer)
+        # The client's address (behind a trusted proxy: the one it names), else the peer's.
+        self.address = address or (str(peer[0]) if isinstance(peer, tuple) else str(peer))
         self.max_pending = max_pending
         self.outbox = outbox
         self.stats = stats
@@ -252,6 +266,11 @@ class Transport:
         self.web = WebFiles()
         #: connections open (or in their handshake) per address, for --max-connections-per-ip
         self.per_address: Counter[str] = Counter()
+        self.trusted = tuple(parse_network(proxy) for proxy in settings.trusted_proxies)
+        #: The client address of each handshake, from process_request to handler.
+        self._addresses: weakref.WeakKeyDictionary[ServerConnection, str] = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def start(self) -> Server:
         s = self.settings
@@ -279,6 +298,11 @@ class Transport:
         path = urlsplit(request.path).path
         upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
         if upgrade and path in WS_PATHS:
+            address = self.client_address(connection, request)
+            if self.hub.moderation.ip_ban_of(address) is not None:
+                log.warning("refusing a connection from %s: the address is banned", address)
+                return _text(connection, http.HTTPStatus.FORBIDDEN, "this address is banned\n")
+            self._addresses[connection] = address
             origin = request.headers.get("Origin")
             if origin is not None and not self._origin_allowed(origin, request):
                 log.warning("refusing a connection from origin %s", origin)
@@ -314,7 +338,7 @@ class Transport:
 
     def _count_address(self, connection: ServerConnection, request: Request) -> Response | None:
         """Count the connection against its address until it closes; refuse one too many (429)."""
-        address = _address(connection)
+        address = self.client_address(connection, request)
         cap = self.settings.max_connections_per_ip
         if cap and self.per_address[address] >= cap:
             self.stats.refused_per_ip += 1
@@ -338,6 +362,15 @@ class Transport:
 
         connection.connection_lost_waiter.add_done_callback(closed)
         return None
+
+    def client_address(self, connection: ServerConnection, request: Request) -> str:
+        """The client's address: the peer's, or behind a ``--trusted-proxy`` the one its
+        ``X-Forwarded-For`` names (see :func:`papo.moderation.client_address`)."""
+        peer = connection.remote_address
+        address = str(peer[0]) if isinstance(peer, tuple) else str(peer)
+        if not self.trusted:
+            return address
+        return client_address(address, request.headers.get_all("X-Forwarded-For"), self.trusted)
 
     async def _health(self, connection: ServerConnection) -> Response:
         """200 when serving and the store answers; 503 (and why) when it does not."""
@@ -380,6 +413,7 @@ class Transport:
             max_pending=self.settings.max_pending,
             outbox=self.outbox,
             stats=self.stats,
+            address=self._addresses.pop(ws, None),
         )
         hub = self.hub
         session = hub.attach(link)
@@ -460,6 +494,8 @@ class Transport:
             session.link.close(1000, "bye")
         elif isinstance(command, Help):
             hub.send(session, Notice(HELP))
+            for text in await hub.moderation.help_for(session):  # edit, delete; by role
+                hub.send(session, Notice(text))
         elif isinstance(command, Nick):
             await hub.handle(session, Hello(command.name, password=command.password), rename=True)
         elif isinstance(command, PartRoom):
@@ -469,6 +505,8 @@ class Transport:
         elif isinstance(command, HistoryHere):
             room = Conversation(room=self._current(session))
             await hub.handle(session, History(room, limit=command.limit))
+        elif isinstance(command, RoomCommand):  # /kick, /mute, /edit ...: about this room
+            await hub.handle(session, command.at(self._current(session)))
         elif isinstance(command, Say) and command.to is None:
             await hub.handle(session, replace(command, room=session.room))
         else:

@@ -69,6 +69,7 @@ from papo.commands import (
     Nick,
     PartRoom,
     Quit,
+    RoomCommand,
     TopicHere,
     parse_line,
 )
@@ -480,6 +481,8 @@ class Client:
         elif isinstance(command, Join):
             state.join(command.room)
             event = command
+        elif isinstance(command, RoomCommand):  # /kick, /mute, /edit ...: about this room
+            event = command.at(state.current)
         else:
             event = command
         await self.request(event)

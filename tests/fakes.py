@@ -68,7 +68,9 @@ async def make_hub(tmp_path: Path | None = None, **options: Any) -> Hub:
     accounts = Accounts(store, Tokens(await store.secret(), 3600), AttemptLimiter(5, 60))
     options.setdefault("rate", 0)
     options.setdefault("presence_grace", 0)
-    return Hub(store, accounts, **options)
+    hub = Hub(store, accounts, **options)
+    await hub.moderation.open()
+    return hub
 
 
 async def connect(hub: Hub, name: str, mode: Mode = "json", **hello: Any) -> Session:

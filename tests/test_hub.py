@@ -285,8 +285,15 @@ async def test_rooms_list_counts_members_online_and_joined() -> None:
     link(ana).take()
     await do(hub, beto, ListRooms())
     assert link(beto).of("rooms")[0]["rooms"] == [
-        {"room": "#geral", "members": 2, "online": 2, "topic": "", "joined": True},
-        {"room": "#sala", "members": 1, "online": 1, "topic": "t", "joined": False},
+        {"room": "#geral", "members": 2, "online": 2, "topic": "", "joined": True, "operators": []},
+        {
+            "room": "#sala",
+            "members": 1,
+            "online": 1,
+            "topic": "t",
+            "joined": False,
+            "operators": ["ana"],  # its creator
+        },
     ]
 
 
