@@ -23,7 +23,6 @@ import binascii
 import hashlib
 import hmac
 import json
-import logging
 import secrets
 import time
 from dataclasses import dataclass, replace
@@ -38,8 +37,6 @@ from papo.store import Account, Store
 # scrypt cost: N=2**14, r=8 (16 MiB, tens of milliseconds): OWASP's minimum.
 SCRYPT_N, SCRYPT_R, SCRYPT_P, SCRYPT_LEN, SALT_LEN = 2**14, 8, 1, 32, 16
 MIN_PASSWORD_LENGTH = 4
-
-log = logging.getLogger(__name__)
 
 
 def hash_password(password: str, salt: bytes | None = None) -> bytes:
@@ -189,8 +186,6 @@ class Accounts:
         """
         key = name_key(name)
         account = await self.store.get_account(key)
-        if account is None:
-            account = await self._adopt_legacy(name, key)
         throttle_key = self._throttle(key, name, address)
         device: Device | None = None
         if token is not None:
@@ -274,26 +269,6 @@ class Accounts:
         device = new_device(key, address, now, self.tokens.ttl)
         await self.store.add_device(device)
         return device
-
-    async def _adopt_legacy(self, name: str, key: str) -> Account | None:
-        """An account a store kept under the key rule of before (accents not folded).
-
-        The SQLite store makes its keys again when it opens; a store that does
-        not (Redis) still has ``João`` under ``joão``. Without this, a hello
-        as ``João`` would find no account under ``joao`` and create an open
-        one, and a password would no longer protect the name. The account is
-        saved under today's key from then on.
-        """
-        old_key = legacy_key(name)
-        if old_key == key:
-            return None
-        old = await self.store.get_account(old_key)
-        if old is None:
-            return None
-        adopted = Account(key, old.name, old.password_hash, old.created, old.last_seen)
-        await self.store.save_account(adopted)
-        log.info("account %s moved from the key %r to %r", old.name, old_key, key)
-        return adopted
 
     async def register(self, name: str, password: str) -> None:
         """Protect ``name`` (already joined, so allowed to) with ``password``."""

@@ -71,6 +71,7 @@ from redis.exceptions import RedisError, WatchError
 
 from papo.devices import Device, beyond_limit, device_from_json
 from papo.moderation_redis import RedisModeration
+from papo.names import KEY_RULE, name_key
 from papo.store import DEFAULT_RETENTION, Account, RoomRecord, Stored, StoreError
 from papo.store_redis_base import (
     CID_TTL,
@@ -132,6 +133,7 @@ class RedisStore(RedisModeration, RedisRooms):
                 "%s holds messages from before rooms; they are not shown (not migrated)",
                 LEGACY_STREAM,
             )
+        await self._call(self._rekey_accounts, "cannot make the account keys again in Redis")
         await self._call(self._beat_once, "cannot register this instance in Redis")
         await self.who()
         self._reading = True  # Redis answered; the reader says when that stops
@@ -321,6 +323,59 @@ class RedisStore(RedisModeration, RedisRooms):
         if len(value) < 32:
             raise StoreError(f"{PREFIX}secret in Redis is damaged (under 32 bytes)")
         return value
+
+    async def _rekey_accounts(self) -> None:
+        """Move accounts kept under the key rule of before (``joão``) to today's (``joao``), once.
+
+        Without this, ``joao`` typed by anyone would find no account and make an
+        open one beside João's protected ``joão``. When two accounts become one
+        name, the older keeps it (as the SQLite store does) and the newer is
+        kept aside under ``{papo}:account-set-aside:<key>``; each collision is
+        logged once. Other data keyed by name (memberships, read markers,
+        direct conversations) is not moved: see the README. Idempotent, so
+        instances starting together may both run it.
+        """
+        marker = PREFIX + "name-keys"
+        if await self._redis.get(marker) == str(KEY_RULE):
+            return
+        moves: dict[str, list[tuple[float, str, dict[str, str]]]] = {}
+        async for raw in self._redis.scan_iter(match=PREFIX + "account:*", count=1000):
+            old = str(raw).removeprefix(PREFIX + "account:")
+            new = name_key(old)
+            if new != old:
+                fields = cast(dict[str, str], await self._redis.hgetall(raw))
+                if fields:
+                    moves.setdefault(new, []).append((float(fields.get("created", 0)), old, fields))
+        for new, olds in moves.items():
+            current = cast(dict[str, str], await self._redis.hgetall(PREFIX + "account:" + new))
+            candidates = sorted(olds)
+            if current:
+                candidates.append((float(current.get("created", 0)), new, current))
+                candidates.sort()
+            _keep_created, keep_key, keep = candidates[0]
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hset(PREFIX + "account:" + new, mapping=cast(Any, keep))
+                for _created, old, fields in olds:
+                    pipe.delete(PREFIX + "account:" + old)
+                    if old != keep_key:
+                        pipe.hset(PREFIX + "account-set-aside:" + old, mapping=cast(Any, fields))
+                if current and keep_key != new:
+                    pipe.hset(PREFIX + "account-set-aside:" + new, mapping=cast(Any, current))
+                await pipe.execute()
+            for _created, _old, fields in candidates[1:]:
+                log.warning(
+                    "accounts %r and %r are one name now; %r (the older) keeps it, "
+                    "%r must choose another name",
+                    keep.get("name"),
+                    fields.get("name"),
+                    keep.get("name"),
+                    fields.get("name"),
+                )
+        await self._redis.set(marker, str(KEY_RULE))
+        if moves:
+            log.info(
+                "moved %d accounts to the key rule %d", sum(map(len, moves.values())), KEY_RULE
+            )
 
     async def get_account(self, key: str) -> Account | None:
         fields = cast(

@@ -297,24 +297,3 @@ async def test_joining_as_joao_is_joining_as_joao_with_accents_and_rooms_too() -
     await hub.settle()
     got = [(e["from"], e["room"], e["text"]) for e in link(first).of("message")]
     assert got == [("beto", "#ação", "oi, sala")]
-
-
-async def test_an_account_kept_under_the_key_of_before_still_protects_its_name() -> None:
-    """A store that does not make its keys again (Redis) still has ``João`` under ``joão``."""
-    from papo.accounts import hash_password
-    from papo.errors import ProtocolError
-    from papo.store import Account
-    from tests.fakes import make_hub
-
-    hub = await make_hub()
-    old = Account(legacy_key("João"), "João", hash_password("segredo1"), 1.0)
-    assert old.key == "joão" != name_key("João")
-    await hub.store.save_account(old)
-    for typed in ("João", "joão"):
-        with pytest.raises(ProtocolError) as refused:
-            await hub.accounts.authenticate(typed, password=None, token=None, address="a")
-        assert refused.value.code == "auth_required"
-    identity = await hub.accounts.authenticate("joão", password="segredo1", token=None, address="a")
-    assert (identity.name, identity.key, identity.protected) == ("João", "joao", True)
-    adopted = await hub.store.get_account("joao")
-    assert adopted is not None and adopted.password_hash == old.password_hash
