@@ -126,15 +126,24 @@ _KINDS = {"int": "a whole number (0 or more)", "float": "a number (0 or more)"}
 
 
 def _check_env(
-    parser: argparse.ArgumentParser, variable: str, value: str, kind: Callable[[str], Any]
+    parser: argparse.ArgumentParser,
+    variable: str,
+    value: str,
+    kind: Callable[[str], Any],
+    choices: Sequence[str] | None = None,
 ) -> None:
     """Refuse a bad ``PAPO_*`` value naming the variable (argparse would name only the flag)."""
     try:
-        kind(value)
+        converted = kind(value)
     except (ValueError, argparse.ArgumentTypeError) as exc:
         wanted = _KINDS.get(getattr(kind, "__name__", ""), "")
         reason = f"it must be {wanted}" if wanted else str(exc)
         parser.error(f"the environment variable {variable}={value!r} is not valid: {reason}")
+    if choices is not None and converted not in choices:
+        parser.error(
+            f"the environment variable {variable}={value!r} is not valid: "
+            f"it must be one of {', '.join(choices)}"
+        )
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -169,7 +178,11 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         from_env = _env(env, env_flag or flag)
         if from_env is not None:
             _check_env(
-                parser, "PAPO_" + (env_flag or flag).upper().replace("-", "_"), from_env, kind
+                parser,
+                "PAPO_" + (env_flag or flag).upper().replace("-", "_"),
+                from_env,
+                kind,
+                kw.get("choices"),
             )
         parser.add_argument(
             "--" + flag,

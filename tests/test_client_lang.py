@@ -95,7 +95,7 @@ def test_a_refused_connection_says_how_to_start_a_server() -> None:
 LANGUAGES = {
     "pt-BR": {
         "env": locale_env(**PT),
-        "welcome": "você entrou como ana. /ajuda lista os comandos; digite sair para sair.",
+        "welcome": "você entrou como ana. /ajuda lista os comandos; digite sair para ir embora.",
         "earlier": "— mensagens anteriores —",
         "now": "— agora —",
         "help": "/ajuda",

@@ -238,8 +238,8 @@ def test_the_reason_reads_in_portuguese() -> None:
     with pytest.raises(ProtocolError) as refused:
         check_name("jоao")
     assert render(refused.value.message, "pt-BR") == (
-        "nome inválido: mistura letras de escritas diferentes, latim e cirílico "
-        "('о' é cirílico); use as letras de uma só escrita"
+        "nome inválido: mistura letras de escritas diferentes (latina e cirílica: "
+        "'о' é da escrita cirílica); use letras de uma só escrita"
     )
 
 

@@ -56,7 +56,7 @@ async def test_plain_mode_speaks_portuguese_to_accept_language_pt_br(server: Ser
     await ana.say("oi")
     script = await plain(server.url, accept_language="pt-BR,pt;q=0.9,en;q=0.5")
     lines = await first_lines(script, "ana: oi")
-    assert lines[0] == "* bem-vindo ao papo! /ajuda lista os comandos; digite sair para sair"
+    assert lines[0] == "* boas-vindas ao papo! /ajuda mostra os comandos; digite sair para ir embora"
     assert lines[1].startswith("* você é guest-")
     assert lines[2] == "* escolha seu nome com /nome NOME"
     assert lines[3] == "— última mensagem —"
@@ -84,7 +84,7 @@ async def test_lang_in_the_url_wins_over_accept_language(server: ServerProcess) 
     assert (await script.until("online")).startswith("* online (")
     await script.close()
     portuguese = await plain(server.url + "?lang=pt-BR")
-    assert (await portuguese.recv()).startswith("* bem-vindo ao papo!")
+    assert (await portuguese.recv()).startswith("* boas-vindas ao papo!")
     await portuguese.close()
 
 
@@ -109,7 +109,7 @@ async def test_json_errors_keep_their_code_and_speak_the_hello_language(
 async def test_the_server_lang_is_the_default(start_server: StartServer) -> None:
     server = start_server("--lang", "pt-BR", "--rate-limit", "0")
     script = await plain(server.url)
-    assert (await script.recv()).startswith("* bem-vindo ao papo!")
+    assert (await script.recv()).startswith("* boas-vindas ao papo!")
     await script.close()
     english = await plain(server.url, accept_language="en-US,en;q=0.9")
     assert (await english.recv()).startswith("* welcome to papo.")
@@ -197,7 +197,8 @@ def test_a_data_directory_that_cannot_be_written_says_which_and_why(tmp_path: Pa
 
 
 @pytest.mark.parametrize(
-    ("variable", "value"), [("PAPO_PORT", "abc"), ("PAPO_RATE_LIMIT", "muito"), ("PAPO_LANG", "fr")]
+    ("variable", "value"),
+    [("PAPO_PORT", "abc"), ("PAPO_RATE_LIMIT", "muito"), ("PAPO_LANG", "fr"), ("PAPO_LOG_LEVEL", "x")],
 )
 def test_a_bad_environment_variable_is_named(variable: str, value: str, tmp_path: Path) -> None:
     result = run_server("--data", str(tmp_path), env={variable: value})
