@@ -56,7 +56,9 @@ async def test_plain_mode_speaks_portuguese_to_accept_language_pt_br(server: Ser
     await ana.say("oi")
     script = await plain(server.url, accept_language="pt-BR,pt;q=0.9,en;q=0.5")
     lines = await first_lines(script, "ana: oi")
-    assert lines[0] == "* boas-vindas ao papo! /ajuda mostra os comandos; digite sair para ir embora"
+    assert (
+        lines[0] == "* boas-vindas ao papo! /ajuda mostra os comandos; digite sair para ir embora"
+    )
     assert lines[1].startswith("* você é guest-")
     assert lines[2] == "* escolha seu nome com /nome NOME"
     assert lines[3] == "— última mensagem —"
@@ -198,7 +200,12 @@ def test_a_data_directory_that_cannot_be_written_says_which_and_why(tmp_path: Pa
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("PAPO_PORT", "abc"), ("PAPO_RATE_LIMIT", "muito"), ("PAPO_LANG", "fr"), ("PAPO_LOG_LEVEL", "x")],
+    [
+        ("PAPO_PORT", "abc"),
+        ("PAPO_RATE_LIMIT", "muito"),
+        ("PAPO_LANG", "fr"),
+        ("PAPO_LOG_LEVEL", "x"),
+    ],
 )
 def test_a_bad_environment_variable_is_named(variable: str, value: str, tmp_path: Path) -> None:
     result = run_server("--data", str(tmp_path), env={variable: value})
