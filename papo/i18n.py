@@ -91,7 +91,8 @@ def render(text: Says, lang: str) -> str:
         # A translation that names a placeholder the code does not give: say the
         # English rather than fail (the catalog test keeps this from happening).
         log.error("catalog %s: bad placeholders in %r", lang, template)
-        return text.msgid.format(**values) if text.plural is None else template
+        english = text.msgid if text.plural is None or text.n == 1 else text.plural
+        return english.format(**values)
 
 
 @cache

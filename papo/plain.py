@@ -120,6 +120,8 @@ def _says(event: ServerEvent, lang: str) -> Says | None:
             )
             for u in event.users
         )
+        if not event.users:
+            return t("* nobody is online yet")
         return t("* online ({count}): {names}", count=len(event.users), names=listed)
     if isinstance(event, DeviceList):
         devices = "; ".join(render(_device_info(d), lang) for d in event.devices)
