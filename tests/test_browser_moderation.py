@@ -15,14 +15,21 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.helpers import ServerProcess, need
+from tests.helpers import JsonClient, ServerProcess, need
 from tests.test_browser import ARGS, CHROMIUM, _missing, join, log, say
 from tests.test_browser_i18n import context_in, join_in_portuguese
 from tests.test_browser_i18n import say as say_in
 from tests.test_browser_rooms import conversation, join_room, title
 
 try:
-    from playwright.async_api import Browser, Locator, Page, async_playwright, expect
+    from playwright.async_api import (
+        Browser,
+        Locator,
+        Page,
+        WebSocketRoute,
+        async_playwright,
+        expect,
+    )
 except ImportError:  # pragma: no cover - installed by requirements-dev.txt
     async_playwright = None  # type: ignore[assignment]
 
@@ -152,7 +159,11 @@ async def test_a_muted_user_reads_until_when_in_portuguese(
 
     await say_in(beto, "Mensagem", "oi, gente")
     await expect(log(ana)).to_contain_text("beto:oi, gente")
-    await choose(ana, message(ana, "oi, gente"), "Silenciar beto")
+    await choose(beto, message(beto, "oi, gente"), "Editar")  # the menu in Portuguese
+    await beto.get_by_role("textbox", name="Novo texto").fill("oi, pessoal")
+    await beto.get_by_role("textbox", name="Novo texto").press("Enter")
+    await expect(log(ana)).to_contain_text("beto:oi, pessoal (editada)")
+    await choose(ana, message(ana, "oi, pessoal"), "Silenciar beto")
     how_long = ana.get_by_role("combobox", name="Silenciar por")
     await expect(how_long).to_be_focused()
     await expect(how_long.locator("option:checked")).to_have_text("10 minutos")
@@ -247,3 +258,47 @@ async def test_the_message_menu_works_by_keyboard_only(
     await expect(message(beto, "message deleted")).to_have_count(1)
     await expect(message(ana, "message deleted")).to_have_count(1)
     await expect(ana.get_by_label("Message")).to_be_focused()
+
+
+async def test_a_page_that_was_away_gets_the_edit_and_the_deletion_on_resume(
+    browser: Browser, server: ServerProcess
+) -> None:
+    """While ana's page is cut off, beto edits one message and deletes another; the page's
+    resume brings both, in place, and never the deleted text."""
+    held = False
+    sockets: list[WebSocketRoute] = []
+
+    async def route(ws: WebSocketRoute) -> None:
+        if held:  # the network is "down": refused, the page tries again later
+            await ws.close(code=1011)
+            return
+        ws.connect_to_server()
+        sockets.append(ws)
+
+    context = await browser.new_context(locale="en-US")
+    ana = await context.new_page()
+    await ana.route_web_socket(re.compile(r"/ws"), route)
+    await ana.goto(server.http + "/")
+    await ana.get_by_label("Name").fill("ana")
+    await ana.get_by_role("button", name="Join").click()
+    await expect(ana.get_by_role("status")).to_contain_text("connected as ana")
+
+    beto = await JsonClient.open(server.url, "beto")
+    changed = (await beto.say("vai mudar"))["id"]
+    gone = (await beto.say("vai sumir"))["id"]
+    await expect(log(ana)).to_contain_text("beto:vai sumir")
+
+    held = True
+    await sockets[-1].close(code=1011)
+    await expect(ana.get_by_role("status")).to_contain_text("reconnecting in")
+    await beto.send({"type": "edit", "id": changed, "text": "mudou"})
+    assert (await beto.expect("edited", "error"))["type"] == "edited"
+    await beto.send({"type": "delete", "id": gone})
+    assert (await beto.expect("deleted", "error"))["type"] == "deleted"
+    held = False
+
+    await expect(ana.get_by_role("status")).to_contain_text("connected as ana", timeout=20_000)
+    await expect(log(ana)).to_contain_text("beto:mudou (edited)")
+    await expect(message(ana, "message deleted")).to_have_count(1)
+    await expect(log(ana)).not_to_contain_text("vai sumir")
+    await expect(log(ana)).not_to_contain_text("vai mudar")
