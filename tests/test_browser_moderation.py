@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from tests.conftest import StartServer
 from tests.helpers import JsonClient, ServerProcess, need
 from tests.test_browser import ARGS, CHROMIUM, _missing, join, log, say
 from tests.test_browser_i18n import context_in, join_in_portuguese
@@ -302,3 +303,31 @@ async def test_a_page_that_was_away_gets_the_edit_and_the_deletion_on_resume(
     await expect(message(ana, "message deleted")).to_have_count(1)
     await expect(log(ana)).not_to_contain_text("vai sumir")
     await expect(log(ana)).not_to_contain_text("vai mudar")
+
+
+async def test_a_banned_user_reads_why_and_until_when(
+    browser: Browser, start_server: StartServer
+) -> None:
+    server = start_server("--rate-limit", "0", "--admin", "ana")
+    ana = await JsonClient.open(server.url, "ana", password="segredo-da-ana")  # a protected admin
+    beto = await join(browser, server, "beto")
+
+    await ana.send({"type": "ban", "name": "beto", "seconds": 3600, "reason": "propaganda"})
+    await expect(log(beto)).to_contain_text("beto is banned for 1h: propaganda")
+    told = log(beto).locator(".notice", has_text="you are banned until")
+    await expect(told).to_have_count(1)
+    until = await told.locator("time").get_attribute("datetime")
+    assert until is not None
+    shown = await beto.evaluate(
+        """(iso) => new Intl.DateTimeFormat("en", {dateStyle: "medium", timeStyle: "short"})
+                      .format(new Date(iso))""",
+        until,
+    )
+    await expect(told).to_have_text("you are banned until " + shown)
+    await expect(log(beto)).to_contain_text("Disconnected:")  # closed with 1008: no retrying
+    await expect(beto.get_by_role("status")).to_have_text("offline")
+
+    # joining again is refused, next to the form, with the end of the ban
+    await beto.reload()
+    await expect(beto.locator("#join-error")).to_contain_text("propaganda")
+    await expect(beto.locator("#join-error")).to_contain_text("(until " + shown + ")")
