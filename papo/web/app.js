@@ -43,6 +43,10 @@
   const cidPrefix = Math.random().toString(36).slice(2, 10) + "-";
   let cidCount = 0;
   let seq = 0;                // orders notices and pending messages among messages
+  let quietRooms = 0;         // `rooms` answers the page asked for itself (for operators): not shown
+  let menu = null;            // the message menu that is open: {el, button, item}
+  const EDIT_WINDOW = 15 * 60 * 1000;  // ms: the server lets a message be edited this long
+  const MUTES = [300, 600, 3600, 86400];  // s: what "Mute" offers, 10 minutes first
 
   // Conversations: rooms ("#" + key) and direct conversations ("@" + the other's key).
   const convs = new Map();
@@ -58,6 +62,7 @@
   const ENGLISH_PLURALS = new Intl.PluralRules("en");
   let clock = new Intl.DateTimeFormat("en", { hour: "2-digit", minute: "2-digit" });
   let longDate = new Intl.DateTimeFormat("en", { dateStyle: "long" });
+  let moment = new Intl.DateTimeFormat("en", { dateStyle: "medium", timeStyle: "short" });
   let loadingLanguage = 0;
 
   function fill(template, values) {  // "{name} joined" + {name: "ana"}: as Python's str.format
@@ -117,6 +122,7 @@
     plurals = new Intl.PluralRules(lang);
     clock = new Intl.DateTimeFormat(lang, { hour: "2-digit", minute: "2-digit" });
     longDate = new Intl.DateTimeFormat(lang, { dateStyle: "long" });
+    moment = new Intl.DateTimeFormat(lang, { dateStyle: "medium", timeStyle: "short" });
     document.documentElement.lang = lang;
     $("language").value = lang;
     renderAll();
@@ -212,6 +218,7 @@
       lastRead: 0, readSent: 0, readAt: 0, readTimer: null,
       base: { id: 0, read: 0, unread: 0 },  // the server's unread count, as of message `id`
       items: [], ids: new Map(),
+      ops: new Set(), joinedOps: new Set(),  // name keys of the room's operators (and admins)
       more: null, loading: false, unread: 0,
       li: null, button: null, badge: null,
     };
@@ -276,7 +283,7 @@
     let counted = 0;
     const b = conv.base;
     for (const it of conv.items) {
-      if (!it.id || it.mine) continue;
+      if (!it.id || it.mine || (it.m && it.m.deleted)) continue;
       if (it.id > conv.lastRead) n += 1;
       if (it.id > b.read && it.id <= b.id) counted += 1;
     }
@@ -342,7 +349,7 @@
 
   function messageItem(conv, m) {
     const item = { id: m.id, k1: m.id, k2: 0, mine: same(m.from, me), m, el: null };
-    item.draw = () => messageElement(item.m, conv);
+    item.draw = () => messageElement(item.m, conv, item);
     item.el = item.draw();
     conv.ids.set(m.id, item);
     return item;
@@ -350,6 +357,7 @@
 
   // Draw every item of `conv` again (another language, a name now spelled as the server does).
   function redraw(conv) {
+    if (menu && conv.ids.get(menu.item.id) === menu.item) closeMenu(false);
     undecorate(conv);
     for (const item of conv.items) {
       const el = item.draw();
@@ -453,7 +461,8 @@
     const draw = () => {
       const p = document.createElement("p");
       p.className = "notice" + (isError ? " error" : "");
-      p.textContent = typeof text === "function" ? text() : text;
+      const said = typeof text === "function" ? text() : text;
+      if (said instanceof Node) p.appendChild(said); else p.textContent = said;
       return p;
     };
     const after = c.since == null ? 0 : c.since + 0.5;  // live: below the history's line
@@ -488,7 +497,9 @@
     return hit;
   }
 
-  function messageElement(m, conv) {
+  // A message's line. `item` (when it is stored) carries what is being done to it here:
+  // its edit field, or an operator's mute or kick form, drawn in place of or under the text.
+  function messageElement(m, conv, item) {
     const p = document.createElement("p");
     const own = same(m.from, me);
     p.className = "msg" + (own ? " own" : "") + (m.to ? " private" : "") + (m.pending ? " pending" : "");
@@ -496,6 +507,15 @@
     time.className = "time";
     time.textContent = timeOf(m.ts);
     p.appendChild(time);
+    if (m.id) p.dataset.id = String(m.id);
+    if (m.deleted) {  // a tombstone: who wrote it and what it said are gone
+      p.classList.add("deleted");
+      const gone = document.createElement("span");
+      gone.className = "text";
+      gone.textContent = t("message deleted");
+      p.appendChild(gone);
+      return p;
+    }
     if (m.to) {  // the sender's name follows: "private" only says it is a private message
       const tag = document.createElement("span");
       tag.className = "tag";
@@ -507,9 +527,270 @@
     from.className = "from";
     from.textContent = m.from + ":";
     p.appendChild(from);
-    if (appendText(p, m.text, !own && conv && conv.kind === "room")) p.classList.add("mentions-me");
-    if (m.id) p.dataset.id = String(m.id);
+    if (item && item.editing === "edit") {
+      p.appendChild(editForm(item));
+      return p;
+    }
+    const body = document.createElement("span");
+    body.className = "text";
+    if (appendText(body, m.text, !own && conv && conv.kind === "room")) p.classList.add("mentions-me");
+    p.appendChild(body);
+    if (m.edited_ts) {
+      const mark = document.createElement("span");
+      mark.className = "edited";
+      mark.textContent = " " + t("(edited)");
+      mark.title = moment.format(new Date(m.edited_ts));
+      p.appendChild(mark);
+    }
+    if (item && !m.pending && actionsFor(item, conv).length) p.appendChild(menuButton(item, conv));
+    if (item && (item.editing === "mute" || item.editing === "kick")) p.appendChild(moderateForm(item, conv));
     return p;
+  }
+
+  // ------------------------------------------------------------------ a message's menu
+
+  function isOperator(conv) {
+    return Boolean(conv && conv.kind === "room" && me && conv.ops.has(nameKey(me)));
+  }
+
+  // What this user may do with a message: its author edits (for 15 minutes) and deletes it;
+  // the room's operators (admins are marked operators everywhere) delete, mute or kick.
+  function actionsFor(item, conv) {
+    const m = item.m;
+    if (!m.id || m.pending || m.deleted || !me) return [];
+    if (same(m.from, me)) {
+      const fresh = Date.now() - Date.parse(m.ts) < EDIT_WINDOW;
+      return fresh ? ["edit", "delete"] : ["delete"];
+    }
+    return isOperator(conv) ? ["delete", "mute", "kick"] : [];
+  }
+
+  function actionLabel(action, m) {
+    const name = m.from;
+    if (action === "edit") return t("Edit");
+    if (action === "delete") return t("Delete");
+    if (action === "mute") return t("Mute {name}", { name });
+    return t("Kick {name}", { name });
+  }
+
+  function menuButton(item, conv) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "more";
+    b.setAttribute("aria-haspopup", "menu");
+    b.setAttribute("aria-expanded", "false");
+    // Not "message" in its name: the message field is found by that word ("Message", "Mensagem").
+    b.setAttribute("aria-label", t("Actions: {name}, {time}", { name: item.m.from, time: timeOf(item.m.ts) }));
+    b.title = t("Actions");
+    b.addEventListener("click", (e) => {
+      e.stopPropagation();
+      if (menu && menu.button === b) closeMenu(true);
+      else openMenu(item, conv, b, 0);
+    });
+    b.addEventListener("keydown", (e) => {
+      if (e.key === "ArrowDown" || e.key === "ArrowUp") {
+        e.preventDefault();
+        openMenu(item, conv, b, e.key === "ArrowUp" ? -1 : 0);
+      }
+    });
+    return b;
+  }
+
+  // A menu (role menu, items role menuitem): arrows move, Home/End, Escape closes and gives
+  // the focus back to its button, Tab closes it and moves on.
+  function openMenu(item, conv, button, first) {
+    closeMenu(false);
+    const list = document.createElement("div");
+    list.className = "menu";
+    list.setAttribute("role", "menu");
+    list.setAttribute("aria-label", button.getAttribute("aria-label"));
+    const entries = actionsFor(item, conv).map((action) => {
+      const entry = document.createElement("button");
+      entry.type = "button";
+      entry.setAttribute("role", "menuitem");
+      entry.tabIndex = -1;
+      entry.textContent = actionLabel(action, item.m);
+      entry.addEventListener("click", (e) => {
+        e.stopPropagation();
+        closeMenu(false);
+        act(action, item, conv);
+      });
+      return entry;
+    });
+    if (!entries.length) return;
+    list.append(...entries);
+    list.addEventListener("keydown", (e) => {
+      const at = entries.indexOf(document.activeElement);
+      let to = null;
+      if (e.key === "ArrowDown") to = (at + 1) % entries.length;
+      else if (e.key === "ArrowUp") to = (at - 1 + entries.length) % entries.length;
+      else if (e.key === "Home") to = 0;
+      else if (e.key === "End") to = entries.length - 1;
+      else if (e.key === "Escape") { e.preventDefault(); closeMenu(true); return; }
+      else if (e.key === "Tab") { closeMenu(false); return; }
+      if (to == null) return;
+      e.preventDefault();
+      entries[to].focus();
+    });
+    button.after(list);
+    button.setAttribute("aria-expanded", "true");
+    menu = { el: list, button, item };
+    entries[first < 0 ? entries.length - 1 : 0].focus();
+  }
+
+  function closeMenu(focusButton) {
+    if (!menu) return;
+    const { el, button } = menu;
+    menu = null;
+    el.remove();
+    button.setAttribute("aria-expanded", "false");
+    if (focusButton && button.isConnected) button.focus();
+  }
+
+  function act(action, item, conv) {
+    const m = item.m;
+    if (action === "delete") {
+      request({ type: "delete", id: m.id });
+      $("message").focus();
+      return;
+    }
+    item.editing = action;
+    item.draft = action === "edit" ? m.text : "";
+    redrawItem(item);
+    const field = item.el.querySelector("form input, form select");
+    if (field) field.focus();
+  }
+
+  function stopEditing(item) {
+    item.editing = null;
+    redrawItem(item);
+    const b = item.el.querySelector(".more");
+    if (b) b.focus(); else $("message").focus();
+  }
+
+  // Draw one stored message again (it was edited, deleted, or is being edited here),
+  // keeping the focus on its menu button if it was there.
+  function redrawItem(item) {
+    const old = item.el;
+    const hadFocus = old.contains(document.activeElement) && document.activeElement.classList.contains("more");
+    if (menu && menu.item === item) closeMenu(false);
+    item.el = item.draw();
+    if (old.parentNode) old.replaceWith(item.el);
+    if (hadFocus) {
+      const b = item.el.querySelector(".more");
+      if (b) b.focus(); else $("message").focus();
+    }
+  }
+
+  function findItem(id) {
+    for (const conv of convs.values()) {
+      const item = conv.ids.get(id);
+      if (item) return item;
+    }
+    return null;
+  }
+
+  // The text, in place, in a field: Enter saves (the server's `edited` shows it), Escape cancels.
+  function editForm(item) {
+    const form = document.createElement("form");
+    form.className = "edit";
+    const field = document.createElement("input");
+    field.value = item.draft != null ? item.draft : item.m.text;
+    field.setAttribute("aria-label", t("New text"));
+    field.maxLength = 4000;
+    field.addEventListener("input", () => { item.draft = field.value; });
+    field.addEventListener("keydown", (e) => {
+      if (e.key === "Escape") { e.preventDefault(); stopEditing(item); }
+    });
+    const save = document.createElement("button");
+    save.type = "submit";
+    save.textContent = t("Save");
+    const cancel = document.createElement("button");
+    cancel.type = "button";
+    cancel.className = "secondary";
+    cancel.textContent = t("Cancel");
+    cancel.addEventListener("click", () => stopEditing(item));
+    form.append(field, save, cancel);
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      const text = field.value;
+      if (text.trim() && text !== item.m.text) request({ type: "edit", id: item.m.id, text });
+      stopEditing(item);
+    });
+    return form;
+  }
+
+  function durationLabel(seconds) {
+    if (seconds % 86400 === 0) return tn("{n} day", "{n} days", seconds / 86400);
+    if (seconds % 3600 === 0) return tn("{n} hour", "{n} hours", seconds / 3600);
+    return tn("{n} minute", "{n} minutes", seconds / 60);
+  }
+
+  // An operator's mute (for how long, why) or kick (why), under the message of whom it is about.
+  function moderateForm(item, conv) {
+    const muting = item.editing === "mute";
+    const name = item.m.from;
+    const form = document.createElement("form");
+    form.className = "moderate";
+    const fields = [];
+    let how = null;
+    if (muting) {
+      how = document.createElement("select");
+      how.setAttribute("aria-label", t("Mute for"));
+      for (const seconds of MUTES) {
+        const option = document.createElement("option");
+        option.value = String(seconds);
+        option.textContent = durationLabel(seconds);
+        how.appendChild(option);
+      }
+      how.value = String(item.howLong || 600);
+      how.addEventListener("change", () => { item.howLong = Number(how.value); });
+      fields.push(how);
+    }
+    const why = document.createElement("input");
+    why.setAttribute("aria-label", t("Reason (optional)"));
+    why.placeholder = t("Reason (optional)");
+    why.maxLength = 200;
+    why.value = item.draft || "";
+    why.addEventListener("input", () => { item.draft = why.value; });
+    fields.push(why);
+    const go = document.createElement("button");
+    go.type = "submit";
+    go.textContent = muting ? t("Mute {name}", { name }) : t("Kick {name}", { name });
+    const cancel = document.createElement("button");
+    cancel.type = "button";
+    cancel.className = "secondary";
+    cancel.textContent = t("Cancel");
+    cancel.addEventListener("click", () => stopEditing(item));
+    form.append(...fields, go, cancel);
+    form.addEventListener("keydown", (e) => {
+      if (e.key === "Escape") { e.preventDefault(); stopEditing(item); }
+    });
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      const reason = why.value.trim();
+      const ev = { type: item.editing, room: conv.name, name };
+      if (reason) ev.reason = reason;
+      if (muting) ev.seconds = Number(how.value);
+      request(ev);
+      item.draft = "";
+      stopEditing(item);
+    });
+    return form;
+  }
+
+  // A <time> for an ISO 8601 moment, written in the page's language ("Dec 1, 2026, 9:52 PM").
+  function timeNode(iso) {
+    const el = document.createElement("time");
+    el.dateTime = iso;
+    el.textContent = moment.format(new Date(iso));
+    return el;
+  }
+
+  function composed(template, nodes) {  // a <span> of `template` with nodes for placeholders
+    const span = document.createElement("span");
+    compose(span, template, nodes);
+    return span;
   }
 
   function badgeText(n) { return n > 999 ? "999+" : String(n); }
@@ -749,6 +1030,7 @@
 
   function closed(e) {
     joined = false;
+    quietRooms = 0;  // the answers asked for on this connection will not come
     for (const conv of convs.values()) conv.loading = false;
     if (leaving) { setStatus("offline", () => t("offline")); return; }
     if (!everJoined) {
@@ -822,6 +1104,7 @@
     renderLists();
     showChat(true);
     send({ type: "who" });
+    if (roomsOn && send({ type: "rooms" })) quietRooms += 1;  // who the operators are
     for (const [cid, m] of outbox) send(sayEvent(cid, m));  // unacknowledged: again, same cid
     show(currentConv());
     for (const conv of convs.values()) flushRead(conv);  // read while offline
@@ -848,6 +1131,7 @@
         lastId = Math.max(lastId, ev.id);
         const mine = ev.cid && outbox.get(ev.cid);
         if (mine) { confirm(ev.cid, ev.id); break; }  // ours, stored before its ack was lost
+        if (ev.deleted) { tombstone(ev); break; }
         const conv = convOf(ev);
         if (conv.ids.has(ev.id)) break;
         const item = messageItem(conv, ev);
@@ -867,7 +1151,9 @@
         conv.loading = false;
         conv.more = Boolean(ev.more);
         const items = [];
-        for (const m of ev.messages || []) if (!conv.ids.has(m.id)) items.push(messageItem(conv, m));
+        for (const m of ev.messages || []) {
+          if (conv.ids.has(m.id)) { if (m.deleted) tombstone(m); } else items.push(messageItem(conv, m));
+        }
         insert(conv, ...items);
         updateBadge(conv);
         if (conv.key === current) {
@@ -898,15 +1184,35 @@
         }
         break;
       }
+      case "edited": {
+        const item = findItem(ev.id);
+        if (!item || item.m.deleted) break;
+        item.m = { ...item.m, text: ev.text, edited_ts: ev.edited_ts };
+        if (item.editing === "edit") item.editing = null;  // edited elsewhere meanwhile
+        redrawItem(item);
+        break;
+      }
+      case "deleted": {
+        const item = findItem(ev.id);
+        if (item) tombstone({ ...item.m, id: ev.id, deleted: true });
+        break;
+      }
       case "rooms": {
         const list = ev.rooms || [];
+        for (const r of list) {  // who the operators are (admins aside: `room joined` marks them)
+          const conv = r.joined && convs.get(roomKey(r.room));
+          if (conv && Array.isArray(r.operators)) setOps(conv, [...r.operators.map(nameKey), ...conv.joinedOps]);
+        }
+        if (quietRooms > 0) { quietRooms -= 1; break; }
         if (!list.length) { notice(() => t("no rooms yet: /join #name creates one")); break; }
         notice(() => t("rooms ({n}): {list}", { n: list.length, list: list.map(describeRoom).join("; ") }));
         break;
       }
       case "error": {
         if (!joined) {
-          setJoinError(ev.message);
+          const said = ev.message;
+          const until = ev.until ? moment.format(new Date(ev.until)) : null;
+          setJoinError(until ? () => t("{message} (until {time})", { message: said, time: until }) : said);
           if (ev.code === "bad_token" || ev.code === "auth_required") saved.forget();
           everJoined = false;
           leaving = true;
@@ -920,12 +1226,19 @@
           const m = outbox.get(ev.cid);
           unlink(m.conv, m.item);
           outbox.delete(ev.cid);
+          const input = $("message");
+          if (ev.code === "muted" && !input.value) input.value = m.text;  // not lost: sent later
           const { conv } = m;  // a /msg to nobody: no conversation is left of it
           const waiting = [...outbox.values()].some((o) => o.conv === conv);
           if (conv.kind === "direct" && conv.ids.size === 0 && !waiting && convs.has(conv.key)) dropConv(conv);
         }
         const message = ev.message;  // in the page's language already: the URL asked for it
         notice(() => t("error: {message}", { message }), true);
+        if ((ev.code === "muted" || ev.code === "banned") && ev.until) {
+          const until = ev.until;
+          notice(() => composed(ev.code === "muted" ? t("you are muted until {time}") : t("you are banned until {time}"),
+            { time: timeNode(until) }), true);
+        }
         break;
       }
       case "presence": {
@@ -955,6 +1268,8 @@
       conv.topic = ev.topic || "";
       if (isNew || conv.since == null) conv.since = ev.last_id || liveFrom;
       setBase(conv, ev.last_id, ev.last_read, ev.unread);
+      conv.joinedOps = new Set((ev.members || []).filter((m) => m.op).map((m) => nameKey(m.name)));
+      setOps(conv, conv.joinedOps);
       if (isNew) {
         const room = ev.room;
         const n = (ev.members || []).length;
@@ -969,6 +1284,12 @@
     } else if (ev.event === "parted") {
       const conv = convs.get(key);
       if (conv) dropConv(conv);
+      if (ev.by) {  // kicked: said where the user is now
+        const { by, reason, room } = ev;
+        notice(() => (reason
+          ? t("{name} removed you from {room}: {reason}", { name: by, room, reason })
+          : t("{name} removed you from {room}", { name: by, room })), true);
+      }
     } else if (ev.event === "topic") {
       const conv = convs.get(key);
       if (!conv) return;
@@ -977,6 +1298,37 @@
       notice(() => (topic ? t("{name} set the topic: {topic}", { name: by, topic }) : t("{name} cleared the topic", { name: by })), false, conv);
       if (conv.key === current) showHead(conv);
     }
+  }
+
+  // The room's operators changed (or became known): their menus change with them.
+  function setOps(conv, keys) {
+    const was = isOperator(conv);
+    conv.ops = new Set(keys);
+    if (was !== isOperator(conv)) redraw(conv);
+  }
+
+  // A message was deleted (live, in a resume or a history page): its line reads "message
+  // deleted", in whichever conversation has it. A tombstone of a direct message to us does
+  // not say from whom: unless its message is here, there is nowhere to put it.
+  function tombstone(m) {
+    const item = findItem(m.id);
+    if (item) {
+      if (item.m.deleted) return;
+      item.m = { id: m.id, ts: item.m.ts, to: item.m.to, room: item.m.room, deleted: true };
+      item.editing = null;
+      redrawItem(item);
+      const conv = convOfItem(item);
+      if (conv) updateBadge(conv);
+      return;
+    }
+    if (!m.room && (!m.to || same(m.to, me))) return;
+    const conv = m.room ? roomConv(m.room) : directConv(m.to, true);
+    insert(conv, messageItem(conv, m));
+  }
+
+  function convOfItem(item) {
+    for (const conv of convs.values()) if (conv.ids.get(item.id) === item) return conv;
+    return null;
   }
 
   function confirm(cid, id) {
@@ -994,6 +1346,8 @@
     item.k1 = id;
     item.k2 = 0;
     conv.ids.set(id, item);
+    item.draw = () => messageElement(item.m, conv, item);  // now it has a menu
+    item.el = item.draw();
     insert(conv, item);
     if (conv.key === current) markRead(conv);
   }
@@ -1080,7 +1434,7 @@
     const cid = cidPrefix + (++cidCount);
     const item = { id: 0, k1: Infinity, k2: ++seq, mine: true, el: null };
     item.m = { from: me, text: body, to, ts: new Date().toISOString(), pending: true };
-    item.draw = () => messageElement(item.m, dest);
+    item.draw = () => messageElement(item.m, dest, null);
     item.el = item.draw();
     insert(dest, item);
     const m = { text: body, to, room: dest.kind === "room" && dest.key !== homeKey ? dest.name : null, conv: dest, item };
@@ -1187,6 +1541,7 @@
     log.addEventListener("keydown", (e) => {
       if (["Home", "PageUp", "ArrowUp"].includes(e.key) && atTop()) loadOlder(currentConv());
     });
+    document.addEventListener("click", (e) => { if (menu && !menu.el.contains(e.target)) closeMenu(false); });
     document.addEventListener("visibilitychange", () => { if (!document.hidden) markRead(currentConv()); });
     window.addEventListener("focus", () => markRead(currentConv()));
     $("leave").addEventListener("click", () => {
