@@ -206,7 +206,7 @@ class Accounts:
                 raise ProtocolError(
                     "auth_required", t("the name {name} needs its password", name=account.name)
                 )
-            await self._check(account, password, throttle_key, address)
+            await self._check(account, password, throttle_key, address, name)
         elif password is not None:
             account = await self._protect(
                 account or Account(key, name, None, time.time()), password
@@ -247,13 +247,34 @@ class Accounts:
         self.by_address.failed(address)
 
     async def _check(
-        self, account: Account, password: str, throttle_key: str, address: str
+        self, account: Account, password: str, throttle_key: str, address: str, typed: str
     ) -> None:
-        """Refuse (and count the failure) unless ``password`` is the account's."""
+        """Refuse (and count the failure) unless ``password`` is the account's.
+
+        Someone whose own account was set aside when accents stopped counting
+        (``joao``, while ``João`` was older) and who gives that account's
+        password is told why, rather than "wrong password for João".
+        """
         assert account.password_hash is not None
-        if not await asyncio.to_thread(check_password, password, account.password_hash):
-            self._failed(throttle_key, address)
-            raise ProtocolError("bad_password", t("wrong password for {name}", name=account.name))
+        if await asyncio.to_thread(check_password, password, account.password_hash):
+            return
+        self._failed(throttle_key, address)
+        aside = await self.store.set_aside_account(legacy_key(typed))
+        if (
+            aside is not None
+            and aside.password_hash is not None
+            and await asyncio.to_thread(check_password, password, aside.password_hash)
+        ):
+            raise ProtocolError(
+                "name_merged",
+                t(
+                    "{name} and {kept} are one name now (accents and case no longer count), "
+                    "and {kept} had it first; choose another name",
+                    name=aside.name,
+                    kept=account.name,
+                ),
+            )
+        raise ProtocolError("bad_password", t("wrong password for {name}", name=account.name))
 
     async def _token_device(self, claims: TokenClaims, key: str, address: str) -> Device | None:
         """The device a valid token for ``key`` joins on (refreshed), or None: refused."""
@@ -295,7 +316,7 @@ class Accounts:
             )
         if len(new) < MIN_PASSWORD_LENGTH:
             raise _weak()
-        await self._check(account, old, throttle_key, address)
+        await self._check(account, old, throttle_key, address, account.name)
         self.limiter.succeeded(throttle_key)
         await self._protect(account, new)
 

@@ -262,6 +262,10 @@ class Store(Protocol):
     async def save_account(self, account: Account) -> None:
         """Create or replace an account."""
 
+    async def set_aside_account(self, key: str) -> Account | None:
+        """The account once keyed ``key`` (the rule of before) that lost its name to an older
+        one when accents stopped counting, or None."""
+
     async def set_last_seen(self, key: str, message_id: int) -> None:
         """Remember the newest message id when a user's last session closed."""
 

@@ -30,6 +30,9 @@ from papo.store_local import LocalRooms
 class MemoryStore(MemoryLifecycle, LocalRooms):
     """The :class:`~papo.store.Store` interface kept in dictionaries."""
 
+    async def set_aside_account(self, key: str) -> Account | None:
+        return None  # nothing outlives a restart, so no name was ever kept by another rule
+
     def __init__(self, retention: int = DEFAULT_RETENTION) -> None:
         super().__init__()
         self.retention = retention

@@ -377,11 +377,17 @@ class RedisStore(RedisModeration, RedisRooms):
                 "moved %d accounts to the key rule %d", sum(map(len, moves.values())), KEY_RULE
             )
 
+    async def set_aside_account(self, key: str) -> Account | None:
+        return await self._account(PREFIX + "account-set-aside:" + key, key)
+
     async def get_account(self, key: str) -> Account | None:
+        return await self._account(PREFIX + "account:" + key, key)
+
+    async def _account(self, redis_key: str, key: str) -> Account | None:
         fields = cast(
             dict[str, str],
             await self._call(
-                lambda: self._redis.hgetall(PREFIX + "account:" + key),
+                lambda: self._redis.hgetall(redis_key),
                 "cannot read the account from Redis",
             ),
         )

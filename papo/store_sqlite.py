@@ -484,6 +484,18 @@ class SqliteStore(SqliteLifecycle, SqliteModeration, LocalRooms):
         rows = await self._run(lambda db: db.execute("SELECT key, name FROM online").fetchall())
         return [(str(key), str(name)) for key, name in rows]
 
+    async def set_aside_account(self, key: str) -> Account | None:
+        row = await self._run(
+            lambda db: db.execute(
+                "SELECT key, name, password_hash, created, last_seen FROM accounts_set_aside "
+                "WHERE key = ?",
+                (key,),
+            ).fetchone()
+        )
+        if row is None:
+            return None
+        return Account(str(row[0]), str(row[1]), row[2], float(row[3]), int(row[4]))
+
     async def set_last_seen(self, key: str, message_id: int) -> None:
         await self._run(
             lambda db: db.execute(

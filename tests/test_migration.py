@@ -272,7 +272,9 @@ async def test_keys_made_before_accents_were_folded_are_made_again_once(
     link = FakeLink()
     joao = hub.attach(link)
     await hub.handle(joao, Hello("joao", password=NEWER_PASSWORD))
-    assert [e["code"] for e in link.of("error")] == ["bad_password"]
+    assert [e["code"] for e in link.of("error")] == [
+        "name_merged"
+    ]  # its own password: told why, not "wrong password"
     await hub.handle(joao, Hello("JOAO", password=OLDER_PASSWORD))
     await hub.settle()
     welcome = link.of("welcome")[0]
@@ -348,6 +350,11 @@ async def test_the_server_starts_on_keys_made_before_accents_were_folded(
     other = await JsonClient.open(server.url)
     await other.send({"type": "hello", "name": "joão", "password": NEWER_PASSWORD})
     assert (await other.expect("error"))["code"] == "bad_password"
+    # The set-aside account's owner, with its own name and password, is told why.
+    await other.send({"type": "hello", "name": "joao", "password": NEWER_PASSWORD})
+    merged = await other.expect("error")
+    assert merged["code"] == "name_merged"
+    assert "one name now" in merged["message"] and "choose another name" in merged["message"]
     await other.send({"type": "hello", "name": "zé", "password": NEWER_PASSWORD})
     assert (await other.expect("welcome"))["name"] == "zé"  # the newer owner chooses again
     assert (await other.say("oi", to="JOAO"))["type"] == "ack"
