@@ -143,7 +143,9 @@ def plural_categories(catalog: Catalog, lang: str) -> dict[str, int]:
     form_of = gettext.c2py(catalog.plural_expr)
     category_of = Locale.parse(locale_id(lang)).plural_form
     pairs: dict[str, int] = {}
-    for n in range(1000):
+    # Beyond 0-999, CLDR has categories for large round numbers (pt: 1 000 000 is
+    # "many"): sample those too, so that no category the browser names lacks a form.
+    for n in [*range(1000), 10**6, 2 * 10**6, 10**9]:
         category, form = str(category_of(n)), form_of(n)
         if pairs.setdefault(category, form) != form:
             log.warning("catalog %s: plural category %s is two gettext forms", lang, category)

@@ -81,7 +81,7 @@
   function tn(singular, plural, count, values) {
     const all = { n: count, ...values };
     const forms = catalog.messages[singular];
-    const form = catalog.plural[plurals.select(count)];
+    const form = catalog.plural[plurals.select(count)] ?? catalog.plural.other;
     if (Array.isArray(forms) && form != null && forms[form]) return fill(forms[form], all);
     return fill(ENGLISH_PLURALS.select(count) === "one" ? singular : plural, all);
   }
@@ -120,7 +120,10 @@
     lang = loaded ? tag : "en";
     catalog = loaded || { messages: {}, plural: {} };
     plurals = new Intl.PluralRules(lang);
-    clock = new Intl.DateTimeFormat(lang, { hour: "2-digit", minute: "2-digit" });
+    // 24-hour languages write 01:55; 12-hour ones 1:55 AM (as the terminal client does).
+    const cycle = new Intl.DateTimeFormat(lang, { hour: "numeric" }).resolvedOptions().hourCycle;
+    const hour = cycle === "h23" || cycle === "h24" ? "2-digit" : "numeric";
+    clock = new Intl.DateTimeFormat(lang, { hour, minute: "2-digit" });
     longDate = new Intl.DateTimeFormat(lang, { dateStyle: "long" });
     moment = new Intl.DateTimeFormat(lang, { dateStyle: "medium", timeStyle: "short" });
     document.documentElement.lang = lang;
