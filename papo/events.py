@@ -490,6 +490,8 @@ class Ack:
 
     id: int
     cid: str | None = None
+    #: For a private message: the recipient's name as the server spells it (``joao`` → ``João``).
+    to: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

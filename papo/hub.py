@@ -327,7 +327,7 @@ class Hub:
         if new:
             self.stats.stored += 1
         if session.link.mode == "json":
-            self.send(session, Ack(stored.id, say.cid))
+            self.send(session, Ack(stored.id, say.cid, stored.to))
         if new and stored.to_key is not None and not await self.store.is_online(stored.to_key):
             self.send(
                 session,

@@ -643,6 +643,8 @@ def to_wire(event: ServerEvent, lang: str = DEFAULT_LANGUAGE) -> dict[str, Any]:
     if isinstance(event, Presence):
         return {"type": "presence", "event": event.event, "name": event.name}
     if isinstance(event, Ack):
+        if event.to is not None:
+            return {"type": "ack", "id": event.id, "cid": event.cid, "to": event.to}
         return {"type": "ack", "id": event.id, "cid": event.cid}
     if isinstance(event, Error):
         wire = {"type": "error", "code": event.code, "message": render(event.message, lang)}

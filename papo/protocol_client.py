@@ -70,8 +70,12 @@ def parse_server(raw: str | bytes) -> ServerEvent:
                 raise ProtocolError("bad_field", f"unknown presence event {event!r}")
             return Presence(event=event, name=str(data["name"]))
         if kind == "ack":
-            cid = data.get("cid")
-            return Ack(id=int(data["id"]), cid=None if cid is None else str(cid))
+            cid, to = data.get("cid"), data.get("to")
+            return Ack(
+                id=int(data["id"]),
+                cid=None if cid is None else str(cid),
+                to=None if to is None else str(to),
+            )
         if kind == "error":
             cid, until = data.get("cid"), data.get("until")
             return Error(

@@ -297,3 +297,13 @@ async def test_joining_as_joao_is_joining_as_joao_with_accents_and_rooms_too() -
     await hub.settle()
     got = [(e["from"], e["room"], e["text"]) for e in link(first).of("message")]
     assert got == [("beto", "#ação", "oi, sala")]
+
+
+async def test_the_ack_of_a_private_message_spells_the_name_as_the_server_does() -> None:
+    hub = await make_hub()
+    await connect(hub, "João")
+    maria = await connect(hub, "maria")
+    await hub.handle(maria, Say("oi", to="joao", cid="1"))
+    assert link(maria).of("ack") == [{"type": "ack", "id": 1, "cid": "1", "to": "João"}]
+    await hub.handle(maria, Say("todos", cid="2"))
+    assert link(maria).of("ack") == [{"type": "ack", "id": 2, "cid": "2"}]  # rooms: no `to`

@@ -1145,7 +1145,7 @@
         break;
       }
       case "ack": {
-        if (ev.cid && outbox.has(ev.cid)) confirm(ev.cid, ev.id);
+        if (ev.cid && outbox.has(ev.cid)) confirm(ev.cid, ev.id, ev.to);
         break;
       }
       case "history": {
@@ -1334,10 +1334,18 @@
     return null;
   }
 
-  function confirm(cid, id) {
+  function confirm(cid, id, to) {
     const m = outbox.get(cid);
     outbox.delete(cid);
     const { conv, item } = m;
+    if (to && item.m.to) {  // the server's spelling of the name ("joao" typed, "João" it is)
+      item.m.to = to;
+      if (conv.kind !== "room" && conv.name !== to) {
+        conv.name = to;
+        renderLists();
+        if (conv.key === current) showHead(conv);
+      }
+    }
     item.m.pending = false;
     item.m.id = id;
     item.el.classList.remove("pending");
