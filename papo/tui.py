@@ -59,11 +59,14 @@ from papo.client_format import (
     format_prompt,
     format_unread,
     notice,
+    until_text,
 )
 from papo.client_session import ChatSession, ConnectError, JoinError
 from papo.client_state import Conversations, ReadMarks
 from papo.commands import (
     Command,
+    DeleteHere,
+    EditHere,
     Help,
     HistoryHere,
     Nick,
@@ -77,6 +80,8 @@ from papo.i18n import DEFAULT_LANGUAGE, LANGUAGES, Says, match_language, render,
 from papo.protocol import (
     ClientEvent,
     Conversation,
+    Delete,
+    Edit,
     Error,
     Hello,
     History,
@@ -255,6 +260,7 @@ async def run(options: Options, interactive: bool) -> int:
             session.joined.last_id,
             rooms=session.joined.rooms,
             direct=session.joined.direct,
+            admin=session.joined.admin,
         )
         client.state.welcome(welcome)
         screen.say(t("you are {name}. /help lists commands, sair leaves.", name=visible(joined)))
@@ -286,8 +292,12 @@ async def _join(
         try:
             joined = await session.join(Hello(check_name(name), password=password))
             return joined.name
-        except (ProtocolError, JoinError) as exc:
+        except JoinError as exc:
             code, message = exc.code, exc.message
+            if exc.until is not None:  # a timed ban: until when, in local time
+                message = f"{message} {until_text(exc.until, screen.lang)}"
+        except ProtocolError as exc:
+            code, message = exc.code, render(exc.message, screen.lang)
         except ConnectionClosed as exc:
             log.info("closed while joining: %s", exc)
             screen.fail(t("the server closed the connection"))
@@ -341,6 +351,7 @@ class Client:
         self.transcript = Transcript(self.lang)
         self.reads = ReadMarks(session.send)
         self.prompt: PromptSession[str] | None = PromptSession() if interactive else None
+        session.on_ack = lambda message_id, say: self.state.acked(message_id, say.room, say.to)
         self._awaiting: type[ServerEvent] | None = None
         self._answered = asyncio.Event()
         # The ``who`` requests on their way, oldest first: True for a replay's end mark.
@@ -367,6 +378,15 @@ class Client:
                 if session.closing or code == 1000:
                     screen.say(t("disconnected"))
                     return 0
+                if code == 1008 and session.close_reason:  # banned, or flooding: why
+                    log.info("closed by the server: code 1008 (%s)", session.close_reason)
+                    screen.fail(
+                        t(
+                            "the server closed the connection: {reason}",
+                            reason=visible(session.close_reason),
+                        )
+                    )
+                    return 1
                 if session.gave_up is None:  # (else the session said why already)
                     log.info("closed by the server: code %s", code)
                     screen.fail(t("the server closed the connection"))
@@ -405,7 +425,7 @@ class Client:
     def handle(self, event: ServerEvent) -> None:
         state = self.state
         change = state.apply(event)
-        self.screen.lines(self.transcript.lines(event, state))
+        self.screen.lines(self.transcript.lines(event, state, change))
         if isinstance(event, RoomParted) and change.moved:
             self.screen.say(t("back in {room}", room=visible(state.current)))
         for due in change.due:
@@ -449,7 +469,7 @@ class Client:
         if isinstance(command, Quit):
             return  # the caller leaves
         if isinstance(command, Help):
-            self.screen.lines(format_help(self.lang))
+            self.screen.lines(format_help(self.lang, state.role(state.current)))
             return
         if isinstance(command, Nick):
             self.screen.say(t("to change your name, leave and start again with --name NAME"))
@@ -481,11 +501,44 @@ class Client:
         elif isinstance(command, Join):
             state.join(command.room)
             event = command
-        elif isinstance(command, RoomCommand):  # /kick, /mute, /edit ...: about this room
+        elif isinstance(command, EditHere | DeleteHere):
+            lifecycle = self.lifecycle(command)
+            if lifecycle is None:
+                return
+            event = lifecycle
+        elif isinstance(command, RoomCommand):  # /kick, /mute, /op ...: about this room
             event = command.at(state.current)
         else:
             event = command
         await self.request(event)
+
+    def lifecycle(self, command: EditHere | DeleteHere) -> Edit | Delete | None:
+        """``/edit`` and ``/delete`` as the wire has them: with the message's id.
+
+        Without an id they mean the user's newest message in the current room
+        that this client knows of (from acks: cid → id, and from the user's
+        messages shown here). ``/edit ID TEXT`` edits message ``ID`` when it is
+        one of the user's own known here; otherwise the number is the text's.
+        None (and an error line) when there is no such message.
+        """
+        state = self.state
+        if isinstance(command, DeleteHere) and command.id is not None:
+            return Delete(command.id)
+        if isinstance(command, EditHere):
+            first, _, rest = command.text.partition(" ")
+            if first.isdigit() and rest.strip() and state.is_own(int(first)):
+                return Edit(int(first), rest.strip())
+        last = state.last_own(state.current)
+        if last is None:
+            self.screen.say(
+                t("you have no message in {room} that this client knows of; give its id",
+                  room=visible(state.current)),
+                "error",
+            )  # fmt: skip
+            return None
+        if isinstance(command, EditHere):
+            return Edit(last, command.text)
+        return Delete(last)
 
     async def request(self, event: ClientEvent) -> None:
         """Send ``event``; a piped client waits for its answer, so the next line sees it."""
