@@ -233,7 +233,10 @@ def format_deleted(
     """A deleted message: ``(message deleted)`` at its original time (and room), saying who
     deleted it when that was not its sender; unknown here, the plain-text line."""
     if gone is None:
-        return ("notice", render_plain(event, lang) or "")
+        return (
+            "notice",
+            render_plain(replace(event, home=state.is_default(event.room)), lang) or "",
+        )
     home = gone.to is not None or state.is_default(gone.room)
     line = f"[{message_time(gone.ts, lang, tz)}] {plain_message(replace(gone, home=home), lang)}"
     if gone.sender and name_key(event.by) != name_key(gone.sender):

@@ -138,6 +138,7 @@ class Conversations:
 
     def __init__(self, me: str = "") -> None:
         self.me = name_key(me)
+        self.name = me
         self.default = DEFAULT_ROOM
         self.current = DEFAULT_ROOM
         self.rooms: dict[str, RoomView] = {room_key(DEFAULT_ROOM): RoomView(DEFAULT_ROOM)}
@@ -189,6 +190,7 @@ class Conversations:
     def welcome(self, event: Welcome) -> None:
         """A (re)join: the user's rooms and direct conversations, with unread counts."""
         self.me = name_key(event.name)
+        self.name = event.name  # as the server writes it
         self.admin = event.admin
         if event.rooms:
             self.default = event.rooms[0].room
@@ -305,8 +307,7 @@ class Conversations:
     def deleted(self, event: Deleted) -> Message | None:
         """Message ``event.id`` is gone: no longer the user's to edit; remembered as a
         tombstone (its sender and time kept), which it returns, if it was shown."""
-        for room in self.rooms.values():
-            room.own.discard(event.id)
+        self.forget_own(event.id)
         before = self.seen.get(event.id)
         if before is None:
             return None
@@ -314,9 +315,20 @@ class Conversations:
         self.seen[event.id] = gone
         return gone
 
-    def acked(self, message_id: int, room: str | None, to: str | None = None) -> None:
+    def forget_own(self, message_id: int) -> None:
+        """Message ``message_id`` is no longer the user's to edit or delete (it is gone)."""
+        for room in self.rooms.values():
+            room.own.discard(message_id)
+
+    def acked(
+        self, message_id: int, room: str | None, to: str | None = None, text: str = "", ts: str = ""
+    ) -> None:
         """The server stored the user's message as ``message_id`` (in ``room``; None: the
-        default room), so ``/edit`` and ``/delete`` without an id mean it."""
+        default room), so ``/edit`` and ``/delete`` without an id mean it. The server does
+        not echo it to the session that sent it: it is remembered here, ``text`` sent at
+        ``ts``, so its edit or deletion shows like anyone's."""
+        if text:
+            self.remember(Message(message_id, self.name, text, ts, to, None, room))
         if to is None:
             self._room_named(room).own.add(message_id)
 

@@ -42,6 +42,7 @@ import sys
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -221,8 +222,14 @@ class Screen:
         self.show("notice", render(GOODBYE, self.lang))
 
     def fail(self, text: Says) -> None:
-        """A fatal error, on stderr: ``papo: `` and ``text``."""
-        print(f"papo: {render(text, self.lang)}", file=sys.stderr, flush=True)
+        """A fatal error: ``papo: `` and ``text``, on stderr when piped; in a terminal
+        above the prompt like every line (prompt_toolkit's ``patch_stdout`` would hold
+        a line written to stderr as the prompt closes, and it would never be seen)."""
+        line = f"papo: {render(text, self.lang)}"
+        if self.interactive:
+            self.show("error", line)
+        else:
+            print(line, file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------
@@ -351,11 +358,16 @@ class Client:
         self.transcript = Transcript(self.lang)
         self.reads = ReadMarks(session.send)
         self.prompt: PromptSession[str] | None = PromptSession() if interactive else None
-        session.on_ack = lambda message_id, say: self.state.acked(message_id, say.room, say.to)
+        session.on_ack = self.acked
         self._awaiting: type[ServerEvent] | None = None
         self._answered = asyncio.Event()
         # The ``who`` requests on their way, oldest first: True for a replay's end mark.
         self._whos: deque[bool] = deque()
+
+    def acked(self, message_id: int, say: Say) -> None:
+        """One of our messages is stored as ``message_id``: ours to ``/edit`` and ``/delete``."""
+        sent = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        self.state.acked(message_id, say.room, say.to, say.text, sent)
 
     def prompt_text(self) -> str:
         return format_prompt(self.state)
@@ -374,6 +386,10 @@ class Client:
         try:
             done, _ = await asyncio.wait({receiver, typer}, return_when=asyncio.FIRST_COMPLETED)
             if receiver in done:  # the conversation ended from the server's side
+                # The prompt goes first: a line printed while it runs waits for the next
+                # redraw, and there would be none (the last words would be lost).
+                typer.cancel()
+                await asyncio.gather(typer, return_exceptions=True)
                 code = session.close_code
                 if session.closing or code == 1000:
                     screen.say(t("disconnected"))
@@ -502,7 +518,7 @@ class Client:
             state.join(command.room)
             event = command
         elif isinstance(command, EditHere | DeleteHere):
-            lifecycle = self.lifecycle(command)
+            lifecycle = await self.lifecycle(command)
             if lifecycle is None:
                 return
             event = lifecycle
@@ -512,17 +528,21 @@ class Client:
             event = command
         await self.request(event)
 
-    def lifecycle(self, command: EditHere | DeleteHere) -> Edit | Delete | None:
+    async def lifecycle(self, command: EditHere | DeleteHere) -> Edit | Delete | None:
         """``/edit`` and ``/delete`` as the wire has them: with the message's id.
 
         Without an id they mean the user's newest message in the current room
         that this client knows of (from acks: cid → id, and from the user's
         messages shown here). ``/edit ID TEXT`` edits message ``ID`` when it is
         one of the user's own known here; otherwise the number is the text's.
-        None (and an error line) when there is no such message.
+        None (and an error line) when there is no such message. A message typed
+        just before, not yet acknowledged, is waited for: it is the last one.
         """
         state = self.state
+        if any(say.to is None for say in self.session.unacked.values()):
+            await self.session.wait_acked(ANSWER_TIMEOUT)
         if isinstance(command, DeleteHere) and command.id is not None:
+            state.forget_own(command.id)
             return Delete(command.id)
         if isinstance(command, EditHere):
             first, _, rest = command.text.partition(" ")
@@ -538,6 +558,7 @@ class Client:
             return None
         if isinstance(command, EditHere):
             return Edit(last, command.text)
+        state.forget_own(last)  # a /delete right after this one means the one before
         return Delete(last)
 
     async def request(self, event: ClientEvent) -> None:
