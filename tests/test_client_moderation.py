@@ -16,10 +16,14 @@ import pexpect
 import pytest
 
 from papo.client_format import Transcript, format_help, format_history, until_text
+from papo.client_session import ChatSession
 from papo.client_state import Conversations
+from papo.commands import DeleteHere, EditHere
 from papo.events import (
     Conversation,
+    Delete,
     Deleted,
+    Edit,
     Edited,
     Error,
     HistoryPage,
@@ -28,9 +32,12 @@ from papo.events import (
     RoomInfo,
     RoomJoined,
     RoomList,
+    Say,
+    ServerEvent,
     Welcome,
 )
 from papo.i18n import clock_time
+from papo.tui import Client, Screen
 from tests.conftest import StartServer
 from tests.helpers import JsonClient, ServerProcess
 from tests.test_client import TIME, locale_env, spawn
@@ -49,12 +56,12 @@ def state_of(me: str = "ana", *, admin: bool = False) -> Conversations:
     return state
 
 
-def shown(transcript: Transcript, state: Conversations, *events: object) -> list[str]:
+def shown(transcript: Transcript, state: Conversations, *events: ServerEvent) -> list[str]:
     """The lines the screen shows for ``events``, applied to ``state`` as the client does."""
     lines: list[str] = []
     for event in events:
-        change = state.apply(event)  # type: ignore[arg-type]
-        lines += [line for _, line in transcript.lines(event, state, change)]  # type: ignore[arg-type]
+        change = state.apply(event)
+        lines += [line for _, line in transcript.lines(event, state, change)]
     return lines
 
 
@@ -105,6 +112,24 @@ def test_the_last_own_message_comes_from_acks_and_forgets_deleted_ones() -> None
     # the user's messages from another device count too
     state.apply(Message(11, "Ana", "de outro lugar", TS, room="#geral"))
     assert state.last_own("#geral") == 11
+
+
+async def test_edit_and_delete_resolve_to_own_ids(capsys: pytest.CaptureFixture[str]) -> None:
+    """``/edit`` and ``/delete`` as the wire has them (a session never connected: nothing
+    is unacknowledged)."""
+    client = Client(ChatSession("ws://127.0.0.1:1"), Screen(False, "en"), interactive=False)
+    client.state.welcome(Welcome("ana", last_id=0))
+    assert await client.lifecycle(EditHere("oi")) is None
+    assert "you have no message in #geral that this client knows of" in capsys.readouterr().out
+    client.acked(4, Say("primeira"))
+    client.acked(6, Say("segunda"))
+    assert await client.lifecycle(EditHere("segunda!")) == Edit(6, "segunda!")
+    assert await client.lifecycle(EditHere("4 primeira!")) == Edit(4, "primeira!")  # own id
+    assert await client.lifecycle(EditHere("5 é um número")) == Edit(6, "5 é um número")
+    assert await client.lifecycle(DeleteHere(99)) == Delete(99)  # anyone's, the server decides
+    assert await client.lifecycle(DeleteHere()) == Delete(6)
+    assert await client.lifecycle(DeleteHere()) == Delete(4)  # the one before, at once
+    assert client.state.seen[4].text == "primeira"  # remembered: its deletion shows its time
 
 
 # ---------------------------------------------------------------- pure: lines
