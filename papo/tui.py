@@ -363,6 +363,8 @@ class Client:
         self._answered = asyncio.Event()
         # The ``who`` requests on their way, oldest first: True for a replay's end mark.
         self._whos: deque[bool] = deque()
+        # The ``rooms`` requests on their way, oldest first: True for /help's (not shown).
+        self._lists: deque[bool] = deque()
 
     def acked(self, message_id: int, say: Say) -> None:
         """One of our messages is stored as ``message_id``: ours to ``/edit`` and ``/delete``."""
@@ -432,6 +434,13 @@ class Client:
                 continue
             if isinstance(event, Welcome):  # a reconnect: earlier requests are not answered
                 self._whos.clear()
+                self._lists.clear()
+            if isinstance(event, RoomList) and self._lists and self._lists.popleft():
+                self.state.apply(event)  # the rooms' operators, fresh: then /help
+                self.show_help()
+                if self._awaiting is RoomList:
+                    self._answered.set()
+                continue
             self.handle(event)
             if self._awaiting is not None and isinstance(event, (self._awaiting, Error)):
                 self._answered.set()
@@ -485,7 +494,10 @@ class Client:
         if isinstance(command, Quit):
             return  # the caller leaves
         if isinstance(command, Help):
-            self.screen.lines(format_help(self.lang, state.role(state.current)))
+            if state.admin:  # everything: nothing to ask
+                self.show_help()
+            else:  # an /op since joining shows in the room list's operators
+                await self.request(ListRooms(), quiet=True)
             return
         if isinstance(command, Nick):
             self.screen.say(t("to change your name, leave and start again with --name NAME"))
@@ -561,8 +573,16 @@ class Client:
         state.forget_own(last)  # a /delete right after this one means the one before
         return Delete(last)
 
-    async def request(self, event: ClientEvent) -> None:
-        """Send ``event``; a piped client waits for its answer, so the next line sees it."""
+    def show_help(self) -> None:
+        """``/help``: what the user's role in the current room allows."""
+        self.screen.lines(format_help(self.lang, self.state.role(self.state.current)))
+
+    async def request(self, event: ClientEvent, *, quiet: bool = False) -> None:
+        """Send ``event``; a piped client waits for its answer, so the next line sees it.
+
+        ``quiet``: a ``rooms`` request of /help's, whose answer refreshes who operates
+        which room and is not shown; offline, /help shows what the client knows.
+        """
         answer = ANSWERS.get(type(event))
         wait = answer is not None and not self.interactive
         if wait:
@@ -571,10 +591,18 @@ class Client:
         who = isinstance(event, Who)
         if who:
             self._whos.append(False)
+        lists = isinstance(event, ListRooms)
+        if lists:
+            self._lists.append(quiet)
         try:
             if not await self.session.send(event):
                 if who:
                     self._whos.pop()
+                if lists:
+                    self._lists.pop()
+                if quiet:
+                    self.show_help()
+                    return
                 self.screen.say(t("not connected right now; try again in a moment"), "error")
                 return
             if wait:

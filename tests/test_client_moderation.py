@@ -320,6 +320,15 @@ def test_a_timed_mute_ends_by_itself(
     ana.expect(rf"\[{TIME}\] \[#sala\] beto: agora posso")
     assert "falo mesmo assim" not in (ana.before or "")
 
+    beto.sendline("/help")  # a member here
+    beto.expect(r"/delete or /apagar")
+    beto.expect(r"\[#sala\] >")
+    assert "/kick" not in (beto.before or "")
+    ana.sendline("/op beto")
+    beto.expect(r"ana made beto an operator of #sala")
+    beto.sendline("/help")  # an operator now: /help asks the server who operates what
+    beto.expect(r"/kick NAME")
+
 
 def test_a_ban_closes_the_client_with_the_reason_and_no_reconnect(
     moderated: ServerProcess, children: list[pexpect.spawn]
