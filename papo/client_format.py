@@ -80,6 +80,9 @@ def format_message(
     gives (the message's ``to``), each name once.
     """
     when = f"[{message_time(event.ts, lang, tz)}]"
+    if event.deleted:  # a tombstone: no sender, no text
+        style = "private" if event.to is not None else ""
+        return (style, f"{when} {plain_message(replace(event, home=home), lang)}")
     if event.to is None:
         return ("", f"{when} {plain_message(replace(event, home=home), lang)}")
     text = visible(event.text)
@@ -87,8 +90,10 @@ def format_message(
         said = render(t("private to {name}: {text}", name=visible(event.to), text=text), lang)
     elif me:
         said = render(t("private from {name}: {text}", name=visible(event.sender), text=text), lang)
-    else:  # whose client this is is not known: both names
-        said = plain_message(event, lang)
+    else:  # whose client this is is not known: both names (and "(edited)")
+        return ("private", f"{when} {plain_message(event, lang)}")
+    if event.edited_ts is not None:
+        said = render(t("{line} (edited)", line=said), lang)
     return ("private", f"{when} {said}")
 
 

@@ -217,6 +217,11 @@ class Conversations:
         """Count one incoming message; the read marker it makes due, if any."""
         mine = name_key(event.sender) == self.me
         self.remember(event)
+        if event.deleted:  # a tombstone (no sender): it keeps a room's ids, nothing unread
+            if event.to is None:
+                room = self._room_of(event)
+                room.oldest = event.id if room.oldest is None else min(room.oldest, event.id)
+            return None
         if event.to is not None:
             other = event.to if mine else event.sender
             key = name_key(other)
@@ -308,6 +313,9 @@ class Conversations:
         """Message ``event.id`` is gone: no longer the user's to edit; remembered as a
         tombstone (its sender and time kept), which it returns, if it was shown."""
         self.forget_own(event.id)
+        unreads = [r.unread for r in self.rooms.values()] + [d.unread for d in self.direct.values()]
+        for unread in unreads:
+            unread.ids.discard(event.id)  # nothing left to read
         before = self.seen.get(event.id)
         if before is None:
             return None

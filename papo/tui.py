@@ -26,6 +26,16 @@ whatever the traffic, the client sends a ``who`` right after it joins (and
 after each ``room joined``): the server answers a connection's requests in
 order, so that answer comes after the replay. It is not shown.
 
+Moderation (issue 12): ``/edit TEXT`` and ``/delete`` mean the user's newest
+message in the current room, known from the server's acks (cid → id) since
+the server does not echo a message to the session that sent it; ``/edit ID
+TEXT`` edits message ``ID`` when it is one of the user's. ``/help`` lists what
+the user's role allows: admin from ``welcome``, operator from the room's
+members in ``room joined`` and, asked afresh at each ``/help``, the
+operators of ``rooms``. A kick, a mute or a ban reads who, why and until when
+(local time); a ban's 1008 close ends the client with its reason, and a
+banned name is not tried again.
+
 This module is the wiring: options, joining, the screen and the prompt loop.
 What the client knows (current room, unread counts, read markers) is
 :mod:`papo.client_state`; how events become lines is :mod:`papo.client_format`.

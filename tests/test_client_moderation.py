@@ -177,6 +177,26 @@ def test_a_deleted_message_reads_message_deleted_at_its_time() -> None:
     assert lines[-1] == "[12:34] (mensagem apagada) (por beto)"
 
 
+def test_private_messages_edited_and_deleted() -> None:
+    state, transcript = state_of("beto"), Transcript("en", tz=UTC)
+    lines = shown(
+        transcript, state,
+        Message(3, "ana", "segredo", TS, to="beto"),
+        Edited(3, "outro segredo", EDITED_TS, "ana", to="beto"),
+        Deleted(3, "ana", to="beto"),
+        Message(5, "", "", TS, to="beto", deleted=True),  # a history's tombstone
+    )  # fmt: skip
+    assert lines[-3:] == [
+        "[12:34 PM] private from ana: outro segredo (edited)",
+        "[12:34 PM] (message deleted)",
+        "[12:34 PM] (message deleted)",
+    ]
+    # nothing left unread (the deletion took it), and the tombstone is nobody's: no "" partner
+    assert state.unread_direct() == []
+    state.apply(Message(7, "", "", TS, room="#sala", deleted=True))
+    assert state.unread("#sala") == 0 and state.oldest("#sala") == 7
+
+
 def test_a_replayed_tombstone_and_its_deletion_make_one_line() -> None:
     """A resume replays a deleted message as a tombstone, then its ``deleted``."""
     state, transcript = state_of("carla"), Transcript("en", tz=UTC)
