@@ -14,6 +14,13 @@ and never carries a terminal escape. Styles are names (``"notice"``,
 :class:`Transcript` is the screen's running order: it adds the separators
 that depend on what was shown before (the day when it changes, and the marks
 around the messages replayed on joining), so history never looks live.
+
+Edits and deletions: a terminal cannot reliably rewrite a line that has
+scrolled above the prompt (it may be off the screen, wrapped, or in the
+scrollback of a multiplexer), so an edited message is printed again, with
+its original time and ``(edited)``, and a deleted one is answered by a line
+``(message deleted)`` with the original time, in place of its text from then
+on (a history page, a resume). What was printed before stays on the screen.
 """
 
 from __future__ import annotations
@@ -22,10 +29,13 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import date, datetime, tzinfo
 
-from papo.client_state import Conversations
-from papo.commands import HELP
+from papo.client_state import Change, Conversations
+from papo.commands import ADMIN_HELP, HELP, LIFECYCLE_HELP, MODERATION_HELP
 from papo.events import (
+    AuditLog,
+    Deleted,
     DeviceList,
+    Edited,
     Error,
     Gap,
     HistoryPage,
@@ -35,6 +45,7 @@ from papo.events import (
     Presence,
     RoomJoined,
     RoomList,
+    RoomModeChanged,
     RoomParted,
     RoomTopic,
     ServerEvent,
@@ -69,6 +80,9 @@ def format_message(
     gives (the message's ``to``), each name once.
     """
     when = f"[{message_time(event.ts, lang, tz)}]"
+    if event.deleted:  # a tombstone: no sender, no text
+        style = "private" if event.to is not None else ""
+        return (style, f"{when} {plain_message(replace(event, home=home), lang)}")
     if event.to is None:
         return ("", f"{when} {plain_message(replace(event, home=home), lang)}")
     text = visible(event.text)
@@ -76,8 +90,10 @@ def format_message(
         said = render(t("private to {name}: {text}", name=visible(event.to), text=text), lang)
     elif me:
         said = render(t("private from {name}: {text}", name=visible(event.sender), text=text), lang)
-    else:  # whose client this is is not known: both names
-        said = plain_message(event, lang)
+    else:  # whose client this is is not known: both names (and "(edited)")
+        return ("private", f"{when} {plain_message(event, lang)}")
+    if event.edited_ts is not None:
+        said = render(t("{line} (edited)", line=said), lang)
     return ("private", f"{when} {said}")
 
 
@@ -95,8 +111,11 @@ def format_event(
         return format_message(event, lang=lang, me=me, home=home, tz=tz)
     if isinstance(event, Gap):
         return notice(t("some older messages are no longer kept"), lang)
+    if isinstance(event, Error) and event.until is not None:
+        return ("error", f"{render_plain(event, lang)} {until_text(event.until, lang, tz)}")
     shown = (
-        Presence, Users, Error, Notice, RoomParted, RoomTopic, Member, RoomJoined, DeviceList
+        Presence, Users, Error, Notice, RoomParted, RoomTopic, Member, RoomJoined, DeviceList,
+        Deleted, RoomModeChanged, AuditLog,
     )  # fmt: skip
     if isinstance(event, shown):
         line = render_plain(event, lang)
@@ -177,13 +196,71 @@ def format_unread(state: Conversations, *, lang: str) -> Line | None:
     return notice(t("unread: {listed}", listed=", ".join(listed)), lang)
 
 
-def format_help(lang: str) -> list[Line]:
-    """``/help``: the commands, one a line (the catalog's ``·``-separated list, split)."""
-    text = render(HELP, lang)
-    head, colon, rest = text.partition(": ")
-    if not colon or " · " not in rest:
-        return [("notice", f"* {text}")]
-    return [("notice", f"* {head}:")] + [("notice", f"  {item}") for item in rest.split(" · ")]
+def format_help(lang: str, role: str = "member") -> list[Line]:
+    """``/help``: the commands ``role`` allows, one a line (each catalog text's
+    ``·``-separated list, split): everyone's, editing and deleting one's own
+    messages, then for an ``"operator"`` of the current room the room's
+    moderation, and for an ``"admin"`` that and the server's."""
+    texts = [HELP, LIFECYCLE_HELP]
+    if role in ("operator", "admin"):
+        texts.append(MODERATION_HELP)
+    if role == "admin":
+        texts.append(ADMIN_HELP)
+    lines: list[Line] = []
+    for help_text in texts:
+        text = render(help_text, lang)
+        head, colon, rest = text.partition(": ")
+        if not colon or " · " not in rest:
+            lines.append(("notice", f"* {text}"))
+            continue
+        lines.append(("notice", f"* {head}:"))
+        lines.extend(("notice", f"  {item}") for item in rest.split(" · "))
+    return lines
+
+
+def format_edited(
+    message: Message, state: Conversations, *, lang: str, tz: tzinfo | None = None
+) -> Line:
+    """An edited message printed again: its original time, its new text, ``(edited)``."""
+    edited = message if message.edited_ts is not None else replace(message, edited_ts=message.ts)
+    home = state.is_default(edited.room)
+    return format_message(edited, lang=lang, me=state.me, home=home, tz=tz)
+
+
+def format_deleted(
+    event: Deleted,
+    gone: Message | None,
+    state: Conversations,
+    *,
+    lang: str,
+    tz: tzinfo | None = None,
+) -> Line:
+    """A deleted message: ``(message deleted)`` at its original time (and room), saying who
+    deleted it when that was not its sender; unknown here, the plain-text line."""
+    if gone is None:
+        return (
+            "notice",
+            render_plain(replace(event, home=state.is_default(event.room)), lang) or "",
+        )
+    home = gone.to is not None or state.is_default(gone.room)
+    line = f"[{message_time(gone.ts, lang, tz)}] {plain_message(replace(gone, home=home), lang)}"
+    if gone.sender and name_key(event.by) != name_key(gone.sender):
+        line += " " + render(t("(by {name})", name=visible(event.by)), lang)
+    return ("notice", line)
+
+
+def until_text(until: str, lang: str, tz: tzinfo | None = None) -> str:
+    """``(until 9:05 PM)`` for a mute's or ban's end, in local time (and day, if not today)."""
+    moment = parse_ts(until)
+    if moment is None:
+        return ""
+    local = moment.astimezone(tz)
+    time = clock_time(local, lang).replace("\u202f", " ")
+    today = datetime.now(tz).date()
+    if local.date() == today:
+        return render(t("(until {time})", time=time), lang)
+    day = day_label(local.date(), today, lang)
+    return render(t("(until {day}, {time})", day=day, time=time), lang)
 
 
 def message_time(ts: str, lang: str, tz: tzinfo | None = None) -> str:
@@ -277,9 +354,23 @@ class Transcript:
         self._open = False
         return [("notice", render(t("— now —"), self.lang))]
 
-    def lines(self, event: ServerEvent, state: Conversations) -> list[Line]:
-        """What the screen shows for ``event`` (maybe nothing), separators included."""
+    def lines(
+        self, event: ServerEvent, state: Conversations, change: Change | None = None
+    ) -> list[Line]:
+        """What the screen shows for ``event`` (maybe nothing), separators included;
+        ``change`` is what :meth:`Conversations.apply` answered for it (for edits and
+        deletions: the message as it is now)."""
         lang, tz = self.lang, self.tz
+        if isinstance(event, Edited):
+            about = change.about if change is not None else None
+            if about is None:
+                about = state.edited(event)
+            return [*self.now(), format_edited(about, state, lang=lang, tz=tz)]
+        if isinstance(event, Deleted):
+            if change is not None and change.repeat:
+                return []
+            gone = change.about if change is not None else None
+            return [*self.now(), format_deleted(event, gone, state, lang=lang, tz=tz)]
         if isinstance(event, Message):
             out: list[Line] = []
             if not self._replayed(event):

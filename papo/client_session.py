@@ -67,7 +67,7 @@ log = logging.getLogger(__name__)
 #: Close codes after which reconnecting would not help (or was asked for).
 FINAL_CLOSE_CODES = frozenset({1000, 1008})
 #: Join refusals after which reconnecting would not help.
-FINAL_JOIN_ERRORS = frozenset({"auth_required", "bad_password", "bad_token", "bad_name"})
+FINAL_JOIN_ERRORS = frozenset({"auth_required", "bad_password", "bad_token", "bad_name", "banned"})
 
 
 #: Hosts where "start a server" is the advice when nothing answers.
@@ -88,12 +88,14 @@ class ConnectError(Exception):
 
 
 class JoinError(Exception):
-    """The server refused the join; ``code`` and ``message`` come from its ``error``."""
+    """The server refused the join; ``code``, ``message`` and ``until`` (a ban's end,
+    ISO 8601) come from its ``error``."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, until: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.until = until
 
 
 @dataclass(slots=True)
@@ -103,6 +105,7 @@ class Joined:
     last_id: int
     rooms: tuple[RoomState, ...] = ()  # the user's rooms (the default room first)
     direct: tuple[DirectState, ...] = ()  # the user's direct conversations
+    admin: bool = False  # a server admin (the welcome says so)
 
 
 def backoff(attempt: int, base: float = 0.5, cap: float = 30.0) -> float:
@@ -135,6 +138,9 @@ class ChatSession:
         self.joined: Joined | None = None
         self.last_id = 0  # newest message id seen (or the first welcome's last_id)
         self.own_ids: set[int] = set()  # ids of our own acknowledged messages
+        #: Told ``(id, say)`` when the server acknowledges one of our messages (cid → id):
+        #: the terminal client learns which messages it may ``/edit`` by default.
+        self.on_ack: Callable[[int, Say], None] = lambda message_id, say: None
         self.unacked: OrderedDict[str, Say] = OrderedDict()
         self.closing = False
         self.resumed = False  # a reconnect happened: older ids are duplicates
@@ -212,9 +218,11 @@ class ChatSession:
             if isinstance(event, Welcome):
                 break
             if isinstance(event, Error):
-                raise JoinError(event.code, str(event.message))
+                raise JoinError(event.code, str(event.message), event.until)
         first = self.joined is None
-        self.joined = Joined(event.name, event.token, event.last_id, event.rooms, event.direct)
+        self.joined = Joined(
+            event.name, event.token, event.last_id, event.rooms, event.direct, event.admin
+        )
         if first:
             self.last_id = event.last_id
         # Later joins use the token (no password prompt) and resume where we were.
@@ -308,8 +316,10 @@ class ChatSession:
 
     def _settle_cid(self, cid: str, message_id: int | None) -> None:
         """The server answered for ``cid``: stored as ``message_id``, or refused (None)."""
-        if self.unacked.pop(cid, None) is not None and message_id is not None:
+        say = self.unacked.pop(cid, None)
+        if say is not None and message_id is not None:
             self.own_ids.add(message_id)
+            self.on_ack(message_id, say)
         if not self.unacked:
             self._acked.set()
 
@@ -354,6 +364,7 @@ class ChatSession:
                 self.joined.last_id,
                 rooms=self.joined.rooms,
                 direct=self.joined.direct,
+                admin=self.joined.admin,
             )
             log.info(
                 "reconnected after %d attempt(s); resuming after message %d", attempt, self.last_id
@@ -381,6 +392,11 @@ class ChatSession:
     @property
     def close_code(self) -> int | None:
         return None if self.ws is None else self.ws.close_code
+
+    @property
+    def close_reason(self) -> str:
+        """Why the server closed the connection (a ban says so), or empty."""
+        return "" if self.ws is None else self.ws.close_reason or ""
 
 
 def url_with_lang(url: str, lang: str | None) -> str:

@@ -16,18 +16,22 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 from papo.events import (
     Conversation,
+    Deleted,
+    Edited,
     Error,
     HistoryPage,
     Message,
     Read,
     ReadMarker,
     RoomJoined,
+    RoomList,
     RoomParted,
     RoomTopic,
     ServerEvent,
@@ -38,6 +42,8 @@ from papo.names import name_key, room_key
 DEFAULT_ROOM = "#geral"
 #: At most one ``read`` per conversation within this many seconds.
 READ_INTERVAL = 1.0
+#: How many shown messages are remembered (to re-print one that is edited or deleted).
+REMEMBERED = 2000
 
 
 class ReadDue(NamedTuple):
@@ -58,6 +64,10 @@ class Change:
 
     moved: bool = False  # the current room changed
     due: tuple[ReadDue, ...] = ()  # read markers to send
+    #: For ``edited`` and ``deleted``: the message as it is now, when it was shown here.
+    about: Message | None = None
+    #: A ``deleted`` of a message already shown as deleted (a resume's tombstone): no news.
+    repeat: bool = False
 
 
 @dataclass(slots=True)
@@ -106,6 +116,8 @@ class RoomView:
     unread: Unread = field(default_factory=Unread)
     oldest: int | None = None  # the oldest message id seen in it (for /history)
     newest: int = 0  # the newest message id seen in it
+    operators: set[str] = field(default_factory=set)  # name keys (admins included)
+    own: set[int] = field(default_factory=set)  # ids of the user's messages in it, not deleted
 
 
 @dataclass(slots=True)
@@ -126,11 +138,15 @@ class Conversations:
 
     def __init__(self, me: str = "") -> None:
         self.me = name_key(me)
+        self.name = me
         self.default = DEFAULT_ROOM
         self.current = DEFAULT_ROOM
         self.rooms: dict[str, RoomView] = {room_key(DEFAULT_ROOM): RoomView(DEFAULT_ROOM)}
         self.direct: dict[str, DirectView] = {}
         self.pending_joins: set[str] = set()  # /join sent here, its answer not yet in
+        self.admin = False  # a server admin (the welcome says so)
+        #: The messages shown lately, by id: what an ``edited``/``deleted`` refers to.
+        self.seen: OrderedDict[int, Message] = OrderedDict()
 
     # ---- what the server says
 
@@ -154,6 +170,16 @@ class Conversations:
             self.read_elsewhere(event)
         elif isinstance(event, HistoryPage):
             self.history(event)
+            for shown in event.messages:
+                self.remember(shown)
+        elif isinstance(event, Edited):
+            return Change(about=self.edited(event))
+        elif isinstance(event, Deleted):
+            already = self.seen.get(event.id)
+            repeat = already is not None and already.deleted
+            return Change(about=self.deleted(event), repeat=repeat)
+        elif isinstance(event, RoomList):
+            self.room_list(event)
         elif isinstance(event, Error) and event.cid is None:
             self.failed()
         if not moved:
@@ -164,6 +190,8 @@ class Conversations:
     def welcome(self, event: Welcome) -> None:
         """A (re)join: the user's rooms and direct conversations, with unread counts."""
         self.me = name_key(event.name)
+        self.name = event.name  # as the server writes it
+        self.admin = event.admin
         if event.rooms:
             self.default = event.rooms[0].room
         rooms: dict[str, RoomView] = {}
@@ -188,6 +216,12 @@ class Conversations:
     def message(self, event: Message) -> ReadDue | None:
         """Count one incoming message; the read marker it makes due, if any."""
         mine = name_key(event.sender) == self.me
+        self.remember(event)
+        if event.deleted:  # a tombstone (no sender): it keeps a room's ids, nothing unread
+            if event.to is None:
+                room = self._room_of(event)
+                room.oldest = event.id if room.oldest is None else min(room.oldest, event.id)
+            return None
         if event.to is not None:
             other = event.to if mine else event.sender
             key = name_key(other)
@@ -197,6 +231,8 @@ class Conversations:
                 direct.unread.add(event.id)
             return None
         room = self._room_of(event)
+        if mine and not event.deleted:
+            room.own.add(event.id)
         room.newest = max(room.newest, event.id)
         room.oldest = event.id if room.oldest is None else min(room.oldest, event.id)
         if self.is_current(room.name):
@@ -210,6 +246,7 @@ class Conversations:
         key = room_key(event.room)
         room = self.rooms.setdefault(key, RoomView(event.room))
         room.name, room.topic = event.room, event.topic
+        room.operators = {name_key(m.name) for m in event.members if m.op}
         room.unread.reset(event.unread, event.last_id, event.last_read)
         if key in self.pending_joins:
             self.pending_joins.discard(key)
@@ -241,6 +278,67 @@ class Conversations:
         if room is not None:
             oldest = min(m.id for m in page.messages)
             room.oldest = oldest if room.oldest is None else min(room.oldest, oldest)
+
+    def room_list(self, event: RoomList) -> None:
+        """``/rooms`` names each room's operators (admins aside, who are known otherwise)."""
+        for info in event.rooms:
+            room = self.rooms.get(room_key(info.room))
+            if room is not None:
+                room.operators = {name_key(name) for name in info.operators}
+
+    def remember(self, message: Message) -> None:
+        """Keep ``message`` (the newest :data:`REMEMBERED`) for a later edit or deletion."""
+        self.seen[message.id] = message
+        self.seen.move_to_end(message.id)
+        while len(self.seen) > REMEMBERED:
+            self.seen.popitem(last=False)
+
+    def edited(self, event: Edited) -> Message:
+        """Message ``event.id`` reads ``event.text`` now; the message as it is now.
+
+        A message not remembered is rebuilt from the event (its time: the edit's).
+        """
+        before = self.seen.get(event.id)
+        if before is None:
+            before = Message(
+                event.id, event.sender, event.text, event.edited_ts, event.to, None, event.room
+            )
+        now = replace(before, text=event.text, edited_ts=event.edited_ts)
+        self.seen[event.id] = now
+        if name_key(event.sender) == self.me and event.to is None:
+            self._room_named(event.room).own.add(event.id)
+        return now
+
+    def deleted(self, event: Deleted) -> Message | None:
+        """Message ``event.id`` is gone: no longer the user's to edit; remembered as a
+        tombstone (its sender and time kept), which it returns, if it was shown."""
+        self.forget_own(event.id)
+        unreads = [r.unread for r in self.rooms.values()] + [d.unread for d in self.direct.values()]
+        for unread in unreads:
+            unread.ids.discard(event.id)  # nothing left to read
+        before = self.seen.get(event.id)
+        if before is None:
+            return None
+        gone = replace(before, text="", deleted=True)
+        self.seen[event.id] = gone
+        return gone
+
+    def forget_own(self, message_id: int) -> None:
+        """Message ``message_id`` is no longer the user's to edit or delete (it is gone)."""
+        for room in self.rooms.values():
+            room.own.discard(message_id)
+
+    def acked(
+        self, message_id: int, room: str | None, to: str | None = None, text: str = "", ts: str = ""
+    ) -> None:
+        """The server stored the user's message as ``message_id`` (in ``room``; None: the
+        default room), so ``/edit`` and ``/delete`` without an id mean it. The server does
+        not echo it to the session that sent it: it is remembered here, ``text`` sent at
+        ``ts``, so its edit or deletion shows like anyone's."""
+        if text:
+            self.remember(Message(message_id, self.name, text, ts, to, None, room))
+        if to is None:
+            self._room_named(room).own.add(message_id)
 
     def read_elsewhere(self, event: ReadMarker) -> None:
         """Another session of the user read a conversation up to ``event.id``."""
@@ -274,6 +372,23 @@ class Conversations:
     def is_current(self, room: str) -> bool:
         return room_key(room) == room_key(self.current)
 
+    def last_own(self, room: str) -> int | None:
+        """The id of the user's newest message (not deleted) in ``room``, if one is known."""
+        known = self.rooms.get(room_key(room))
+        return max(known.own) if known is not None and known.own else None
+
+    def is_own(self, message_id: int) -> bool:
+        return any(message_id in room.own for room in self.rooms.values())
+
+    def role(self, room: str) -> str:
+        """The user's role in ``room`` as far as this client knows it: ``"admin"`` (the
+        welcome said so), ``"operator"`` (``room joined`` or ``/rooms`` marked them) or
+        ``"member"``. The server decides; this only chooses what ``/help`` lists."""
+        if self.admin:
+            return "admin"
+        known = self.rooms.get(room_key(room))
+        return "operator" if known is not None and self.me in known.operators else "member"
+
     def is_default(self, room: str | None) -> bool:
         return room is None or room_key(room) == room_key(self.default)
 
@@ -299,7 +414,10 @@ class Conversations:
     # ---- inside
 
     def _room_of(self, event: Message) -> RoomView:
-        name = event.room or self.default
+        return self._room_named(event.room)
+
+    def _room_named(self, room: str | None) -> RoomView:
+        name = room or self.default
         return self.rooms.setdefault(room_key(name), RoomView(name))
 
     def _mark_read(self, room: RoomView) -> ReadDue | None:

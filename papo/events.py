@@ -336,6 +336,8 @@ class Welcome:
     protected: bool = False
     rooms: tuple[RoomState, ...] = ()
     direct: tuple[DirectState, ...] = ()
+    #: A server admin (``--admin`` and protected): clients show the admin commands.
+    admin: bool = False
 
 
 @dataclass(frozen=True, slots=True)

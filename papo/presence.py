@@ -122,6 +122,7 @@ class Presence:
             identity.protected,
             tuple(RoomState(c.name, c.topic, c.unread, c.last_read) for c in state.rooms),
             tuple(DirectState(c.name, c.unread, c.last_read) for c in state.direct),
+            admin=await hub.moderation.is_admin(identity.key),
         )
         if session.user is not None:  # plain /nick: a new name, no replay
             hub.send(session, welcome)

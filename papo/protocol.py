@@ -656,7 +656,7 @@ def to_wire(event: ServerEvent, lang: str = DEFAULT_LANGUAGE) -> dict[str, Any]:
     if isinstance(event, Edited | Deleted | RoomModeChanged | AuditLog):
         return _moderation_wire(event)
     if isinstance(event, Welcome):
-        return {
+        welcome: dict[str, Any] = {
             "type": "welcome",
             "name": event.name,
             "token": event.token,
@@ -671,6 +671,9 @@ def to_wire(event: ServerEvent, lang: str = DEFAULT_LANGUAGE) -> dict[str, Any]:
                 for d in event.direct
             ],
         }
+        if event.admin:  # only when true: what a member's welcome looks like does not change
+            welcome["admin"] = True
+        return welcome
     if isinstance(event, RoomJoined):
         joined = {
             "type": "room",

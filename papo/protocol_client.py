@@ -104,6 +104,7 @@ def parse_server(raw: str | bytes) -> ServerEvent:
                     DirectState(str(d["with"]), int(d.get("unread", 0)), int(d.get("last_read", 0)))
                     for d in data.get("direct", ())
                 ),
+                admin=bool(data.get("admin", False)),
             )
         if kind == "users":
             return Users(tuple(UserInfo(str(u["name"]), int(u["sessions"])) for u in data["users"]))

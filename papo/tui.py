@@ -26,6 +26,16 @@ whatever the traffic, the client sends a ``who`` right after it joins (and
 after each ``room joined``): the server answers a connection's requests in
 order, so that answer comes after the replay. It is not shown.
 
+Moderation (issue 12): ``/edit TEXT`` and ``/delete`` mean the user's newest
+message in the current room, known from the server's acks (cid → id) since
+the server does not echo a message to the session that sent it; ``/edit ID
+TEXT`` edits message ``ID`` when it is one of the user's. ``/help`` lists what
+the user's role allows: admin from ``welcome``, operator from the room's
+members in ``room joined`` and, asked afresh at each ``/help``, the
+operators of ``rooms``. A kick, a mute or a ban reads who, why and until when
+(local time); a ban's 1008 close ends the client with its reason, and a
+banned name is not tried again.
+
 This module is the wiring: options, joining, the screen and the prompt loop.
 What the client knows (current room, unread counts, read markers) is
 :mod:`papo.client_state`; how events become lines is :mod:`papo.client_format`.
@@ -42,6 +52,7 @@ import sys
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -59,11 +70,14 @@ from papo.client_format import (
     format_prompt,
     format_unread,
     notice,
+    until_text,
 )
 from papo.client_session import ChatSession, ConnectError, JoinError
 from papo.client_state import Conversations, ReadMarks
 from papo.commands import (
     Command,
+    DeleteHere,
+    EditHere,
     Help,
     HistoryHere,
     Nick,
@@ -77,6 +91,8 @@ from papo.i18n import DEFAULT_LANGUAGE, LANGUAGES, Says, match_language, render,
 from papo.protocol import (
     ClientEvent,
     Conversation,
+    Delete,
+    Edit,
     Error,
     Hello,
     History,
@@ -216,8 +232,14 @@ class Screen:
         self.show("notice", render(GOODBYE, self.lang))
 
     def fail(self, text: Says) -> None:
-        """A fatal error, on stderr: ``papo: `` and ``text``."""
-        print(f"papo: {render(text, self.lang)}", file=sys.stderr, flush=True)
+        """A fatal error: ``papo: `` and ``text``, on stderr when piped; in a terminal
+        above the prompt like every line (prompt_toolkit's ``patch_stdout`` would hold
+        a line written to stderr as the prompt closes, and it would never be seen)."""
+        line = f"papo: {render(text, self.lang)}"
+        if self.interactive:
+            self.show("error", line)
+        else:
+            print(line, file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------
@@ -255,6 +277,7 @@ async def run(options: Options, interactive: bool) -> int:
             session.joined.last_id,
             rooms=session.joined.rooms,
             direct=session.joined.direct,
+            admin=session.joined.admin,
         )
         client.state.welcome(welcome)
         screen.say(t("you are {name}. /help lists commands, sair leaves.", name=visible(joined)))
@@ -286,8 +309,12 @@ async def _join(
         try:
             joined = await session.join(Hello(check_name(name), password=password))
             return joined.name
-        except (ProtocolError, JoinError) as exc:
+        except JoinError as exc:
             code, message = exc.code, exc.message
+            if exc.until is not None:  # a timed ban: until when, in local time
+                message = f"{message} {until_text(exc.until, screen.lang)}"
+        except ProtocolError as exc:
+            code, message = exc.code, render(exc.message, screen.lang)
         except ConnectionClosed as exc:
             log.info("closed while joining: %s", exc)
             screen.fail(t("the server closed the connection"))
@@ -341,10 +368,18 @@ class Client:
         self.transcript = Transcript(self.lang)
         self.reads = ReadMarks(session.send)
         self.prompt: PromptSession[str] | None = PromptSession() if interactive else None
+        session.on_ack = self.acked
         self._awaiting: type[ServerEvent] | None = None
         self._answered = asyncio.Event()
         # The ``who`` requests on their way, oldest first: True for a replay's end mark.
         self._whos: deque[bool] = deque()
+        # The ``rooms`` requests on their way, oldest first: True for /help's (not shown).
+        self._lists: deque[bool] = deque()
+
+    def acked(self, message_id: int, say: Say) -> None:
+        """One of our messages is stored as ``message_id``: ours to ``/edit`` and ``/delete``."""
+        sent = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        self.state.acked(message_id, say.room, say.to, say.text, sent)
 
     def prompt_text(self) -> str:
         return format_prompt(self.state)
@@ -363,10 +398,23 @@ class Client:
         try:
             done, _ = await asyncio.wait({receiver, typer}, return_when=asyncio.FIRST_COMPLETED)
             if receiver in done:  # the conversation ended from the server's side
+                # The prompt goes first: a line printed while it runs waits for the next
+                # redraw, and there would be none (the last words would be lost).
+                typer.cancel()
+                await asyncio.gather(typer, return_exceptions=True)
                 code = session.close_code
                 if session.closing or code == 1000:
                     screen.say(t("disconnected"))
                     return 0
+                if code == 1008 and session.close_reason:  # banned, or flooding: why
+                    log.info("closed by the server: code 1008 (%s)", session.close_reason)
+                    screen.fail(
+                        t(
+                            "the server closed the connection: {reason}",
+                            reason=visible(session.close_reason),
+                        )
+                    )
+                    return 1
                 if session.gave_up is None:  # (else the session said why already)
                     log.info("closed by the server: code %s", code)
                     screen.fail(t("the server closed the connection"))
@@ -396,6 +444,13 @@ class Client:
                 continue
             if isinstance(event, Welcome):  # a reconnect: earlier requests are not answered
                 self._whos.clear()
+                self._lists.clear()
+            if isinstance(event, RoomList) and self._lists and self._lists.popleft():
+                self.state.apply(event)  # the rooms' operators, fresh: then /help
+                self.show_help()
+                if self._awaiting is RoomList:
+                    self._answered.set()
+                continue
             self.handle(event)
             if self._awaiting is not None and isinstance(event, (self._awaiting, Error)):
                 self._answered.set()
@@ -405,7 +460,7 @@ class Client:
     def handle(self, event: ServerEvent) -> None:
         state = self.state
         change = state.apply(event)
-        self.screen.lines(self.transcript.lines(event, state))
+        self.screen.lines(self.transcript.lines(event, state, change))
         if isinstance(event, RoomParted) and change.moved:
             self.screen.say(t("back in {room}", room=visible(state.current)))
         for due in change.due:
@@ -449,7 +504,10 @@ class Client:
         if isinstance(command, Quit):
             return  # the caller leaves
         if isinstance(command, Help):
-            self.screen.lines(format_help(self.lang))
+            if state.admin:  # everything: nothing to ask
+                self.show_help()
+            else:  # an /op since joining shows in the room list's operators
+                await self.request(ListRooms(), quiet=True)
             return
         if isinstance(command, Nick):
             self.screen.say(t("to change your name, leave and start again with --name NAME"))
@@ -481,14 +539,60 @@ class Client:
         elif isinstance(command, Join):
             state.join(command.room)
             event = command
-        elif isinstance(command, RoomCommand):  # /kick, /mute, /edit ...: about this room
+        elif isinstance(command, EditHere | DeleteHere):
+            lifecycle = await self.lifecycle(command)
+            if lifecycle is None:
+                return
+            event = lifecycle
+        elif isinstance(command, RoomCommand):  # /kick, /mute, /op ...: about this room
             event = command.at(state.current)
         else:
             event = command
         await self.request(event)
 
-    async def request(self, event: ClientEvent) -> None:
-        """Send ``event``; a piped client waits for its answer, so the next line sees it."""
+    async def lifecycle(self, command: EditHere | DeleteHere) -> Edit | Delete | None:
+        """``/edit`` and ``/delete`` as the wire has them: with the message's id.
+
+        Without an id they mean the user's newest message in the current room
+        that this client knows of (from acks: cid → id, and from the user's
+        messages shown here). ``/edit ID TEXT`` edits message ``ID`` when it is
+        one of the user's own known here; otherwise the number is the text's.
+        None (and an error line) when there is no such message. A message typed
+        just before, not yet acknowledged, is waited for: it is the last one.
+        """
+        state = self.state
+        if any(say.to is None for say in self.session.unacked.values()):
+            await self.session.wait_acked(ANSWER_TIMEOUT)
+        if isinstance(command, DeleteHere) and command.id is not None:
+            state.forget_own(command.id)
+            return Delete(command.id)
+        if isinstance(command, EditHere):
+            first, _, rest = command.text.partition(" ")
+            if first.isdigit() and rest.strip() and state.is_own(int(first)):
+                return Edit(int(first), rest.strip())
+        last = state.last_own(state.current)
+        if last is None:
+            self.screen.say(
+                t("you have no message in {room} that this client knows of; give its id",
+                  room=visible(state.current)),
+                "error",
+            )  # fmt: skip
+            return None
+        if isinstance(command, EditHere):
+            return Edit(last, command.text)
+        state.forget_own(last)  # a /delete right after this one means the one before
+        return Delete(last)
+
+    def show_help(self) -> None:
+        """``/help``: what the user's role in the current room allows."""
+        self.screen.lines(format_help(self.lang, self.state.role(self.state.current)))
+
+    async def request(self, event: ClientEvent, *, quiet: bool = False) -> None:
+        """Send ``event``; a piped client waits for its answer, so the next line sees it.
+
+        ``quiet``: a ``rooms`` request of /help's, whose answer refreshes who operates
+        which room and is not shown; offline, /help shows what the client knows.
+        """
         answer = ANSWERS.get(type(event))
         wait = answer is not None and not self.interactive
         if wait:
@@ -497,10 +601,18 @@ class Client:
         who = isinstance(event, Who)
         if who:
             self._whos.append(False)
+        lists = isinstance(event, ListRooms)
+        if lists:
+            self._lists.append(quiet)
         try:
             if not await self.session.send(event):
                 if who:
                     self._whos.pop()
+                if lists:
+                    self._lists.pop()
+                if quiet:
+                    self.show_help()
+                    return
                 self.screen.say(t("not connected right now; try again in a moment"), "error")
                 return
             if wait:
