@@ -140,7 +140,9 @@ class ChatSession:
         self.own_ids: set[int] = set()  # ids of our own acknowledged messages
         #: Told ``(id, say)`` when the server acknowledges one of our messages (cid → id):
         #: the terminal client learns which messages it may ``/edit`` by default.
-        self.on_ack: Callable[[int, Say], None] = lambda message_id, say: None
+        #: Called with each of our messages once stored: its id, what was sent, and for a
+        #: private one the recipient's name as the server spells it.
+        self.on_ack: Callable[[int, Say, str | None], None] = lambda message_id, say, to: None
         self.unacked: OrderedDict[str, Say] = OrderedDict()
         self.closing = False
         self.resumed = False  # a reconnect happened: older ids are duplicates
@@ -308,18 +310,18 @@ class ChatSession:
             self._backlog[room] = (event.last_id, self._room_newest.get(room, 0))
             return True
         if isinstance(event, Ack) and event.cid is not None:
-            self._settle_cid(event.cid, event.id)
+            self._settle_cid(event.cid, event.id, event.to)
             return False
         if isinstance(event, Error) and event.cid is not None:
             self._settle_cid(event.cid, None)
         return True
 
-    def _settle_cid(self, cid: str, message_id: int | None) -> None:
+    def _settle_cid(self, cid: str, message_id: int | None, to: str | None = None) -> None:
         """The server answered for ``cid``: stored as ``message_id``, or refused (None)."""
         say = self.unacked.pop(cid, None)
         if say is not None and message_id is not None:
             self.own_ids.add(message_id)
-            self.on_ack(message_id, say)
+            self.on_ack(message_id, say, to)
         if not self.unacked:
             self._acked.set()
 

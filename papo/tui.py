@@ -67,6 +67,7 @@ from papo.client_format import (
     Line,
     Transcript,
     format_help,
+    format_message,
     format_prompt,
     format_unread,
     notice,
@@ -99,6 +100,7 @@ from papo.protocol import (
     HistoryPage,
     Join,
     ListRooms,
+    Message,
     Part,
     ProtocolError,
     RoomJoined,
@@ -376,10 +378,18 @@ class Client:
         # The ``rooms`` requests on their way, oldest first: True for /help's (not shown).
         self._lists: deque[bool] = deque()
 
-    def acked(self, message_id: int, say: Say) -> None:
-        """One of our messages is stored as ``message_id``: ours to ``/edit`` and ``/delete``."""
+    def acked(self, message_id: int, say: Say, to: str | None) -> None:
+        """One of our messages is stored as ``message_id``: ours to ``/edit`` and ``/delete``.
+
+        A private one is shown once stored, as ``private to João: …`` with the
+        name as the server spells it (the line typed said ``/msg joao …``).
+        """
         sent = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         self.state.acked(message_id, say.room, say.to, say.text, sent)
+        joined = self.session.joined
+        if say.to is not None and joined is not None:
+            mine = Message(message_id, joined.name, say.text, sent, to=to or say.to)
+            self.screen.show(*format_message(mine, lang=self.lang, me=self.state.me))
 
     def prompt_text(self) -> str:
         return format_prompt(self.state)

@@ -216,6 +216,7 @@ def test_private_labels_name_the_other_side_once(
     beatriz.expect(r"\[\d\d:\d\d\] privado de ana: psiu")
     ana_phone.expect(rf"\[{TIME}\] private to Beatriz: psiu")  # the name as the server has it
     assert "ana: psiu" not in (ana_phone.before or "") + (ana_phone.after or "")
+    ana.expect(rf"\[{TIME}\] private to Beatriz: psiu")  # and the sending terminal, once stored
     ana.sendline("/msg ninguem oi")
     ana.expect(r"\* error: there is no user named ninguem")
 

@@ -121,8 +121,8 @@ async def test_edit_and_delete_resolve_to_own_ids(capsys: pytest.CaptureFixture[
     client.state.welcome(Welcome("ana", last_id=0))
     assert await client.lifecycle(EditHere("oi")) is None
     assert "you have no message in #geral that this client knows of" in capsys.readouterr().out
-    client.acked(4, Say("primeira"))
-    client.acked(6, Say("segunda"))
+    client.acked(4, Say("primeira"), None)
+    client.acked(6, Say("segunda"), None)
     assert await client.lifecycle(EditHere("segunda!")) == Edit(6, "segunda!")
     assert await client.lifecycle(EditHere("4 primeira!")) == Edit(4, "primeira!")  # own id
     assert await client.lifecycle(EditHere("5 é um número")) == Edit(6, "5 é um número")
