@@ -285,8 +285,8 @@ class RedisReader(RedisBase):
                 [self._stored(i, f) for i, f in merged(entries, rewritten, limit)]
                 for entries, rewritten in zip(replies[::2], replies[1::2], strict=True)
             ]
-            merged = heapq.merge(*runs, key=lambda m: m.id)
-            messages = [m for m in merged if m.id <= committed][:limit]
+            together = heapq.merge(*runs, key=lambda m: m.id)
+            messages = [m for m in together if m.id <= committed][:limit]
             scanned = messages[-1].id if len(messages) == limit else max(after, committed)
             return Page(messages, scanned, self.log.oldest)
 
