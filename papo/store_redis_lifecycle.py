@@ -14,9 +14,11 @@ an edited message with its latest text, a deleted one as a tombstone without
 text (so ids stay continuous in a history page), and the edit entries of a
 deleted message as deletion entries without their text. Every reader of a
 range (history pages, a resume, the ring at start and when a room is
-followed) merges the two (:func:`papo.store_redis_reader.merged`); the live
-reader need not, as it has delivered the original already and delivers the
-entry that rewrote it next. Each instance rewrites its own ring when its
+followed) merges the two (:func:`papo.store_redis_reader.merged`). The live
+reader has delivered the original already and delivers the entry that
+rewrote it next; only a stream it starts following from a watermark older
+than a rewrite has rewritten entries it never read, and those are delivered
+with its first rounds, in id order with the rest. Each instance rewrites its own ring when its
 reader delivers an edit or a deletion entry, wherever it was made.
 
 Erasing for real: ``XDEL`` takes the entry out of the dataset, but Redis's

@@ -70,6 +70,9 @@ class RedisReader(RedisBase):
         self._follow_waiters: list[asyncio.Future[None]] = []
         self._wake_stream = f"{PREFIX}wake:{self.instance}"
         self._wake_cursor = "0-0"
+        #: newly followed stream → its rewritten entries above the id it was followed
+        #: from: out of the stream, so the next rounds deliver them with what XREAD reads
+        self._pending: dict[str, Entries] = {}
 
     # ---------------------------------------------------------------- following
 
@@ -101,6 +104,7 @@ class RedisReader(RedisBase):
         gone = self._followed - want
         for conv in gone:
             self._cursors.pop(stream_of(conv), None)
+            self._pending.pop(stream_of(conv), None)
             self._log.forget(conv)
         committed = self.log.committed
         new = sorted(want - self._followed)
@@ -116,7 +120,8 @@ class RedisReader(RedisBase):
                         rewritten_of(stream), committed, "-inf", start=0, num=RECENT_LOAD
                     )
                     pipe.hget(TRIMS, conv)
-                    recent, rewritten, trimmed = await pipe.execute()
+                    pipe.zrangebyscore(rewritten_of(stream), f"({committed}", "+inf")
+                    recent, rewritten, trimmed, later = await pipe.execute()
             except RedisError as exc:
                 log.warning("cannot load the recent messages of %s: %s", conv, exc)
             else:
@@ -125,6 +130,8 @@ class RedisReader(RedisBase):
                 since = _id(entries[-1][0]) if len(entries) == RECENT_LOAD else 0
                 if trimmed:
                     self.log.trim_conversation(conv, int(trimmed))
+                if later:  # rewritten since `committed`, which may be a while ago
+                    self._pending[stream] = merged([], later, len(later))
             self._log.complete_from[conv] = since
         self._log.merge(loaded)
         self._followed = want
@@ -189,6 +196,14 @@ class RedisReader(RedisBase):
                     break
                 taken.append((message_id, entry_id, fields))
                 self._cursors[stream] = message_id
+        bound = seq if limit is None else limit
+        for stream, pending in list(self._pending.items()):
+            taken += [(_id(i), i, f) for i, f in pending if _id(i) <= bound]
+            rest = [(i, f) for i, f in pending if _id(i) > bound]
+            if rest:
+                self._pending[stream] = rest
+            else:
+                del self._pending[stream]
         taken.sort(key=lambda item: item[0])
         batch: list[tuple[Stored, int | None]] = []
         seen: set[int] = set()

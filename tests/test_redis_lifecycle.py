@@ -62,7 +62,23 @@ async def test_edit_and_delete_across_instances_and_in_history(
     await ana.send({"type": "history", "room": "#sala", "before": last["id"], "limit": 1})
     reply = await ana.expect("history")
     assert [m["id"] for m in reply["messages"]] == [gone["id"]] and reply["more"] is True
-    for client in (ana, beto):
+    # the recent context a fresh session on B gets comes from B's ring, which
+    # B's reader rewrote when it read the entries made on A
+    old = await ana.say("geral velho")
+    secret = await ana.say("GERAL-SEGREDO")
+    await ana.send({"type": "edit", "id": old["id"], "text": "geral novo"})
+    await ana.send({"type": "delete", "id": secret["id"]})
+    await next_of(beto, "deleted", id=secret["id"])
+    fresh = await JsonClient.open(b.url, "eva")
+    await ana.say("marcador")
+    context: list[dict[str, Any]] = []
+    while not context or context[-1].get("text") != "marcador":
+        context.append(await fresh.expect("message"))
+    shown = {m["id"]: m for m in context}
+    assert shown[old["id"]]["text"] == "geral novo" and shown[old["id"]]["edited_ts"]
+    assert shown[secret["id"]]["deleted"] is True
+    assert "GERAL-SEGREDO" not in repr(context)
+    for client in (ana, beto, fresh):
         await client.close()
 
 
@@ -71,18 +87,21 @@ async def test_resume_on_the_other_instance_across_an_edit_and_a_delete(
 ) -> None:
     a, b = pair(start_server, redis_server)
     ana = await JsonClient.open(a.url, "ana", password="senha-da-ana")
-    beto = await JsonClient.open(b.url, "beto")
-    last = (await beto.say("antes"))["id"]
+    beto = await JsonClient.open(a.url, "beto")
+    await joined(ana, "#sala")
+    await joined(beto, "#sala")
+    last = (await beto.say("antes", room="#sala"))["id"]
     await ana.expect("message")
     token = ana.welcome["token"]
     await ana.close()
-    kept = await beto.say("fica")
-    gone = await beto.say("vai sumir")
+    # in a room nobody on B is in: B reads it from Redis when ana comes back there
+    kept = await beto.say("fica", room="#sala")
+    gone = await beto.say("vai sumir", room="#sala")
     await beto.send({"type": "edit", "id": kept["id"], "text": "fica, editada"})
     await next_of(beto, "edited")
     await beto.send({"type": "delete", "id": gone["id"]})
     await next_of(beto, "deleted")
-    back = await JsonClient.open(a.url, "ana", token=token, resume_from=last)
+    back = await JsonClient.open(b.url, "ana", token=token, resume_from=last)
     seen: list[dict[str, Any]] = []
     while len(seen) < 4:
         event = await back.recv()
