@@ -102,6 +102,8 @@ log = logging.getLogger(__name__)
 
 #: A WebSocket close reason is at most 123 bytes of UTF-8.
 MAX_CLOSE_REASON = 123
+#: Seconds the note of a kick made on another instance waits for its part event.
+KICK_NOTE_KEPT = 30.0
 
 
 class ModerationOps:
@@ -124,8 +126,11 @@ class ModerationOps:
         #: (room key, user key) → (who kicked, why), for the ``parted`` of a kick
         self._kicks: dict[tuple[str, str], tuple[str, str]] = {}
         self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        #: the same for kicks made on other instances, with when the note goes stale
+        self._remote_kicks: dict[tuple[str, str], tuple[str, str, float]] = {}
         if isinstance(store, RedisModeration):  # changes made on other instances
             store.on_moderation = self.apply
+            store.on_kick = self._kicked_elsewhere
 
     async def open(self) -> None:
         """Load what the store kept (once; before the first connection)."""
@@ -255,7 +260,21 @@ class ModerationOps:
     def take_kick(self, room: str, key: str) -> tuple[str | None, str]:
         """Who kicked ``key`` out of ``room`` and why, for its ``parted`` (None: it left)."""
         kick = self._kicks.pop((room, key), None)
-        return (None, "") if kick is None else kick
+        if kick is not None:
+            return kick
+        remote = self._remote_kicks.pop((room, key), None)
+        if remote is None or remote[2] < time.monotonic():
+            return None, ""
+        return remote[0], remote[1]
+
+    def _kicked_elsewhere(self, room: str, key: str, by: str, reason: str) -> None:
+        """A kick made on another instance: its part event follows (the note is kept for a
+        while only, in case it does not)."""
+        now = time.monotonic()
+        stale = [where for where, note in self._remote_kicks.items() if note[2] < now]
+        for where in stale:
+            del self._remote_kicks[where]
+        self._remote_kicks[(room, key)] = (by, reason, now + KICK_NOTE_KEPT)
 
     def ip_ban_of(self, address: str) -> Restriction | None:
         """The ban that refuses connections from ``address`` now, if any."""
@@ -339,6 +358,8 @@ class ModerationOps:
         name = members[key]
         await self._require_target(actor, key, name, record.key)
         self._kicks[(record.key, key)] = (user.name, event.reason)
+        if isinstance(self.hub.store, RedisModeration):  # the user's sessions elsewhere
+            await self.hub.store.announce_kick(record.key, key, user.name, event.reason)
         try:  # the store announces the part (here: within the call) and it takes the note
             await self.hub.store.remove_member(record, key, name, None)
         finally:
@@ -588,10 +609,8 @@ class ModerationOps:
 
     def _lifecycle(self) -> MessageLifecycle:
         store = self.hub.store
-        if not isinstance(store, MessageLifecycle):
-            raise ProtocolError(
-                "unsupported", t("this server cannot edit or delete messages with its store")
-            )
+        if not isinstance(store, MessageLifecycle):  # every store of papo's has it
+            raise TypeError(f"{type(store).__name__} cannot edit or delete messages")
         return store
 
     async def _message(
@@ -665,7 +684,7 @@ class ModerationOps:
         """Tombstone ``targets`` (erasing their text) and announce each as ``deleted``."""
         if not targets:
             return
-        await lifecycle.delete_messages([m.id for m in targets], user.name)
+        await lifecycle.delete_messages(targets, user.name)
         ts = iso_time(self.clock())
         entries = [
             replace(

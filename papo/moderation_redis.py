@@ -9,6 +9,10 @@ user's sessions on all of them, and a mute ends at the same time everywhere
 (its end is a time, not a countdown). The instance that made the change has
 applied it already and skips its own event.
 
+A kick is not a change of state but a note: who kicked and why is published
+(``w`` ``kick``) just before the room's ``part`` event, on the same channel,
+so every instance's ``parted`` for the user's sessions there says it too.
+
 Keys (all under the ``{papo}`` hash tag): ``{papo}:mod:ops`` (``room\\tuser`` →
 ``[name, on]``), ``{papo}:mod:bans`` (user → restriction), ``{papo}:mod:mutes``
 (``room\\tuser`` → restriction), ``{papo}:mod:ipbans`` (network → restriction),
@@ -102,6 +106,8 @@ class RedisModeration:
 
     #: Called with every change made on another instance (the hub sets it).
     on_moderation: Callable[[ModerationChange], None] | None = None
+    #: Called with (room key, user key, by, reason) of a kick made on another instance.
+    on_kick: Callable[[str, str, str, str], None] | None = None
 
     if TYPE_CHECKING:
         _redis: Redis
@@ -165,9 +171,22 @@ class RedisModeration:
 
         await self._call(write, "keeping a moderation change")
 
+    async def announce_kick(self, room: str, key: str, by: str, reason: str) -> None:
+        """Tell the other instances who kicks ``key`` out of ``room`` and why (before the part)."""
+        note = {"e": "mod", "w": "kick", "k": key, "n": "", "i": self.instance}
+        data = json.dumps(note | {"r": room, "b": by, "x": reason}, ensure_ascii=False)
+        await self._call(lambda: self._redis.publish(EVENTS, data), "announcing a kick")
+
     def _moderation_event(self, event: dict[str, Any]) -> None:
         """A change published by an instance: applied here unless it was made here."""
-        if event.get("i") == self.instance or self.on_moderation is None:
+        if event.get("i") == self.instance:
+            return
+        if event.get("w") == "kick":
+            if self.on_kick is not None:
+                room, by, reason = event.get("r"), event.get("b"), event.get("x")
+                self.on_kick(str(room), str(event["k"]), str(by), str(reason or ""))
+            return
+        if self.on_moderation is None:
             return
         try:
             change = change_from_event(event)

@@ -24,19 +24,18 @@ local function newest(stream)
   if r[1] then return id_of(r[1][1]) end
   return 0
 end
--- Messages of others in `conv` after `after`, counted up to `cap`.
+-- Messages of others in `conv` after `after`, counted up to `cap` (edits and
+-- deletions, entries with a kind `e`, are not messages).
 local function unread(conv, after, key, cap)
   local stream, count, cursor = stream_of(conv), 0, '(0-' .. after
   while count < cap do
     local r = redis.call('XRANGE', stream, cursor, '+', 'COUNT', 200)
     for _, e in ipairs(r) do
-      local f = e[2]
+      local f, other, entry = e[2], false, false
       for j = 1, #f, 2 do
-        if f[j] == 'k' then
-          if f[j + 1] ~= key then count = count + 1 end
-          break
-        end
+        if f[j] == 'k' then other = f[j + 1] ~= key elseif f[j] == 'e' then entry = true end
       end
+      if other and not entry then count = count + 1 end
     end
     if #r < 200 then break end
     cursor = '(' .. r[#r][1]
@@ -69,7 +68,9 @@ end
 # mode will assign ids per conversation: issue 13.) Each conversation's
 # stream keeps `retention` messages; a message that pushed older ones out
 # carries `g`, the oldest id its conversation still keeps (and the trims hash
-# remembers it). A direct message also goes to the shared direct stream, which
+# remembers it), and the stream's rewritten entries (edited or deleted, kept in
+# the sorted set beside it: papo.store_redis_lifecycle) older than that go too.
+# A direct message also goes to the shared direct stream, which
 # every instance follows, and records the conversation for both users.
 APPEND = """
 local retention, floor, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
@@ -103,6 +104,8 @@ while i <= #ARGV do
       table.insert(fields, 'g')
       table.insert(fields, g)
       redis.call('HSET', KEYS[2], conv, g)
+      local rewritten = string.gsub(stream, ':messages$', '') .. ':rewritten'
+      redis.call('ZREMRANGEBYSCORE', rewritten, '-inf', '(' .. g)
     end
     redis.call('XADD', stream, 'MAXLEN', retention, '0-' .. id, unpack(fields))
     if a_key ~= '' then
@@ -374,4 +377,29 @@ return out
 # Remember when a user was last here, if the account exists. KEYS: account. ARGV: id.
 LAST_SEEN = """
 if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'last_seen', ARGV[1]) end
+"""
+
+# The messages (not edits, deletions or tombstones) one user sent at a time or
+# later, in the streams KEYS. ARGV: the user's key, the earliest time ('' for
+# ever). Returns {entry id, fields} pairs, stream by stream, each in id order.
+MESSAGES_BY = """
+local out = {}
+for _, stream in ipairs(KEYS) do
+  local cursor = '-'
+  while true do
+    local r = redis.call('XRANGE', stream, cursor, '+', 'COUNT', 500)
+    for _, e in ipairs(r) do
+      local f, mine, entry, ts = e[2], false, false, ''
+      for j = 1, #f, 2 do
+        if f[j] == 'k' then mine = f[j + 1] == ARGV[1]
+        elseif f[j] == 'e' then entry = true
+        elseif f[j] == 't' then ts = f[j + 1] end
+      end
+      if mine and not entry and ts >= ARGV[2] then table.insert(out, e) end
+    end
+    if #r < 500 then break end
+    cursor = '(' .. r[#r][1]
+  end
+end
+return out
 """

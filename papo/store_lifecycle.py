@@ -32,7 +32,8 @@ T = TypeVar("T")
 
 @runtime_checkable
 class MessageLifecycle(Protocol):
-    """What a store needs for edits and deletions (the Redis store has none of it yet)."""
+    """What a store needs for edits and deletions (the Redis store's is
+    :mod:`papo.store_redis_lifecycle`)."""
 
     async def get_message(self, message_id: int) -> Stored | None:
         """The message (or entry) with this id, as kept now; None when there is none."""
@@ -40,9 +41,9 @@ class MessageLifecycle(Protocol):
     async def edit_message(self, updated: Stored) -> None:
         """Keep ``updated`` (a message with its new text and ``edited_ts``) in its place."""
 
-    async def delete_messages(self, ids: Collection[int], by: str) -> None:
-        """Rewrite the messages ``ids`` as tombstones deleted by ``by``, erasing their text
-        and that of their edits from the store (memory, disk and log alike)."""
+    async def delete_messages(self, messages: Collection[Stored], by: str) -> None:
+        """Rewrite ``messages`` (as found) as tombstones deleted by ``by``, erasing their
+        text and that of their edits from the store (memory, disk and log alike)."""
 
     async def messages_by(self, key: str, since_ts: str | None) -> list[Stored]:
         """Every message (not deleted) the user ``key`` sent at ``since_ts`` or later
@@ -108,8 +109,8 @@ class MemoryLifecycle:
         self._put(updated)
         self.log.rewrite([updated])
 
-    async def delete_messages(self, ids: Collection[int], by: str) -> None:
-        wanted = set(ids)
+    async def delete_messages(self, messages: Collection[Stored], by: str) -> None:
+        wanted = {m.id for m in messages}
         for kept in self._convs.values():
             for index, message in enumerate(kept):
                 if message.id in wanted and not message.kind:
@@ -189,8 +190,8 @@ class SqliteLifecycle:
         )
         self.log.rewrite([updated])
 
-    async def delete_messages(self, ids: Collection[int], by: str) -> None:
-        wanted = sorted(set(ids))
+    async def delete_messages(self, messages: Collection[Stored], by: str) -> None:
+        wanted = sorted({m.id for m in messages})
         if not wanted:
             return
 

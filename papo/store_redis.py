@@ -18,6 +18,10 @@ allows):
 ``{r:<room>}:meta``, ``:members``  a room (name, topic, ...) and its members
 ``{u:<user>}:rooms``, ``:read``, ``:directs``  a user's rooms, read markers and
                                 direct conversations
+``{r:<room>}:rewritten``        a room's edited and deleted entries, out of its stream
+                                (a sorted set by id; ``{d:<conv>}:rewritten`` and
+                                ``{papo}:direct:rewritten`` the same: see
+                                :mod:`papo.store_redis_lifecycle`)
 ``{papo}:rooms``                every room's key
 ``{papo}:cid:<sender>:<cid>``   a message id by its client id, for a day
 ``{papo}:account:<key>``        an account (a hash)
@@ -88,7 +92,7 @@ from papo.store_redis_base import (
     log,
     user_devices,
 )
-from papo.store_redis_rooms import RedisRooms
+from papo.store_redis_lifecycle import RedisLifecycle
 
 __all__ = ["RedisStore"]
 
@@ -97,7 +101,7 @@ REFRESH_TRIES = 10  # optimistic retries of a device refresh that raced another
 WAKE_TTL = 86_400  # an instance's wake stream outlives a crash by a day at most
 
 
-class RedisStore(RedisModeration, RedisRooms):
+class RedisStore(RedisModeration, RedisLifecycle):
     """The :class:`~papo.store.Store` interface over a Redis server shared by instances."""
 
     def __init__(
@@ -162,6 +166,7 @@ class RedisStore(RedisModeration, RedisRooms):
         rolling restart does not flap everyone's presence); those who do not
         are announced as gone by the other instances within ``dead_after``.
         """
+        self._stop_lifecycle()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -73,6 +73,18 @@ def stream_of(conv: str) -> str:
     return room_stream(conv)
 
 
+def rewritten_of(stream: str) -> str:
+    """The sorted set beside a stream that holds its rewritten entries (edited, deleted).
+
+    A stream entry cannot be changed in place, nor added again under its old
+    id, so an entry that is rewritten leaves the stream (XDEL) and its new
+    version (the latest text, or a tombstone without text) is kept here,
+    scored by its id; readers merge the two (see :mod:`papo.store_redis_lifecycle`).
+    """
+    base = stream.removesuffix(":messages")
+    return f"{base}:rewritten"
+
+
 def room_meta(room_key: str) -> str:
     return f"{{r:{room_key}}}:meta"
 
@@ -204,6 +216,7 @@ class RedisBase:
         self._beat = register(s.BEAT)
         self._who = register(s.WHO)
         self._last_seen = register(s.LAST_SEEN)
+        self._messages_by = register(s.MESSAGES_BY)
         self._here: dict[str, tuple[str, int]] = {}  # this instance's users: key → (name, n)
         # Users online on any instance, as of the last `who` and the presence
         # events since: good enough for advisory notices and room counts.
@@ -256,6 +269,10 @@ class RedisBase:
             fields.get("c"),
             fields.get("m"),
             fields.get("v", ""),
+            kind=fields.get("e", ""),
+            target=int(fields.get("tg") or 0),
+            edited_ts=fields.get("ed"),
+            by=fields.get("by"),
         )
         if stored.conv == self.default_room.key:
             return replace(stored, home=True)
@@ -271,19 +288,38 @@ def _entries(reply: object) -> Entries:
     return cast(Entries, reply or [])
 
 
+def _fields(message: Stored) -> dict[str, str]:
+    """A message's fields in its stream entry (and in a rewritten entry).
+
+    ``e`` (kind), ``tg`` (target), ``ed`` (edited_ts) and ``by`` are there
+    only for edit and deletion entries and rewritten messages.
+    """
+    fields = {"s": message.sender, "k": message.sender_key, "x": message.text}
+    fields |= {"t": message.ts, "v": message.conv}
+    if message.to is not None and message.to_key is not None:
+        fields |= {"r": message.to, "rk": message.to_key}
+    elif message.room is not None:
+        fields["m"] = message.room
+    if message.cid is not None:
+        fields["c"] = message.cid
+    if message.kind:
+        fields |= {"e": message.kind, "tg": str(message.target)}
+    if message.edited_ts is not None:
+        fields["ed"] = message.edited_ts
+    if message.by is not None:
+        fields["by"] = message.by
+    return fields
+
+
 def _entry(message: Stored, origin: str) -> list[str | int]:
     """A message as the append script reads it (see ``APPEND``)."""
     cid_key = "" if message.cid is None else f"{PREFIX}cid:{message.sender_key}:{message.cid}"
-    fields: list[str | int] = ["o", origin, "s", message.sender, "k", message.sender_key]
-    fields += ["x", message.text, "t", message.ts, "v", message.conv]
+    fields: list[str | int] = ["o", origin]
+    for name, value in _fields(message).items():
+        fields += [name, value]
     direct: list[str | int] = ["", "", "", ""]
     if message.to is not None and message.to_key is not None:
-        fields += ["r", message.to, "rk", message.to_key]
         direct = [message.sender_key, message.sender, message.to_key, message.to]
-    elif message.room is not None:
-        fields += ["m", message.room]
-    if message.cid is not None:
-        fields += ["c", message.cid]
     return [cid_key, message.conv, stream_of(message.conv), *direct, len(fields), *fields]
 
 

@@ -27,12 +27,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import json
 from collections.abc import Collection
+from dataclasses import replace
 from typing import Any, cast
 
 from redis.exceptions import RedisError
 
 from papo.store import RING_SIZE, Page, Stored
+from papo.store_lifecycle import erase_in_ring, find_in_ring
 from papo.store_redis_base import (
     DIRECT,
     PREFIX,
@@ -46,6 +49,7 @@ from papo.store_redis_base import (
     _entries,
     _id,
     log,
+    rewritten_of,
     stream_of,
 )
 
@@ -66,6 +70,9 @@ class RedisReader(RedisBase):
         self._follow_waiters: list[asyncio.Future[None]] = []
         self._wake_stream = f"{PREFIX}wake:{self.instance}"
         self._wake_cursor = "0-0"
+        #: newly followed stream → its rewritten entries above the id it was followed
+        #: from: out of the stream, so the next rounds deliver them with what XREAD reads
+        self._pending: dict[str, Entries] = {}
 
     # ---------------------------------------------------------------- following
 
@@ -97,6 +104,7 @@ class RedisReader(RedisBase):
         gone = self._followed - want
         for conv in gone:
             self._cursors.pop(stream_of(conv), None)
+            self._pending.pop(stream_of(conv), None)
             self._log.forget(conv)
         committed = self.log.committed
         new = sorted(want - self._followed)
@@ -108,16 +116,22 @@ class RedisReader(RedisBase):
             try:
                 async with self._redis.pipeline(transaction=False) as pipe:
                     pipe.xrevrange(stream, f"0-{committed}", "-", count=RECENT_LOAD)
+                    pipe.zrevrangebyscore(
+                        rewritten_of(stream), committed, "-inf", start=0, num=RECENT_LOAD
+                    )
                     pipe.hget(TRIMS, conv)
-                    recent, trimmed = await pipe.execute()
+                    pipe.zrangebyscore(rewritten_of(stream), f"({committed}", "+inf")
+                    recent, rewritten, trimmed, later = await pipe.execute()
             except RedisError as exc:
                 log.warning("cannot load the recent messages of %s: %s", conv, exc)
             else:
-                entries = _entries(recent)
+                entries = merged(recent, rewritten, RECENT_LOAD, newest_first=True)
                 loaded += [self._stored(entry_id, fields) for entry_id, fields in entries]
                 since = _id(entries[-1][0]) if len(entries) == RECENT_LOAD else 0
                 if trimmed:
                     self.log.trim_conversation(conv, int(trimmed))
+                if later:  # rewritten since `committed`, which may be a while ago
+                    self._pending[stream] = merged([], later, len(later))
             self._log.complete_from[conv] = since
         self._log.merge(loaded)
         self._followed = want
@@ -182,6 +196,14 @@ class RedisReader(RedisBase):
                     break
                 taken.append((message_id, entry_id, fields))
                 self._cursors[stream] = message_id
+        bound = seq if limit is None else limit
+        for stream, pending in list(self._pending.items()):
+            taken += [(_id(i), i, f) for i, f in pending if _id(i) <= bound]
+            rest = [(i, f) for i, f in pending if _id(i) > bound]
+            if rest:
+                self._pending[stream] = rest
+            else:
+                del self._pending[stream]
         taken.sort(key=lambda item: item[0])
         batch: list[tuple[Stored, int | None]] = []
         seen: set[int] = set()
@@ -197,11 +219,24 @@ class RedisReader(RedisBase):
                 self.log.trim_conversation(stored.conv, int(fields["g"]))
         if batch:
             self.log.commit([stored for stored, _ in batch])
+            for stored, _ in batch:
+                if stored.kind:  # an edit or deletion, perhaps made on another instance
+                    self._rewrite_ring(stored)
         self.log.committed = max(self.log.committed, seq if limit is None else limit)
         for stored, origin in batch:
             self.on_message(stored, origin)
         self._release()
         return limit is not None
+
+    def _rewrite_ring(self, entry: Stored) -> None:
+        """The ring's copy of the message ``entry`` edits or deletes, rewritten the same way."""
+        if entry.kind == "delete":
+            erase_in_ring(self.log, [entry.target], entry.by or "")
+            return
+        target = find_in_ring(self.log, entry.target)
+        if target is not None and target.is_message and not target.deleted:
+            edited = entry.edited_ts or entry.ts
+            self.log.rewrite([replace(target, text=entry.text, edited_ts=edited)])
 
     def _release(self) -> None:
         for message_id in [i for i in self._waiters if i <= self.log.committed]:
@@ -230,13 +265,15 @@ class RedisReader(RedisBase):
         home = self.default_room.key
         seq = int(await self._redis.get(SEQ) or 0)
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.xrevrange(stream_of(home), f"0-{seq}", "-", count=START_LOAD)
-            pipe.xrevrange(DIRECT, f"0-{seq}", "-", count=START_LOAD)
+            for stream in (stream_of(home), DIRECT):
+                pipe.xrevrange(stream, f"0-{seq}", "-", count=START_LOAD)
+                pipe.zrevrangebyscore(rewritten_of(stream), seq, "-inf", start=0, num=START_LOAD)
             pipe.hgetall(TRIMS)
-            rooms, directs, trims = await pipe.execute()
+            rooms, rooms_rewritten, directs, directs_rewritten, trims = await pipe.execute()
         for conv, oldest in cast(dict[str, str], trims).items():
             self.log.trim_conversation(conv, int(oldest))
-        room_entries, direct_entries = _entries(rooms), _entries(directs)
+        room_entries = merged(rooms, rooms_rewritten, START_LOAD, newest_first=True)
+        direct_entries = merged(directs, directs_rewritten, START_LOAD, newest_first=True)
         recent = [self._stored(i, f) for i, f in room_entries + direct_entries]
         recent.sort(key=lambda m: m.id)
         self.log.load(recent, seq, recent[0].id if recent else 0)
@@ -255,24 +292,61 @@ class RedisReader(RedisBase):
         async def scan() -> Page:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for conv in sorted(convs):
-                    pipe.xrange(stream_of(conv), f"(0-{after}", "+", count=limit)
+                    stream = stream_of(conv)
+                    pipe.xrange(stream, f"(0-{after}", "+", count=limit)
+                    pipe.zrangebyscore(rewritten_of(stream), f"({after}", "+inf", 0, limit)
                 replies = await pipe.execute()
-            runs = [[self._stored(i, f) for i, f in _entries(reply)] for reply in replies]
-            merged = heapq.merge(*runs, key=lambda m: m.id)
-            messages = [m for m in merged if m.id <= committed][:limit]
+            runs = [
+                [self._stored(i, f) for i, f in merged(entries, rewritten, limit)]
+                for entries, rewritten in zip(replies[::2], replies[1::2], strict=True)
+            ]
+            together = heapq.merge(*runs, key=lambda m: m.id)
+            messages = [m for m in together if m.id <= committed][:limit]
             scanned = messages[-1].id if len(messages) == limit else max(after, committed)
             return Page(messages, scanned, self.log.oldest)
 
         return await self._call(scan, "cannot read the history from Redis")
 
     async def history(self, conv: str, before: int | None, limit: int) -> tuple[list[Stored], bool]:
-        top = "+" if before is None else f"(0-{before}"
+        stream, want = stream_of(conv), limit + 1
 
         async def read() -> tuple[list[Stored], bool]:
-            reply = await self._redis.xrevrange(stream_of(conv), top, "-", count=limit + 1)
-            entries = _entries(reply)
-            messages = [self._stored(i, f) for i, f in entries[:limit]]
+            # Edit and deletion entries are not shown (their messages are kept
+            # rewritten), so read back until enough messages came, or the start.
+            page: list[Stored] = []
+            below = before
+            while True:
+                top = "+" if below is None else f"(0-{below}"
+                highest = "+inf" if below is None else f"({below}"
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    pipe.xrevrange(stream, top, "-", count=want)
+                    pipe.zrevrangebyscore(rewritten_of(stream), highest, "-inf", 0, want)
+                    reply, rewritten = await pipe.execute()
+                entries = merged(reply, rewritten, want, newest_first=True)
+                found = (self._stored(i, f) for i, f in entries)
+                page += [m for m in found if m.is_message]
+                if len(page) > limit or len(entries) < want:
+                    break
+                below = _id(entries[-1][0])
+            messages = page[:limit]
             messages.reverse()
-            return messages, len(entries) > limit
+            return messages, len(page) > limit
 
         return await self._call(read, "cannot read the history from Redis")
+
+
+def merged(
+    entries: object, rewritten: object, count: int, *, newest_first: bool = False
+) -> Entries:
+    """A range of a stream with its rewritten entries (a sorted set's members) put in
+    place: the first ``count`` of both in id order (newest first when asked).
+
+    Both replies are ranges of the same ids, each cut at ``count``, so the first
+    ``count`` of their union are the first ``count`` of the whole range.
+    """
+    both = _entries(entries) + [
+        (f"0-{member_id}", fields)
+        for member_id, fields in (json.loads(member) for member in cast(list[str], rewritten or []))
+    ]
+    both.sort(key=lambda entry: _id(entry[0]), reverse=newest_first)
+    return both[:count]

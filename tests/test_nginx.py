@@ -1,12 +1,15 @@
 """The README's nginx configuration, run by Debian's nginx in front of two instances.
 
 The test runs ``deploy/nginx.conf`` itself, with free ports swapped in for
-the documented ones, so the file in the repository is the file that works.
+the documented ones, so the file in the repository is the file that works:
+balancing and failover, and address bans judged by the client address nginx
+forwards in ``X-Forwarded-For`` (papo trusting nginx with ``--trusted-proxy``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
@@ -16,10 +19,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus
+from websockets.typing import Subprotocol
 
 from tests.conftest import StartServer
-from tests.helpers import ROOT, JsonClient, RedisServer, ServerProcess, free_port, need
+from tests.helpers import (
+    ROOT,
+    JsonClient,
+    RedisServer,
+    ServerProcess,
+    closed_with,
+    free_port,
+    need,
+)
+from tests.test_moderation_e2e import ADMIN, PASSWORD, next_of
 from tests.test_redis import pair
 
 CONFIG = ROOT / "deploy" / "nginx.conf"
@@ -41,15 +55,13 @@ class Nginx:
         return f"http://127.0.0.1:{self.port}"
 
 
-@pytest.fixture
-def nginx_in_front(
-    tmp_path: Path, start_server: StartServer, redis_server: RedisServer
-) -> Iterator[tuple[Nginx, list[ServerProcess]]]:
+@contextlib.contextmanager
+def nginx_for(tmp_path: Path, servers: list[ServerProcess]) -> Iterator[Nginx]:
+    """``deploy/nginx.conf``, with free ports swapped in, running in front of ``servers``."""
     need(
         None if os.path.exists(NGINX) else "nginx is not installed (apt-get install nginx-light)",
         "the nginx test",
     )
-    servers = pair(start_server, redis_server)
     port = free_port()
     config = CONFIG.read_text()
     for documented, real in (
@@ -78,9 +90,20 @@ def nginx_in_front(
                 assert proc.stderr is not None
                 raise RuntimeError("nginx did not start: " + proc.stderr.read().decode()) from None
             time.sleep(0.05)
-    yield Nginx(prefix, port, proc), servers
-    proc.terminate()
-    proc.wait(10)
+    try:
+        yield Nginx(prefix, port, proc)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture
+def nginx_in_front(
+    tmp_path: Path, start_server: StartServer, redis_server: RedisServer
+) -> Iterator[tuple[Nginx, list[ServerProcess]]]:
+    servers = pair(start_server, redis_server)
+    with nginx_for(tmp_path, servers) as nginx:
+        yield nginx, servers
 
 
 def page(url: str) -> tuple[int, str]:
@@ -129,3 +152,74 @@ async def test_nginx_balances_websockets_across_two_instances_and_fails_over(
         assert (await client.expect("message"))["text"] == "ainda aqui"
     for client in late:
         await client.close()
+
+
+# ---------------------------------------------------------------- address bans behind nginx
+#
+# Every loopback address reaches nginx (Linux routes 127.0.0.0/8 to lo), so a
+# client bound to 127.0.0.2 is, for nginx, a client at 127.0.0.2: nginx adds it
+# to X-Forwarded-For, and papo, trusting nginx's 127.0.0.1 only, believes it.
+
+
+async def handshake_from(
+    source: str, url: str, forwarded: str | None = None
+) -> tuple[int, ClientConnection | None]:
+    """The HTTP status of a handshake from ``source`` (and the connection when 101)."""
+    headers = {} if forwarded is None else {"X-Forwarded-For": forwarded}
+    try:
+        ws = await connect(
+            url,
+            subprotocols=[Subprotocol("papo.v1")],
+            additional_headers=headers,
+            open_timeout=5,
+            local_addr=(source, 0),
+        )
+    except InvalidStatus as refused:
+        return refused.response.status_code, None
+    return 101, ws
+
+
+async def status_from(source: str, url: str, forwarded: str | None = None) -> int:
+    status, ws = await handshake_from(source, url, forwarded)
+    if ws is not None:
+        await ws.close()
+    return status
+
+
+async def test_ban_ip_through_nginx_judges_the_address_nginx_forwards(
+    tmp_path: Path, start_server: StartServer, redis_server: RedisServer
+) -> None:
+    assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in CONFIG.read_text()
+    flags = ("--admin", ADMIN, "--trusted-proxy", "127.0.0.1", "--max-connections-per-ip", "0")
+    servers = pair(start_server, redis_server, *flags)
+    with nginx_for(tmp_path, servers) as nginx:
+        status, ws = await handshake_from("127.0.0.3", nginx.url)
+        assert status == 101 and ws is not None
+        root = JsonClient(ws)
+        await root.send({"type": "hello", "name": ADMIN, "password": PASSWORD})
+        await root.expect("welcome")
+        status, ws = await handshake_from("127.0.0.2", nginx.url)
+        assert status == 101 and ws is not None
+        victim = JsonClient(ws)
+        await victim.send({"type": "hello", "name": "vitima"})
+        await victim.expect("welcome")
+
+        await root.send({"type": "ban_ip", "address": "127.0.0.2", "reason": "bots"})
+        await next_of(root, "notice", text="127.0.0.2/32 is banned: bots")
+        assert await closed_with(victim.ws, timeout=10) == 1008  # on whichever instance
+        # through nginx: refused with 403 before the upgrade, on both instances
+        for _ in range(4):  # least_conn: the handshakes go to both
+            assert await status_from("127.0.0.2", nginx.url) == 403
+            # a header of the client's own is kept by nginx, but nginx's word comes last
+            assert await status_from("127.0.0.2", nginx.url, "198.51.100.9") == 403
+        for server in servers:  # each instance refuses it (the ban came through Redis)
+            assert await status_from("127.0.0.1", server.url, "127.0.0.2") == 403
+        assert await status_from("127.0.0.4", nginx.url) == 101
+        # straight to papo, not through the trusted proxy: the real address counts
+        a = servers[0]
+        assert await status_from("127.0.0.2", a.url, "198.51.100.9") == 403
+        assert await status_from("127.0.0.5", a.url, "127.0.0.2") == 101
+        await root.send({"type": "unban_ip", "address": "127.0.0.2"})
+        await next_of(root, "notice", text="127.0.0.2/32 is no longer banned")
+        assert await status_from("127.0.0.2", nginx.url) == 101
+        await root.close()
