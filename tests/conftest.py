@@ -1,13 +1,18 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pexpect
 import pytest
 
+from tests.chromium import chromium_missing, launched
 from tests.helpers import RedisServer, ServerProcess, need, redis_missing
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser
 
 StartServer = Callable[..., ServerProcess]
 
@@ -53,3 +58,11 @@ def children() -> Iterator[list[pexpect.spawn]]:
     yield started
     for child in started:
         child.close(force=True)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Debian's headless Chromium (fails in CI when missing, skips elsewhere)."""
+    need(chromium_missing(), "browser tests")
+    async with launched() as chromium:
+        yield chromium

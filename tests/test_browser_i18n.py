@@ -9,43 +9,30 @@ The catalog endpoint and ``index.html`` are also checked in-process (no browser)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
-from collections.abc import AsyncIterator
 from html.parser import HTMLParser
 from importlib import resources
 from typing import Any
 
-import pytest
-
 from papo.i18n import LANGUAGES
 from papo.web import WebFiles
-from tests.helpers import JsonClient, ServerProcess, need
-from tests.test_browser import ARGS, CHROMIUM, _missing, log
+from tests.helpers import JsonClient, ServerProcess
+from tests.test_browser import log
 
-try:
+# Without playwright the browser fixture says what is missing (and CI fails).
+with contextlib.suppress(ImportError):
     from playwright.async_api import (
         Browser,
         BrowserContext,
         Page,
         ViewportSize,
-        async_playwright,
         expect,
     )
-except ImportError:  # pragma: no cover - installed by requirements-dev.txt
-    async_playwright = None  # type: ignore[assignment]
 
 PHONE: ViewportSize = {"width": 375, "height": 700}
 CLOCK = re.compile(r"^\d{2}:\d{2}$")  # 01:55, no AM/PM
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    need(_missing(), "browser tests")
-    async with async_playwright() as p:
-        chromium = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield chromium
-        await chromium.close()
 
 
 def catalog(lang: str) -> dict[str, Any]:

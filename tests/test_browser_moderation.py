@@ -9,39 +9,26 @@ whoever is kicked or muted reads why, by whom and until when.
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-import pytest
-
 from tests.conftest import StartServer
-from tests.helpers import JsonClient, ServerProcess, need
-from tests.test_browser import ARGS, CHROMIUM, _missing, join, log, say
+from tests.helpers import JsonClient, ServerProcess
+from tests.test_browser import join, log, say
 from tests.test_browser_i18n import context_in, join_in_portuguese
 from tests.test_browser_i18n import say as say_in
 from tests.test_browser_rooms import conversation, join_room, title
 
-try:
+# Without playwright the browser fixture says what is missing (and CI fails).
+with contextlib.suppress(ImportError):
     from playwright.async_api import (
         Browser,
         Locator,
         Page,
         WebSocketRoute,
-        async_playwright,
         expect,
     )
-except ImportError:  # pragma: no cover - installed by requirements-dev.txt
-    async_playwright = None  # type: ignore[assignment]
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    need(_missing(), "browser tests")
-    async with async_playwright() as p:
-        chromium = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield chromium
-        await chromium.close()
 
 
 def message(page: Page, text: str) -> Locator:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime
 import hashlib
 import ipaddress
@@ -34,15 +35,14 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from papo import tls
 from papo.config import parse_settings
+from tests.chromium import chromium_missing, launched
 from tests.conftest import StartServer
 from tests.helpers import ROOT, JsonClient, ServerProcess, need
 
-try:
-    from playwright.async_api import Browser, async_playwright, expect
-except ImportError:  # pragma: no cover - installed by requirements-dev.txt
-    async_playwright = None  # type: ignore[assignment]
+# Without playwright the browser fixture says what is missing (and CI fails).
+with contextlib.suppress(ImportError):
+    from playwright.async_api import Browser, expect
 
-CHROMIUM = "/usr/bin/chromium"
 ENV = {"TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1", "NO_COLOR": "1"}
 
 
@@ -252,34 +252,14 @@ def test_tls_flags_go_together_and_bad_files_are_one_line(tmp_path: Path) -> Non
 # ---------------------------------------------------------------- the page, in Chromium
 
 
-def _browser_missing() -> str | None:
-    if async_playwright is None:
-        return "playwright is not installed (pip install -r requirements-dev.txt)"
-    if not os.path.exists(CHROMIUM):
-        return f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)"
-    return None
-
-
 @pytest.fixture
 async def browser_trusting(tmp_path: Path) -> AsyncIterator[tuple[Browser, Pki]]:
     """Chromium that trusts a fresh private CA and its server certificate (by the SHA-256
     of their public keys: Chromium's way to trust a certificate it cannot chain)."""
-    need(_browser_missing(), "browser tests")
+    need(chromium_missing(), "browser tests")
     pki = make_pki(tmp_path / "pki")
-    args = [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--ignore-certificate-errors-spki-list={pki.spki}",
-    ]
-    async with async_playwright() as p:
-        chromium = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
+    async with launched([f"--ignore-certificate-errors-spki-list={pki.spki}"]) as chromium:
         yield chromium, pki
-        await chromium.close()
 
 
 async def test_the_page_over_https_chats_over_wss(
