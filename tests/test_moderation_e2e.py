@@ -236,27 +236,7 @@ async def test_resume_across_an_edit_and_a_delete(moderated: ServerProcess) -> N
     await ana.expect("message")
     token = ana.welcome["token"]
     await ana.close()
-    kept = await beto.say("fica")
-    gone = await beto.say("vai sumir")
-    await beto.send({"type": "edit", "id": kept["id"], "text": "fica, editada"})
-    await next_of(beto, "edited")
-    await beto.send({"type": "delete", "id": gone["id"]})
-    await next_of(beto, "deleted")
-    back = await JsonClient.open(moderated.url, "ana", token=token, resume_from=last)
-    seen: list[dict[str, Any]] = []
-    while len(seen) < 4:
-        event = await back.recv()
-        if event["type"] in ("message", "edited", "deleted"):
-            seen.append(event)
-    assert [(e["type"], e["id"]) for e in seen] == [
-        ("message", kept["id"]),
-        ("message", gone["id"]),
-        ("edited", kept["id"]),
-        ("deleted", gone["id"]),
-    ]
-    assert seen[0]["text"] == "fica, editada" and seen[1]["deleted"] is True
-    assert "vai sumir" not in repr(seen)
-    await back.close()
+    await edit_delete_then_resume(beto, moderated.url, token, last)
     await beto.close()
 
 
@@ -316,3 +296,35 @@ async def test_roles_and_bans_survive_a_restart(moderated: ServerProcess) -> Non
     rooms = {r["room"]: r["operators"] for r in (await ana.expect("rooms"))["rooms"]}
     assert rooms["#sala"] == ["ana"]
     await ana.close()
+
+
+async def edit_delete_then_resume(
+    beto: JsonClient, url: str, token: str, last: int, room: str | None = None
+) -> None:
+    """beto edits one message and deletes another while ana is away; ana resumes at ``url``.
+
+    She gets both messages (the edited text, the deleted one as a tombstone)
+    and then the ``edited`` and ``deleted`` entries, in id order, never the
+    deleted text.
+    """
+    kept = await beto.say("fica", room=room)
+    gone = await beto.say("vai sumir", room=room)
+    await beto.send({"type": "edit", "id": kept["id"], "text": "fica, editada"})
+    await next_of(beto, "edited")
+    await beto.send({"type": "delete", "id": gone["id"]})
+    await next_of(beto, "deleted")
+    back = await JsonClient.open(url, "ana", token=token, resume_from=last)
+    seen: list[dict[str, Any]] = []
+    while len(seen) < 4:
+        event = await back.recv()
+        if event["type"] in ("message", "edited", "deleted"):
+            seen.append(event)
+    assert [(e["type"], e["id"]) for e in seen] == [
+        ("message", kept["id"]),
+        ("message", gone["id"]),
+        ("edited", kept["id"]),
+        ("deleted", gone["id"]),
+    ]
+    assert seen[0]["text"] == "fica, editada" and seen[1]["deleted"] is True
+    assert "vai sumir" not in repr(seen)
+    await back.close()

@@ -16,7 +16,7 @@ from typing import Any
 
 from tests.conftest import StartServer
 from tests.helpers import JsonClient, RedisServer, closed_with
-from tests.test_moderation_e2e import ADMIN, PASSWORD, joined, next_of
+from tests.test_moderation_e2e import ADMIN, PASSWORD, edit_delete_then_resume, joined, next_of
 from tests.test_redis import pair, redis_command
 
 
@@ -95,27 +95,7 @@ async def test_resume_on_the_other_instance_across_an_edit_and_a_delete(
     token = ana.welcome["token"]
     await ana.close()
     # in a room nobody on B is in: B reads it from Redis when ana comes back there
-    kept = await beto.say("fica", room="#sala")
-    gone = await beto.say("vai sumir", room="#sala")
-    await beto.send({"type": "edit", "id": kept["id"], "text": "fica, editada"})
-    await next_of(beto, "edited")
-    await beto.send({"type": "delete", "id": gone["id"]})
-    await next_of(beto, "deleted")
-    back = await JsonClient.open(b.url, "ana", token=token, resume_from=last)
-    seen: list[dict[str, Any]] = []
-    while len(seen) < 4:
-        event = await back.recv()
-        if event["type"] in ("message", "edited", "deleted"):
-            seen.append(event)
-    assert [(e["type"], e["id"]) for e in seen] == [
-        ("message", kept["id"]),
-        ("message", gone["id"]),
-        ("edited", kept["id"]),
-        ("deleted", gone["id"]),
-    ]
-    assert seen[0]["text"] == "fica, editada" and seen[1]["deleted"] is True
-    assert "vai sumir" not in repr(seen)
-    await back.close()
+    await edit_delete_then_resume(beto, b.url, token, last, room="#sala")
     await beto.close()
 
 
