@@ -94,7 +94,7 @@ from papo.events import (
     Welcome,
     Who,
 )
-from papo.i18n import DEFAULT_LANGUAGE, match_language, render, t
+from papo.i18n import DEFAULT_LANGUAGE, Text, match_language, render, t
 from papo.moderation import MAX_DURATION, BadAddress, parse_network, parse_time
 from papo.names import InvalidNameError, clean_name, clean_room
 from papo.plain import plain_message, render_plain, visible
@@ -329,21 +329,19 @@ def check_room(raw: str) -> str:
 
 def check_topic(text: str) -> str:
     """A room topic: one line of at most ``MAX_TOPIC`` characters (blank clears it)."""
-    text = " ".join(text.split())
-    if len(text) > MAX_TOPIC:
-        raise ProtocolError(
-            "text_too_long", t("a topic has at most {max} characters", max=MAX_TOPIC)
-        )
-    return text
+    return _one_line(text, MAX_TOPIC, t("a topic has at most {max} characters", max=MAX_TOPIC))
 
 
 def check_reason(text: str) -> str:
     """Why a moderator did something: one line of at most ``MAX_REASON`` characters."""
+    return _one_line(text, MAX_REASON, t("a reason has at most {max} characters", max=MAX_REASON))
+
+
+def _one_line(text: str, most: int, too_long: Text) -> str:
+    """``text`` with its whitespace made single spaces; ``too_long`` past ``most`` characters."""
     text = " ".join(text.split())
-    if len(text) > MAX_REASON:
-        raise ProtocolError(
-            "text_too_long", t("a reason has at most {max} characters", max=MAX_REASON)
-        )
+    if len(text) > most:
+        raise ProtocolError("text_too_long", too_long)
     return text
 
 
