@@ -213,8 +213,9 @@ class PlainClient:
         self.ws = ws
 
     @classmethod
-    async def open(cls, url: str) -> PlainClient:
-        return cls(await connect(url, open_timeout=5))
+    async def open(cls, url: str, *, accept_language: str | None = None) -> PlainClient:
+        headers = {"Accept-Language": accept_language} if accept_language else None
+        return cls(await connect(url, additional_headers=headers, open_timeout=5))
 
     async def send(self, line: str) -> None:
         await self.ws.send(line)

@@ -13,15 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from websockets.asyncio.client import connect
 
 from tests.conftest import StartServer
 from tests.helpers import ROOT, JsonClient, PlainClient, ServerProcess, free_port, need
-
-
-async def plain(url: str, *, accept_language: str | None = None) -> PlainClient:
-    headers = {"Accept-Language": accept_language} if accept_language else None
-    return PlainClient(await connect(url, additional_headers=headers, open_timeout=5))
 
 
 async def first_lines(client: PlainClient, last: str) -> list[str]:
@@ -40,7 +34,7 @@ async def test_a_plain_script_learns_what_the_server_is_then_its_name_then_the_h
     ana = await JsonClient.open(server.url, "ana")
     for n in range(7):
         await ana.say(f"mensagem {n}")
-    script = await plain(server.url)
+    script = await PlainClient.open(server.url)
     lines = await first_lines(script, "mensagem 6")
     assert lines[0] == "* welcome to papo. /help lists the commands, sair leaves"
     assert lines[1].startswith("* you are guest-")
@@ -54,7 +48,7 @@ async def test_a_plain_script_learns_what_the_server_is_then_its_name_then_the_h
 async def test_plain_mode_speaks_portuguese_to_accept_language_pt_br(server: ServerProcess) -> None:
     ana = await JsonClient.open(server.url, "ana")
     await ana.say("oi")
-    script = await plain(server.url, accept_language="pt-BR,pt;q=0.9,en;q=0.5")
+    script = await PlainClient.open(server.url, accept_language="pt-BR,pt;q=0.9,en;q=0.5")
     lines = await first_lines(script, "ana: oi")
     assert (
         lines[0] == "* boas-vindas ao papo! /ajuda mostra os comandos; digite sair para ir embora"
@@ -80,12 +74,12 @@ async def test_plain_mode_speaks_portuguese_to_accept_language_pt_br(server: Ser
 
 
 async def test_lang_in_the_url_wins_over_accept_language(server: ServerProcess) -> None:
-    script = await plain(server.url + "?lang=en", accept_language="pt-BR")
+    script = await PlainClient.open(server.url + "?lang=en", accept_language="pt-BR")
     assert await script.recv() == "* welcome to papo. /help lists the commands, sair leaves"
     await script.send("/quem")  # the Portuguese spellings work in every language
     assert await script.until("online") == "* nobody is online yet"  # a guest is not listed
     await script.close()
-    portuguese = await plain(server.url + "?lang=pt-BR")
+    portuguese = await PlainClient.open(server.url + "?lang=pt-BR")
     assert (await portuguese.recv()).startswith("* boas-vindas ao papo!")
     await portuguese.close()
 
@@ -110,10 +104,10 @@ async def test_json_errors_keep_their_code_and_speak_the_hello_language(
 
 async def test_the_server_lang_is_the_default(start_server: StartServer) -> None:
     server = start_server("--lang", "pt-BR", "--rate-limit", "0")
-    script = await plain(server.url)
+    script = await PlainClient.open(server.url)
     assert (await script.recv()).startswith("* boas-vindas ao papo!")
     await script.close()
-    english = await plain(server.url, accept_language="en-US,en;q=0.9")
+    english = await PlainClient.open(server.url, accept_language="en-US,en;q=0.9")
     assert (await english.recv()).startswith("* welcome to papo.")
     await english.close()
 
