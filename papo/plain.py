@@ -231,9 +231,10 @@ def _moderation_says(event: ServerEvent, lang: str) -> Says | None:
 def audit_line(entry: AuditEntry, lang: str = DEFAULT_LANGUAGE) -> str:
     """One audit entry for people: when, who, what, whom, where, why."""
     values = {
-        "ts": entry.ts[:16].replace("T", " "),
+        # Every field goes through visible(): a client reads entries off the wire.
+        "ts": visible(entry.ts[:16].replace("T", " ")),
         "by": visible(entry.by),
-        "action": entry.action,
+        "action": visible(entry.action),
         "target": visible(entry.target),
         "room": visible(entry.room),
         "reason": visible(entry.reason),
