@@ -22,6 +22,7 @@ from papo.metrics import Metrics, TransportStats
 from papo.names import room_key
 from papo.presence import RESTART_GRACE
 from papo.store import RoomRecord, Store, StoreError
+from papo.store_cluster import ClusterStore
 from papo.store_memory import MemoryStore
 from papo.store_redis import RedisStore
 from papo.store_sqlite import SqliteStore
@@ -82,7 +83,11 @@ async def serve(settings: Settings) -> int:
         context = tls.server_context(settings.tls_cert, settings.tls_key)
     store: Store
     home = RoomRecord(room_key(settings.default_room), settings.default_room)
-    if settings.redis_url:
+    if settings.redis_url and settings.redis_url.startswith("redis+cluster://"):
+        store = ClusterStore(
+            settings.redis_url, settings.retention, default_room=home, wait=settings.redis_wait
+        )
+    elif settings.redis_url:
         store = RedisStore(settings.redis_url, settings.retention, default_room=home)
     elif settings.memory:
         store = MemoryStore(settings.retention)
@@ -116,7 +121,7 @@ async def serve(settings: Settings) -> int:
         await hub.presence.restore(max(RESTART_GRACE, grace) if grace > 0 else 0.0)
         metrics = Metrics(hub, TransportStats())
         hub.observe_fanout = metrics.fanout.observe
-        if isinstance(store, SqliteStore | RedisStore):
+        if isinstance(store, SqliteStore | RedisStore):  # (a ClusterStore is one)
             store.observe_commit = metrics.history_write.observe
         transport = Transport(settings, hub, metrics, tls=context)
         server = await transport.start()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from papo import __version__
+from papo.cluster_ids import ClusterUrlError, parse_cluster_url
 from papo.i18n import DEFAULT_LANGUAGE, LANGUAGES, match_language
 from papo.moderation import BadAddress, parse_network
 from papo.names import InvalidNameError, clean_name, clean_room
@@ -41,6 +42,7 @@ class Settings:
     uvloop: bool = True
     memory: bool = False
     redis_url: str | None = None
+    redis_wait: int = 0
     retention: int = 100_000
     rate_limit: float = 20.0
     rate_burst: float = 40.0
@@ -317,6 +319,13 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         dest="redis_url",
         env_flag="redis-url",
     )
+    add(
+        "redis-wait",
+        d.redis_wait,
+        _positive(int),
+        "acknowledge a message only once N Redis replicas have it (WAIT N); 0: at once",
+        metavar="N",
+    )
     parser.add_argument(
         "--allow-origin",
         action="append",
@@ -372,8 +381,17 @@ def parse_settings(
     ns = parser.parse_args(argv)
     if ns.redis_url and ns.memory:
         parser.error("--memory and --redis exclude each other: choose where the history lives")
-    if ns.redis_url and not ns.redis_url.startswith(("redis://", "rediss://", "unix://")):
-        parser.error(f"--redis wants a URL like redis://127.0.0.1:6379/0, not {ns.redis_url!r}")
+    schemes = ("redis://", "rediss://", "unix://", "redis+cluster://")
+    if ns.redis_url and not ns.redis_url.startswith(schemes):
+        parser.error(
+            "--redis wants a URL like redis://127.0.0.1:6379/0 or "
+            f"redis+cluster://host:port,host:port, not {ns.redis_url!r}"
+        )
+    if ns.redis_url and ns.redis_url.startswith("redis+cluster://"):
+        try:
+            parse_cluster_url(ns.redis_url)
+        except ClusterUrlError as exc:
+            parser.error(f"--redis: {exc}")
     if (ns.tls_cert is None) != (ns.tls_key is None):
         parser.error("--tls-cert and --tls-key go together: the certificate and its key")
     return Settings(
@@ -396,6 +414,7 @@ def parse_settings(
         uvloop=ns.uvloop,
         memory=ns.memory,
         redis_url=ns.redis_url or None,
+        redis_wait=ns.redis_wait,
         retention=max(1, ns.retention),
         rate_limit=ns.rate_limit,
         rate_burst=2 * ns.rate_limit,

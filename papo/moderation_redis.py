@@ -49,6 +49,15 @@ MODES = PREFIX + "mod:modes"
 AUDIT = PREFIX + "mod:audit"
 AUDIT_KEPT = 100_000
 
+# Write one field of a moderation hash (KEYS[1]; ARGV: field, value, '' to delete it)
+# and publish the change (ARGV: channel, event), at once. A script rather than a
+# transaction, which a Redis Cluster client refuses for PUBLISH (it names no key).
+KEEP_CHANGE = """
+if ARGV[2] == '' then redis.call('HDEL', KEYS[1], ARGV[1])
+else redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+"""
+
 
 def _restriction(value: Any) -> Restriction | None:
     if value is None:
@@ -151,23 +160,19 @@ class RedisModeration:
         r = change.restriction
 
         async def write() -> None:
-            pipe = self._redis.pipeline(transaction=True)
             pair = f"{change.room}\t{change.key}"
             if change.what == "op":
-                pipe.hset(OPS, pair, json.dumps([change.name, change.on], ensure_ascii=False))
+                op = (OPS, pair, json.dumps([change.name, change.on], ensure_ascii=False))
             elif change.what == "mode":
                 mode = change.mode or RoomMode()
-                pipe.hset(MODES, change.room, json.dumps([mode.moderated, mode.topic_locked]))
+                op = (MODES, change.room, json.dumps([mode.moderated, mode.topic_locked]))
             else:
                 key, field = {"ban": (BANS, change.key), "mute": (MUTES, pair)}.get(
                     change.what, (IP_BANS, change.key)
                 )
-                if r is None:
-                    pipe.hdel(key, field)
-                else:
-                    pipe.hset(key, field, json.dumps(_plain(r), ensure_ascii=False))
-            pipe.publish(EVENTS, change_to_json(change, self.instance))
-            await pipe.execute()
+                op = (key, field, "" if r is None else json.dumps(_plain(r), ensure_ascii=False))
+            event = change_to_json(change, self.instance)
+            await self._redis.eval(KEEP_CHANGE, 1, op[0], op[1], op[2], EVENTS, event)
 
         await self._call(write, "keeping a moderation change")
 

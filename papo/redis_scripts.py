@@ -11,7 +11,7 @@ from __future__ import annotations
 
 # Shared by the room scripts: key names, the newest id of a stream, unread
 # counts, room creation and the change events on the ``{papo}:events`` channel.
-_ROOMS_LIB = """
+ROOMS_LIB = """
 local function room(k, what) return '{r:' .. k .. '}:' .. what end
 local function user(k, what) return '{u:' .. k .. '}:' .. what end
 local function stream_of(conv)
@@ -24,10 +24,10 @@ local function newest(stream)
   if r[1] then return id_of(r[1][1]) end
   return 0
 end
--- Messages of others in `conv` after `after`, counted up to `cap` (edits and
+-- Messages of others in `stream` after `after`, counted up to `cap` (edits and
 -- deletions, entries with a kind `e`, are not messages).
-local function unread(conv, after, key, cap)
-  local stream, count, cursor = stream_of(conv), 0, '(0-' .. after
+local function unread_in(stream, after, key, cap)
+  local count, cursor = 0, '(0-' .. string.format('%d', after)
   while count < cap do
     local r = redis.call('XRANGE', stream, cursor, '+', 'COUNT', 200)
     for _, e in ipairs(r) do
@@ -42,17 +42,36 @@ local function unread(conv, after, key, cap)
   end
   return math.min(count, cap)
 end
+local function unread(conv, after, key, cap) return unread_in(stream_of(conv), after, key, cap) end
+local function ensure_meta(meta, name, topic, by, created)
+  if redis.call('EXISTS', meta) == 1 then return 0 end
+  redis.call('HSET', meta, 'name', name, 'topic', topic, 'created_by', by, 'created', created)
+  return 1
+end
 local function ensure_room(key, name, topic, by, created)
-  if redis.call('EXISTS', room(key, 'meta')) == 1 then return 0 end
-  redis.call('HSET', room(key, 'meta'), 'name', name, 'topic', topic, 'created_by', by,
-    'created', created)
+  if ensure_meta(room(key, 'meta'), name, topic, by, created) == 0 then return 0 end
   redis.call('SADD', '{papo}:rooms', key)
   return 1
 end
 -- A change every instance hears: ARGV[1..3] are always instance, origin, token.
+-- The id goes as a string: cjson writes numbers with 14 digits, cluster ids have 16.
 local function event(kind, conv, room_name, key, name, topic, id)
   redis.call('PUBLISH', '{papo}:events', cjson.encode({e = 'room', kind = kind, c = conv,
-    r = room_name, k = key, n = name, t = topic, m = id, i = ARGV[1], o = ARGV[2], w = ARGV[3]}))
+    r = room_name, k = key, n = name, t = topic, m = string.format('%d', id),
+    i = ARGV[1], o = ARGV[2], w = ARGV[3]}))
+end
+"""
+
+# Shared by the append scripts: the oldest id a conversation keeps once `stream`
+# gets one more entry, when that pushes older ones out (nil when it does not;
+# 0 when the new entry alone stays), with `retention` entries kept.
+TRIM_LIB = """
+local function oldest_after_add(stream, retention)
+  local len = redis.call('XLEN', stream)
+  if len < retention then return nil end
+  if retention == 1 then return 0 end
+  local r = redis.call('XRANGE', stream, '-', '+', 'COUNT', len - retention + 2)
+  return tonumber(string.match(r[#r][1], '%-(%d+)$'))
 end
 """
 
@@ -72,16 +91,11 @@ end
 # the sorted set beside it: papo.store_redis_lifecycle) older than that go too.
 # A direct message also goes to the shared direct stream, which
 # every instance follows, and records the conversation for both users.
-APPEND = """
+APPEND = (
+    TRIM_LIB
+    + """
 local retention, floor, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local out, i = {}, 4
-local function oldest_after_add(stream)
-  local len = redis.call('XLEN', stream)
-  if len < retention then return nil end
-  if retention == 1 then return 0 end
-  local r = redis.call('XRANGE', stream, '-', '+', 'COUNT', len - retention + 2)
-  return tonumber(string.match(r[#r][1], '%-(%d+)$'))
-end
 while i <= #ARGV do
   local cid_key, conv, stream = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local a_key, a_name, b_key, b_name = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
@@ -98,7 +112,7 @@ while i <= #ARGV do
     end
     floor = id
     local fields = {unpack(ARGV, i + 8, i + 7 + n)}
-    local g = oldest_after_add(stream)
+    local g = oldest_after_add(stream, retention)
     if g then
       if g == 0 then g = id end
       table.insert(fields, 'g')
@@ -121,6 +135,7 @@ while i <= #ARGV do
 end
 return out
 """
+)
 
 # A user's rooms and direct conversations at hello, with read markers and
 # unread counts; makes the user a member of the default room first (silently).
@@ -128,7 +143,7 @@ return out
 # Returns {rooms: key, name, topic, last_read, unread, ...;
 #          directs: conv, other key, other name, last_read, unread, ...}.
 USER_STATE = (
-    _ROOMS_LIB
+    ROOMS_LIB
     + """
 local key, name, home, cap = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[6])
 ensure_room(home, ARGV[4], '', '', ARGV[5])
@@ -164,7 +179,7 @@ return {rooms, directs}
 
 # A user's read marker and unread count in one conversation. ARGV: user key, conv, cap.
 CONV_STATE = (
-    _ROOMS_LIB
+    ROOMS_LIB
     + """
 local last = tonumber(redis.call('HGET', user(ARGV[1], 'read'), ARGV[2]) or 0)
 return {last, unread(ARGV[2], last, ARGV[1], tonumber(ARGV[3]))}
@@ -174,7 +189,7 @@ return {last, unread(ARGV[2], last, ARGV[1], tonumber(ARGV[3]))}
 # Create a room unless it exists. ARGV: key, name, topic, created_by, created.
 # Returns {created (1/0), name, topic, created_by, created}.
 CREATE_ROOM = (
-    _ROOMS_LIB
+    ROOMS_LIB
     + """
 local made = ensure_room(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
 local meta = redis.call('HMGET', room(ARGV[1], 'meta'), 'name', 'topic', 'created_by', 'created')
@@ -185,7 +200,7 @@ return {made, meta[1] or ARGV[2], meta[2] or '', meta[3] or '', meta[4] or '0'}
 # Membership. ARGV: instance, origin, token, room key, room name, user key, user name.
 # Returns the read marker given (the room's newest id), or -1 when already a member.
 ADD_MEMBER = (
-    _ROOMS_LIB
+    ROOMS_LIB
     + """
 local rk, rn, key, name = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 if redis.call('HSETNX', room(rk, 'members'), key, name) == 0 then return -1 end
@@ -199,7 +214,7 @@ return last
 
 # Same ARGV as ADD_MEMBER; returns 1 when the user was a member, else -1.
 REMOVE_MEMBER = (
-    _ROOMS_LIB
+    ROOMS_LIB
     + """
 local rk, rn, key, name = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 if redis.call('HDEL', room(rk, 'members'), key) == 0 then return -1 end
@@ -212,7 +227,7 @@ return 1
 
 # ARGV: instance, origin, token, room key, room name, user key, user name, topic.
 SET_TOPIC = (
-    _ROOMS_LIB
+    ROOMS_LIB
     + """
 redis.call('HSET', room(ARGV[4], 'meta'), 'topic', ARGV[8])
 event('topic', ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], 0)
@@ -224,7 +239,7 @@ return 1
 # conv, id. For a direct conversation the event names the other user in `t`.
 # Returns 1 when it moved, 0 when it was already there or further.
 SET_READ = (
-    _ROOMS_LIB
+    ROOMS_LIB
     + """
 local key, name, conv, id = ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7])
 if tonumber(redis.call('HGET', user(key, 'read'), conv) or 0) >= id then return 0 end
@@ -245,7 +260,7 @@ return 1
 # conversation of theirs goes (not announced, as with the embedded stores).
 # ARGV: user key.
 FORGET_GUEST = (
-    _ROOMS_LIB
+    ROOMS_LIB
     + """
 local key = ARGV[1]
 for _, rk in ipairs(redis.call('SMEMBERS', user(key, 'rooms'))) do

@@ -27,6 +27,7 @@ message falling in between.
 from __future__ import annotations
 
 import asyncio
+import bisect
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -525,11 +526,25 @@ class MessageLog:
                 break
             if current.id in wanted:
                 self.ring[index] = wanted[current.id]
-        for message in wanted.values():
+        self._rewrite_cids(wanted.values())
+
+    def _rewrite_cids(self, messages: Iterable[Stored]) -> None:
+        """Rewritten ``messages`` become the earlier answer to their retried ``cid``."""
+        for message in messages:
             if message.cid is not None:
                 kept = self._cids.get((message.sender_key, message.cid))
                 if isinstance(kept, Stored) and kept.id == message.id:
                     self._cids[(message.sender_key, message.cid)] = message
+
+    def find(self, message_id: int) -> Stored | None:
+        """The ring's entry with id ``message_id``, if the ring holds it."""
+        ring = self.ring
+        if not ring or not ring[0].id <= message_id <= ring[-1].id:
+            return None
+        index = bisect.bisect_left(ring, message_id, key=lambda m: m.id)
+        if index < len(ring) and ring[index].id == message_id:
+            return ring[index]
+        return None
 
     def trimmed(self, oldest: int) -> None:
         self.oldest = max(self.oldest, oldest)

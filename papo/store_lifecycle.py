@@ -74,13 +74,7 @@ def erase_in_ring(log: MessageLog, ids: Collection[int], by: str) -> None:
 
 
 def find_in_ring(log: MessageLog, message_id: int) -> Stored | None:
-    ring = log.ring
-    if not ring or not ring[0].id <= message_id <= ring[-1].id:
-        return None
-    index = bisect.bisect_left(ring, message_id, key=lambda m: m.id)
-    if index < len(ring) and ring[index].id == message_id:
-        return ring[index]
-    return None
+    return log.find(message_id)
 
 
 class MemoryLifecycle:

@@ -84,6 +84,7 @@ from papo.store_redis_base import (
     INSTANCES,
     LEGACY_STREAM,
     PREFIX,
+    REDIS_FAILURES,
     SEQ,
     TRIMS,
     _backoff,
@@ -175,7 +176,7 @@ class RedisStore(RedisModeration, RedisLifecycle):
         for waiters in self._waiters.values():
             for waiter in waiters:
                 waiter.cancel()
-        with contextlib.suppress(RedisError):
+        with contextlib.suppress(*REDIS_FAILURES):
             await self._redis.delete(self._wake_stream)
         await self._redis.aclose()
         await self._blocking.aclose()
@@ -275,7 +276,7 @@ class RedisStore(RedisModeration, RedisLifecycle):
                     args += [key, "", self._names_gone.get(key, key)]
             try:
                 await self._sync(keys=[INSTANCES, self._presence_hash, EVENTS], args=args)
-            except RedisError as exc:
+            except REDIS_FAILURES as exc:
                 failures += 1
                 self._dirty |= keys
                 self._lost(f"updating presence failed: {exc}", failures)
@@ -311,7 +312,7 @@ class RedisStore(RedisModeration, RedisLifecycle):
             try:
                 await self._beat_once()
                 await self.who()  # refreshes who is online anywhere
-            except (RedisError, StoreError) as exc:
+            except (*REDIS_FAILURES, StoreError) as exc:
                 failures += 1
                 self._lost(f"heartbeat failed: {exc}", failures)
                 continue

@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from papo import redis_scripts
 from papo.health import WriteHealth
@@ -60,6 +60,9 @@ CID_TTL = 86_400  # seconds a client id is remembered: retries come within minut
 READ_BLOCK_MS = 5_000
 READ_COUNT = 1_000
 BACKOFF_CAP = 5.0
+#: What a failing Redis raises: its errors, and a cluster's own (a slot no node serves
+#: during a failover, ...), which redis-py does not derive from RedisError.
+REDIS_FAILURES = (RedisError, RedisClusterException)
 
 
 def room_stream(room_key: str) -> str:
@@ -196,11 +199,7 @@ class RedisBase:
             "socket_connect_timeout": 2.0,
             "retry": Retry(NoBackoff(), 1, (RedisConnectionError,)),
         }
-        self._redis: Redis = Redis.from_url(url, socket_timeout=5.0, **common)
-        # The blocking reads (XREAD BLOCK, SUBSCRIBE) get their own connections.
-        self._blocking: Redis = Redis.from_url(
-            url, socket_timeout=READ_BLOCK_MS / 1000 + 5.0, **common
-        )
+        self._redis, self._blocking = self._clients(url, common)
         register = self._redis.register_script
         s = redis_scripts
         self._append = register(s.APPEND)
@@ -224,11 +223,19 @@ class RedisBase:
         self._reading = False  # the reader's last XREAD succeeded
         self._problem = "not connected to Redis yet"
 
+    def _clients(self, url: str, common: dict[str, Any]) -> tuple[Redis, Redis]:
+        """The client for commands, and one for blocking reads (XREAD BLOCK, SUBSCRIBE),
+        which get connections of their own (the cluster store connects otherwise)."""
+        return (
+            Redis.from_url(url, socket_timeout=5.0, **common),
+            Redis.from_url(url, socket_timeout=READ_BLOCK_MS / 1000 + 5.0, **common),
+        )
+
     async def _call(self, fn: Callable[[], Awaitable[T]], what: str) -> T:
         """Run one Redis interaction; a Redis failure becomes a :class:`StoreError`."""
         try:
             return await fn()
-        except RedisError as exc:
+        except REDIS_FAILURES as exc:
             self.health.failed(f"{what}: {exc}")
             raise StoreError(f"{what}: {exc}") from exc
 

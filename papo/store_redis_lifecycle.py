@@ -40,13 +40,12 @@ import time
 from collections.abc import Collection
 from typing import Any, cast
 
-from redis.exceptions import RedisError
-
 from papo.moderation import EDIT_WINDOW, parse_time
 from papo.store import Stored
 from papo.store_lifecycle import erase_in_ring, erased_entry, find_in_ring, tombstone
 from papo.store_redis_base import (
     DIRECT,
+    REDIS_FAILURES,
     ROOMS,
     Entries,
     _entries,
@@ -72,6 +71,9 @@ REWRITE_BATCH = 200  # rewritten entries per transaction
 
 class RedisLifecycle(RedisRooms):
     """The :class:`~papo.store_lifecycle.MessageLifecycle` of the Redis store."""
+
+    #: Direct messages are in the shared direct stream too (not in cluster mode).
+    shared_direct = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -118,8 +120,7 @@ class RedisLifecycle(RedisRooms):
             directs = cast(list[str], await self._redis.hkeys(user_directs(key)))
             streams = [room_stream(r) for r in sorted(rooms)] + [stream_of(c) for c in directs]
             found: list[Stored] = []
-            for start in range(0, len(streams), 100):
-                chunk = streams[start : start + 100]
+            for chunk in self._script_groups(streams):
                 reply = await self._messages_by(keys=chunk, args=[key, since_ts or ""])
                 found += [self._stored(i, f) for i, f in _pairs(reply)]
                 async with self._redis.pipeline(transaction=False) as pipe:
@@ -138,6 +139,11 @@ class RedisLifecycle(RedisRooms):
             return sorted(found, key=lambda m: m.id)
 
         return await self._call(find, "cannot find the user's messages in Redis")
+
+    @staticmethod
+    def _script_groups(streams: list[str]) -> list[list[str]]:
+        """``streams`` in groups one script call may read (a cluster: one slot's)."""
+        return [streams[start : start + 100] for start in range(0, len(streams), 100)]
 
     async def _edits_of(self, targets: list[Stored]) -> list[Stored]:
         """The edit entries of ``targets`` (messages of one conversation) in its stream."""
@@ -158,21 +164,27 @@ class RedisLifecycle(RedisRooms):
     # ---------------------------------------------------------------- rewriting
 
     async def _put(self, rewritten: list[Stored]) -> None:
-        """Take ``rewritten`` out of their streams and keep their new versions beside them."""
-        for start in range(0, len(rewritten), REWRITE_BATCH):
-            async with self._redis.pipeline(transaction=True) as pipe:
-                for m in rewritten[start : start + REWRITE_BATCH]:
-                    member = json.dumps([m.id, _fields(m)], ensure_ascii=False, sort_keys=True)
-                    streams = [stream_of(m.conv)] + ([DIRECT] if m.to_key is not None else [])
-                    for stream in streams:
-                        beside = rewritten_of(stream)
-                        pipe.xdel(stream, f"0-{m.id}")
-                        pipe.zremrangebyscore(beside, m.id, m.id)
-                        pipe.zadd(beside, {member: m.id})
-                if any(m.to_key is not None for m in rewritten):
-                    # the shared direct stream is trimmed to about retention; this too
-                    pipe.zremrangebyrank(rewritten_of(DIRECT), 0, -(self.retention + 1))
-                await pipe.execute()
+        """Take ``rewritten`` out of their streams and keep their new versions beside them:
+        one transaction per conversation and batch (a cluster takes one slot's keys in one)."""
+        by_conv: dict[str, list[Stored]] = {}
+        for m in rewritten:
+            by_conv.setdefault(m.conv, []).append(m)
+        for group in by_conv.values():
+            for start in range(0, len(group), REWRITE_BATCH):
+                batch = group[start : start + REWRITE_BATCH]
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    for m in batch:
+                        member = json.dumps([m.id, _fields(m)], ensure_ascii=False, sort_keys=True)
+                        shared = self.shared_direct and m.to_key is not None
+                        for stream in [stream_of(m.conv)] + ([DIRECT] if shared else []):
+                            beside = rewritten_of(stream)
+                            pipe.xdel(stream, f"0-{m.id}")
+                            pipe.zremrangebyscore(beside, m.id, m.id)
+                            pipe.zadd(beside, {member: m.id})
+                    if self.shared_direct and batch[0].to_key is not None:
+                        # the shared direct stream is trimmed to about retention; this too
+                        pipe.zremrangebyrank(rewritten_of(DIRECT), 0, -(self.retention + 1))
+                    await pipe.execute()
 
     async def edit_message(self, updated: Stored) -> None:
         await self._call(lambda: self._put([updated]), "cannot keep the edit in Redis")
@@ -227,7 +239,7 @@ class RedisLifecycle(RedisRooms):
                 log.info("asked Redis to rewrite its append-only file (messages were deleted)")
                 return
             problem = "a rewrite that may predate the deletion is running"
-        except RedisError as exc:
+        except REDIS_FAILURES as exc:
             problem = str(exc)
         log.warning("cannot have Redis rewrite its append-only file yet: %s (retrying)", problem)
         if self._aof_timer is None:

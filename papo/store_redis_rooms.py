@@ -29,8 +29,6 @@ import json
 import time
 from typing import Any, Literal, cast
 
-from redis.exceptions import RedisError
-
 from papo.store import (
     UNREAD_CAP,
     ConversationState,
@@ -42,6 +40,7 @@ from papo.store import (
 from papo.store_redis_base import (
     EVENTS,
     READ_BLOCK_MS,
+    REDIS_FAILURES,
     ROOMS,
     _backoff,
     log,
@@ -147,16 +146,27 @@ class RedisRooms(RedisReader):
         )
         return bool(moved)
 
-    async def _change(self, script: Any, args: list[Any], origin: int | None, what: str) -> int:
+    async def _change(
+        self,
+        script: Any,
+        args: list[Any],
+        origin: int | None,
+        what: str,
+        keys: tuple[str, ...] = (),
+    ) -> int:
         """Run a change script (-1: nothing changed); when it changed something,
-        wait until this instance has handled its event (and so told its sessions)."""
+        wait until this instance has handled its event (and so told its sessions).
+        ``keys`` route the script to its shard in cluster mode."""
         token = f"{next(self._tokens)}"
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._event_waiters[token] = waiter
         try:
             result = int(
                 await self._call(
-                    lambda: script(args=[self.instance, origin or "", token, *args]), what
+                    lambda: script(
+                        keys=list(keys), args=[self.instance, origin or "", token, *args]
+                    ),
+                    what,
                 )
             )
             if result >= 0:
@@ -233,12 +243,17 @@ class RedisRooms(RedisReader):
                     message = await pubsub.get_message(timeout=READ_BLOCK_MS / 1000)
                     if message is not None:
                         self._events.put_nowait(message["data"])
-            except RedisError as exc:
+            except REDIS_FAILURES as exc:
                 failures += 1
                 self._lost(f"presence and room events failed: {exc}", failures)
                 await asyncio.sleep(_backoff(failures))
+                await self._events_lost()
             finally:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _events_lost(self) -> None:
+        """The event subscription failed and is about to be made again (a cluster
+        asks who serves what first)."""
 
     async def _event_worker(self) -> None:
         """Hand each event on, one at a time (a join may wait for the reader)."""
