@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
+
+import redis as redis_py
+from redis.exceptions import RedisError
 
 from tests.helpers import free_port
 
@@ -22,28 +25,13 @@ MASTERS = 3
 NODE_TIMEOUT_MS = 3000  # a dead master is failed over after about this (plus an election)
 
 
-def command(port: int, *words: str, timeout: float = 5.0) -> str:
-    """One command to one node (RESP, no client library), its reply as text."""
-    request = f"*{len(words)}\r\n".encode()
-    for word in words:
-        data = word.encode()
-        request += b"$%d\r\n%s\r\n" % (len(data), data)
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(request)
-        chunks = b""
-        sock.settimeout(0.2)
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            try:
-                chunk = sock.recv(65536)
-            except TimeoutError:
-                if chunks:
-                    break
-                continue
-            if not chunk:
-                break
-            chunks += chunk
-        return chunks.decode(errors="replace")
+def command(port: int, *words: str, timeout: float = 5.0) -> Any:
+    """One command to one node (not to the cluster), its reply as redis-py parses it."""
+    client = redis_py.Redis(port=port, socket_timeout=timeout, decode_responses=True)
+    try:
+        return client.execute_command(*words)
+    finally:
+        client.close()
 
 
 class ClusterNode:
@@ -83,21 +71,19 @@ class ClusterNode:
 
     def ping(self) -> bool:
         try:
-            return command(self.port, "PING", timeout=1.0).startswith("+PONG")
-        except OSError:
+            return bool(command(self.port, "PING", timeout=1.0))
+        except (RedisError, OSError):
             return False
 
-    def info(self, what: str) -> dict[str, str]:
-        reply = command(self.port, what.split()[0], *what.split()[1:])
-        out = {}
-        for line in reply.splitlines():
-            key, sep, value = line.partition(":")
-            if sep:
-                out[key.strip()] = value.strip()
-        return out
+    def info(self, section: str) -> dict[str, Any]:
+        return dict(command(self.port, "INFO", section))
+
+    def cluster_info(self) -> dict[str, str]:
+        reply = str(command(self.port, "CLUSTER", "INFO"))
+        return dict(line.split(":", 1) for line in reply.split() if ":" in line)
 
     def role(self) -> str:
-        return self.info("INFO replication").get("role", "")
+        return str(self.info("replication").get("role", ""))
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.alive():
@@ -142,14 +128,14 @@ class RedisClusterServers:
         that has synced."""
         live = [n for n in self.nodes if n.alive()]
         try:
-            if any(n.info("CLUSTER INFO").get("cluster_state") != "ok" for n in live):
+            if any(n.cluster_info().get("cluster_state") != "ok" for n in live):
                 return False
             masters = [n for n in live if n.role() == "master"]
             if len(masters) != MASTERS:
                 return False
-            return all(int(m.info("INFO replication").get("connected_slaves", 0)) >= 1
+            return all(int(m.info("replication").get("connected_slaves", 0)) >= 1
                        for m in masters) if len(live) == len(self.nodes) else True  # fmt: skip
-        except (OSError, ValueError):
+        except (RedisError, OSError, ValueError):
             return False
 
     def masters(self) -> list[ClusterNode]:
@@ -158,19 +144,16 @@ class RedisClusterServers:
     def master_of(self, key: str) -> ClusterNode:
         """The master that serves ``key``'s slot now."""
         slot = self.keyslot(key)
-        for node in self.masters():
-            for line in command(node.port, "CLUSTER", "NODES").splitlines():
-                fields = line.split()
-                if "myself" in fields[2] and "master" in fields[2]:
-                    for part in fields[8:]:
-                        low, _, high = part.partition("-")
-                        if low.isdigit() and int(low) <= slot <= int(high or low):
-                            return node
+        live = {n.port: n for n in self.nodes if n.alive()}
+        for start, end, master, *_ in command(next(iter(live)), "CLUSTER", "SLOTS"):
+            if int(start) <= slot <= int(end):
+                return live[int(master[1])]
         raise AssertionError(f"no master serves slot {slot}")
 
     def keyslot(self, key: str) -> int:
-        reply = command(self.nodes[0].port, "CLUSTER", "KEYSLOT", key)
-        return int(reply.strip().lstrip(":"))
+        return int(
+            command(next(n.port for n in self.nodes if n.alive()), "CLUSTER", "KEYSLOT", key)
+        )
 
     def flush(self) -> None:
         """Empty every master (between tests sharing the cluster)."""

@@ -1,0 +1,262 @@
+"""Several instances, one chat, through a real Redis Cluster (3 masters, one replica each).
+
+The module shares one cluster (started by the test from Debian's redis-server,
+see :mod:`tests.redis_cluster`), flushed before each test; the failover test
+starts its own, as it kills a master. In CI these tests must run; elsewhere,
+without redis-server and redis-cli, they are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from papo.cluster_ids import slot_of_id
+from papo.store import RoomRecord, Stored
+from papo.store_cluster import ClusterStore
+from tests.conftest import StartServer
+from tests.helpers import JsonClient, ServerProcess, need
+from tests.redis_cluster import RedisClusterServers, cluster_missing, command
+
+
+@pytest.fixture(scope="module")
+def cluster_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    need(cluster_missing(), "the Redis Cluster tests")
+    servers = RedisClusterServers(tmp_path_factory.mktemp("cluster")).start()
+    yield servers
+    servers.stop()
+
+
+@pytest.fixture
+def cluster(cluster_servers: RedisClusterServers) -> RedisClusterServers:
+    """The module's cluster, emptied."""
+    cluster_servers.flush()
+    return cluster_servers
+
+
+def pair(
+    start_server: StartServer, cluster: RedisClusterServers, *flags: str
+) -> list[ServerProcess]:
+    args = ("--redis", cluster.url, "--presence-grace", "0.3", "--rate-limit", "0", *flags)
+    return [start_server(*args), start_server(*args)]
+
+
+def stream(conv: str) -> str:
+    return f"{{d:{conv}}}:messages" if conv.startswith("@") else f"{{r:{conv}}}:messages"
+
+
+def rooms_on_every_master(cluster: RedisClusterServers) -> list[str]:
+    """One room name per master (found by asking the cluster where each would live)."""
+    found: dict[int, str] = {}
+    for i in range(200):
+        name = f"#sala{i}"
+        found.setdefault(cluster.master_of(stream(name)).port, name)
+        if len(found) == len(cluster.masters()):
+            return sorted(found.values())
+    raise AssertionError("no room name for some master")
+
+
+async def join(client: JsonClient, room: str) -> None:
+    await client.send({"type": "join", "room": room})
+    event = await client.expect("room", timeout=10)
+    assert event["event"] == "joined" and event["room"] == room, event
+
+
+async def test_rooms_on_three_shards_route_across_two_instances(
+    start_server: StartServer, cluster: RedisClusterServers
+) -> None:
+    a, b = pair(start_server, cluster)
+    rooms = rooms_on_every_master(cluster)
+    ana = await JsonClient.open(a.url, "ana")
+    beto = await JsonClient.open(b.url, "beto")
+    for room in rooms:
+        await join(ana, room)
+        await join(beto, room)
+    await beto.quiet(0.5)
+    for room in rooms:
+        ack = await ana.say(f"em {room}", room=room)
+        got = await beto.expect("message", timeout=10)
+        assert (got["text"], got["room"], got["id"]) == (f"em {room}", room, ack["id"])
+        # the id says in which slot it was handed out: the room's
+        assert slot_of_id(ack["id"]) == cluster.keyslot(stream(room))
+    masters = {cluster.master_of(stream(room)).port for room in rooms}
+    assert len(masters) == 3, "the rooms did not land on three shards"
+    for room in rooms:
+        master = cluster.master_of(stream(room))
+        assert command(master.port, "XLEN", stream(room)) == 1
+    # an answer from B goes back to A, in every room
+    for room in rooms:
+        ack = await beto.say(f"de volta em {room}", room=room)
+        got = await ana.expect("message", timeout=10)
+        assert (got["text"], got["id"]) == (f"de volta em {room}", ack["id"])
+    # the instance registry and accounts stay in one small global slot
+    assert cluster.keyslot("{papo}:instances") == cluster.keyslot("{papo}:account:ana")
+
+
+async def test_direct_messages_and_history_across_instances(
+    start_server: StartServer, cluster: RedisClusterServers
+) -> None:
+    a, b = pair(start_server, cluster)
+    ana = await JsonClient.open(a.url, "ana")
+    beto = await JsonClient.open(b.url, "beto")
+    await beto.quiet(0.3)
+    # the first message of a new conversation: B starts following it
+    ack = await ana.say("oi, só pra ti", to="beto")
+    got = await beto.expect("message", timeout=10)
+    assert (got["text"], got["to"], got["id"]) == ("oi, só pra ti", "beto", ack["id"])
+    ack = await beto.say("oi ana", to="ana")
+    got = await ana.expect("message", timeout=10)
+    assert (got["text"], got["from"], got["id"]) == ("oi ana", "beto", ack["id"])
+    # someone offline: carla gets it when she comes back, on the other instance
+    carla = await JsonClient.open(b.url, "carla")
+    await carla.close()
+    await ana.expect("presence", timeout=10)  # carla joined
+    await ana.expect("presence", timeout=10)  # and left
+    assert (await ana.say("carla, quando vieres", to="carla"))["type"] == "ack"
+    carla = await JsonClient.open(b.url, "carla")
+    context = [e for e in await carla.quiet(1.0) if e["type"] == "message"]
+    assert [e["text"] for e in context if e.get("to") == "carla"] == ["carla, quando vieres"]
+    assert {d["with"] for d in carla.welcome["direct"]} == {"ana"}
+    # history of a room and of a direct conversation, written on A, read on B
+    for i in range(5):
+        await ana.say(f"geral {i}")
+    await beto.quiet(0.5)
+    await beto.send({"type": "history", "room": "#geral", "limit": 3})
+    page = await beto.expect("history", timeout=10)
+    assert [m["text"] for m in page["messages"]] == ["geral 2", "geral 3", "geral 4"]
+    assert page["more"] is True
+    await beto.send({"type": "history", "with": "ana"})
+    page = await beto.expect("history", timeout=10)
+    assert [m["text"] for m in page["messages"]] == ["oi, só pra ti", "oi ana"]
+
+
+async def test_per_conversation_since_and_ring_on_a_real_cluster(
+    cluster: RedisClusterServers,
+) -> None:
+    home = RoomRecord("#geral", "#geral")
+    one = ClusterStore(cluster.url, default_room=home, heartbeat=1.0)
+    other = ClusterStore(cluster.url, default_room=home, heartbeat=1.0)
+    await one.open()
+    await other.open()
+    try:
+        for store in (one, other):
+            await store.user_state("ana", "ana", home)
+        rooms = rooms_on_every_master(cluster)[:2]
+        for room in rooms:
+            record, _ = await one.create_room(RoomRecord(room, room))
+            await one.add_member(record, "ana", "ana")
+        await other.user_state("ana", "ana", home)  # follows the two rooms there too
+        sent: dict[str, list[int]] = {room: [] for room in rooms}
+        for i in range(30):
+            room = rooms[i % 2]
+            message = Stored(
+                0, "ana", "ana", f"{room} {i}", "2026-01-01T00:00:00Z", room=room, conv=room
+            )
+            stored, new = await one.append(message)
+            assert new
+            sent[room].append(stored.id)
+        for room in rooms:
+            assert sent[room] == sorted(sent[room])  # increasing in each conversation
+            assert await other.reach_conv(room, sent[room][-1], within=10)
+            for store in (one, other):
+                assert store.log.covers_conv(room, 0)  # type: ignore[attr-defined]
+                ring = [m.id for m in store.log.since_conv(room, sent[room][4], 100)]  # type: ignore[attr-defined]
+                assert ring == sent[room][5:]
+                from_redis = [m.id for m in await store.since(room, sent[room][4], 7)]
+                assert from_redis == sent[room][5:12]
+        assert len({i for ids in sent.values() for i in ids}) == 30
+    finally:
+        await one.close()
+        await other.close()
+
+
+# ---------------------------------------------------------------- a master dies
+
+
+@pytest.fixture
+def own_cluster(tmp_path: Path) -> Iterator[RedisClusterServers]:
+    """A cluster of this test's own (it kills a master)."""
+    need(cluster_missing(), "the Redis Cluster tests")
+    servers = RedisClusterServers(tmp_path / "cluster").start()
+    yield servers
+    servers.stop()
+
+
+class Sender:
+    """Sends its messages with cids, one at a time, re-sending each until acknowledged."""
+
+    def __init__(self, url: str, name: str, room: str, count: int) -> None:
+        self.url, self.name, self.room, self.count = url, name, room, count
+        self.acked: dict[str, int] = {}  # text → id
+        self.refusals = 0
+
+    async def run(self) -> None:
+        client = await JsonClient.open(self.url, self.name)
+        await join(client, self.room)
+        for i in range(self.count):
+            text = f"{self.name} {i}"
+            while text not in self.acked:
+                try:
+                    answer = await client.say(text, room=self.room, cid=f"{self.name}-{i}")
+                except TimeoutError:
+                    self.refusals += 1
+                    continue
+                if answer["type"] == "ack":
+                    self.acked[text] = answer["id"]
+                else:
+                    assert answer["code"] == "store_unavailable", answer
+                    self.refusals += 1
+                    await asyncio.sleep(0.2)
+            await asyncio.sleep(0.02)
+        await client.close()
+
+
+async def read_until(client: JsonClient, texts: set[str], within: float) -> list[dict[str, Any]]:
+    got: list[dict[str, Any]] = []
+    deadline = asyncio.get_running_loop().time() + within
+    while not texts <= {e["text"] for e in got}:
+        left = deadline - asyncio.get_running_loop().time()
+        assert left > 0, f"missing: {sorted(texts - {e['text'] for e in got})[:5]}"
+        try:
+            event = await client.expect("message", timeout=min(left, 5.0))
+        except TimeoutError:
+            continue
+        got.append(event)
+    got += [e for e in await client.quiet(1.0) if e["type"] == "message"]
+    return got
+
+
+async def test_a_master_killed_during_traffic_loses_no_acknowledged_message(
+    start_server: StartServer, own_cluster: RedisClusterServers
+) -> None:
+    cluster = own_cluster
+    a, b = pair(start_server, cluster, "--redis-wait", "1")
+    rooms = rooms_on_every_master(cluster)
+    readers = {}
+    for room in rooms:
+        reader = await JsonClient.open(b.url, f"leitor{room[5:]}")
+        await join(reader, room)
+        readers[room] = reader
+    senders = [Sender(a.url, f"autor{room[5:]}", room, 60) for room in rooms]
+    tasks = [asyncio.create_task(s.run()) for s in senders]
+    victim = cluster.master_of(stream(rooms[0]))
+    while len(senders[0].acked) < 15:  # traffic is flowing in every room
+        await asyncio.sleep(0.05)  # noqa: ASYNC110 (a condition on another task's progress)
+    victim.kill()  # SIGKILL
+    await asyncio.to_thread(cluster.wait_failover)
+    async with asyncio.timeout(180):
+        await asyncio.gather(*tasks)
+    assert senders[0].refusals >= 1, "the kill did not touch the room's traffic"
+    for sender in senders:
+        received = await read_until(readers[sender.room], set(sender.acked), 60)
+        mine = [e for e in received if e["from"] == sender.name]
+        texts = [e["text"] for e in mine]
+        assert sorted(texts) == sorted(sender.acked), "a message is missing or came twice"
+        assert all(e["id"] == sender.acked[e["text"]] for e in mine)
+        assert [e["id"] for e in mine] == sorted(e["id"] for e in mine)  # in order
+    for reader in readers.values():
+        await reader.close()
