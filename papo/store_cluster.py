@@ -216,7 +216,7 @@ class ClusterStore(ClusterRooms, RedisStore):
         try:
             reply = await self._run_append(slot, keys, args)
         except Exception as exc:  # Redis, a failover, too few replicas: the loop must live on
-            if not isinstance(exc, REDIS_FAILURES | OSError | StoreError):
+            if not isinstance(exc, (*REDIS_FAILURES, OSError, StoreError)):
                 log.exception("appending failed unexpectedly")
             error = StoreError(f"cannot store the message in Redis: {exc}")
             self.health.failed(str(error))

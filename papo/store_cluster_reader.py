@@ -164,7 +164,7 @@ class ClusterReader(RedisLifecycle):
             loaded = set()
             for conv, result in zip(new, results, strict=True):
                 if isinstance(result, BaseException):
-                    if strict or not isinstance(result, REDIS_FAILURES | OSError):
+                    if strict or not isinstance(result, (*REDIS_FAILURES, OSError)):
                         raise result
                     log.warning("cannot follow %s yet: %s", conv, result)
                 else:
@@ -245,7 +245,7 @@ class ClusterReader(RedisLifecycle):
             try:
                 await self._shard_round(shard)
             except Exception as exc:  # Redis, the connection, a failover; the loop lives on
-                if not isinstance(exc, REDIS_FAILURES | OSError | NotReplicated):
+                if not isinstance(exc, (*REDIS_FAILURES, OSError, NotReplicated)):
                     log.exception("the reader of %s failed unexpectedly", node)
                 failures += 1
                 self._failing.add(node)

@@ -57,6 +57,8 @@ class ClusterNode:
                 "--cluster-config-file", "nodes.conf",
                 "--cluster-port", str(self.bus_port),
                 "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+                # the other shards keep serving while one fails over (papo's advice too)
+                "--cluster-require-full-coverage", "no",
                 "--appendonly", "yes",
                 "--appendfsync", "everysec",
                 "--save", "",
@@ -163,6 +165,12 @@ class RedisClusterServers:
     def wait_failover(self, timeout: float = 90.0) -> None:
         """Until a replica took over every slot of a killed master."""
         self._until(time.monotonic() + timeout, self.healthy, "no failover happened")
+
+    def rejoin(self, node: ClusterNode, timeout: float = 90.0) -> None:
+        """Start a killed node again (it comes back as a replica) and wait until every
+        master has a replica again."""
+        node.start()
+        self._until(time.monotonic() + timeout, self.healthy, "the node did not rejoin")
 
     def stop(self) -> None:
         for node in self.nodes:
