@@ -29,7 +29,7 @@ def command(port: int, *words: str, timeout: float = 5.0) -> Any:
     """One command to one node (not to the cluster), its reply as redis-py parses it."""
     client = redis_py.Redis(port=port, socket_timeout=timeout, decode_responses=True)
     try:
-        return client.execute_command(*words)
+        return client.execute_command(*words)  # type: ignore[no-untyped-call]
     finally:
         client.close()
 
