@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis as redis_py
 
 from papo.cluster_ids import slot_of_id
 from papo.store import RoomRecord, Stored
@@ -21,6 +22,7 @@ from papo.store_cluster import ClusterStore
 from tests.conftest import StartServer
 from tests.helpers import JsonClient, ServerProcess, need
 from tests.redis_cluster import RedisClusterServers, cluster_missing, command
+from tests.test_crash_proof import Row, prove_no_gap_no_duplicate
 
 
 @pytest.fixture(scope="module")
@@ -266,3 +268,35 @@ async def test_a_master_killed_during_traffic_loses_no_acknowledged_message(
         assert [e["id"] for e in mine] == sorted(e["id"] for e in mine)  # in order
     for reader in readers.values():
         await reader.close()
+
+
+# ---------------------------------------------------------------- an instance dies
+
+
+async def test_sigkilled_instance_on_the_cluster_no_gap_no_duplicate(
+    start_server: StartServer, cluster: RedisClusterServers
+) -> None:
+    """tests/test_crash_proof.py's proof, with the chat in the cluster.
+
+    Room messages only for now: the terminal client resumes with one number,
+    exact within one conversation in cluster mode; private messages (each a
+    conversation of its own) wait for the clients' per-conversation resume.
+    """
+    server = start_server("--redis", cluster.url, "--presence-grace", "0.3", "--rate-limit", "0")
+
+    def stored() -> list[Row]:
+        client: Any = redis_py.RedisCluster(
+            host="127.0.0.1", port=cluster.nodes[0].port, decode_responses=True
+        )
+        try:
+            streams = ["{r:#geral}:messages"]
+            streams += client.scan_iter(match="{d:*}:messages", target_nodes=client.PRIMARIES)
+            rows: list[Row] = []
+            for name in streams:
+                for entry_id, f in client.xrange(name):
+                    rows.append((int(entry_id.rpartition("-")[2]), f["k"], f["x"], f.get("rk")))
+            return sorted(rows)
+        finally:
+            client.close()
+
+    await prove_no_gap_no_duplicate(server, stored, private_share=0.0, ordered=False)
