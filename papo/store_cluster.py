@@ -49,7 +49,7 @@ from redis.exceptions import NoScriptError
 
 from papo.cluster_ids import EPOCH_MS, clock_key, key_slot, parse_cluster_url
 from papo.redis_cluster_scripts import APPEND
-from papo.store import DEFAULT_RETENTION, RoomRecord, Stored, StoreError
+from papo.store import Stored, StoreError
 from papo.store_cluster_reader import WAIT_TIMEOUT_MS, NotReplicated, trim_key
 from papo.store_cluster_rooms import ClusterRooms
 from papo.store_redis import APPEND_BATCH, RedisStore
@@ -77,19 +77,9 @@ Pending = tuple[Stored, "int | None", "asyncio.Future[tuple[bool, int]]"]
 class ClusterStore(ClusterRooms, RedisStore):
     """The :class:`~papo.store.Store` interface over a Redis Cluster shared by instances."""
 
-    def __init__(
-        self,
-        url: str,
-        retention: int = DEFAULT_RETENTION,
-        *,
-        default_room: RoomRecord | None = None,
-        heartbeat: float = 5.0,
-        dead_after: float = 15.0,
-        wait: int = 0,
-    ) -> None:
-        super().__init__(
-            url, retention, default_room=default_room, heartbeat=heartbeat, dead_after=dead_after
-        )
+    def __init__(self, *args: Any, wait: int = 0, **kwargs: Any) -> None:
+        """As :class:`~papo.store_redis.RedisStore`, and ``wait``: ``--redis-wait``."""
+        super().__init__(*args, **kwargs)
         self.wait_replicas = wait
         self._appends: list[Pending] = []
         self._known_directs: set[str] = set()  # recorded for both users already

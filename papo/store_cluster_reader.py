@@ -333,9 +333,7 @@ class ClusterReader(RedisLifecycle):
                     continue
                 self._cursors[stream] = message_id
                 stored = self._stored(entry_id, fields)
-                instance, _, session = fields.get("o", "").partition(":")
-                here = instance == self.instance and session.isdigit()
-                batch.append((stored, int(session) if here else None))
+                batch.append((stored, self._origin(fields)))
                 if "g" in fields:
                     self._clog.trim_conversation(stored.conv, int(fields["g"]))
         batch.sort(key=lambda item: item[0].id)  # each stream's order stays; roughly time order

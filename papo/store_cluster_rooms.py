@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from typing import Any, cast
 
 from papo import redis_cluster_scripts as cs
@@ -36,6 +35,7 @@ from papo.store_redis_base import (
     stream_of,
     user_directs,
 )
+from papo.store_redis_rooms import creation_args
 
 
 def user_rooms(key: str) -> str:
@@ -106,13 +106,7 @@ class ClusterRooms(ClusterReader):
         )
 
     async def create_room(self, room: RoomRecord) -> tuple[RoomRecord, bool]:
-        args: list[str | float] = [
-            room.key,
-            room.name,
-            room.topic,
-            room.created_by,
-            room.created or time.time(),
-        ]
+        args = creation_args(room)
 
         async def create() -> list[Any]:
             reply = await self._c_create_room(keys=[room_meta(room.key)], args=args)

@@ -212,9 +212,7 @@ class RedisReader(RedisBase):
                 continue
             seen.add(message_id)
             stored = self._stored(entry_id, fields)
-            instance, _, session = fields.get("o", "").partition(":")
-            here = instance == self.instance and session.isdigit()
-            batch.append((stored, int(session) if here else None))
+            batch.append((stored, self._origin(fields)))
             if "g" in fields:
                 self.log.trim_conversation(stored.conv, int(fields["g"]))
         if batch:
@@ -227,6 +225,12 @@ class RedisReader(RedisBase):
             self.on_message(stored, origin)
         self._release()
         return limit is not None
+
+    def _origin(self, fields: dict[str, str]) -> int | None:
+        """The session of this instance an entry came from (its ``o``), or None."""
+        instance, _, session = fields.get("o", "").partition(":")
+        here = instance == self.instance and session.isdigit()
+        return int(session) if here else None
 
     def _rewrite_ring(self, entry: Stored) -> None:
         """The ring's copy of the message ``entry`` edits or deletes, rewritten the same way."""

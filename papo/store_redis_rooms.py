@@ -108,13 +108,7 @@ class RedisRooms(RedisReader):
         return _record(key, fields) if fields.get("name") else None
 
     async def create_room(self, room: RoomRecord) -> tuple[RoomRecord, bool]:
-        args: list[str | float] = [
-            room.key,
-            room.name,
-            room.topic,
-            room.created_by,
-            room.created or time.time(),
-        ]
+        args = creation_args(room)
         made, name, topic, by, created = await self._call(
             lambda: self._create_room(args=args), "cannot create the room in Redis"
         )
@@ -332,6 +326,11 @@ class RedisRooms(RedisReader):
         waiter = self._event_waiters.get(str(event.get("w", ""))) if here else None
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+
+def creation_args(room: RoomRecord) -> list[str | float]:
+    """What the room creation scripts take: key, name, topic, creator, creation time."""
+    return [room.key, room.name, room.topic, room.created_by, room.created or time.time()]
 
 
 def _chunks(flat: list[Any], size: int) -> list[list[Any]]:

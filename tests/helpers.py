@@ -286,22 +286,15 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> RedisServer:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        binary = shutil.which("redis-server")
-        assert binary is not None
         self.proc = subprocess.Popen(
             [
-                binary,
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--dir", str(self.directory),
+                *redis_command(self.port, self.directory),
                 "--appendonly", "yes",
                 "--appendfsync", "always",
                 # a rewritten AOF as commands, not an RDB copy of the streams' packed
                 # nodes (which keep XDELed entries): as the README asks (deleted text)
                 "--aof-use-rdb-preamble", "no",
                 "--save", "",
-                "--logfile", str(self.directory / "redis.log"),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -329,6 +322,21 @@ class RedisServer:
     def log(self) -> str:
         path = self.directory / "redis.log"
         return path.read_text() if path.exists() else ""
+
+
+def redis_command(port: int, directory: Path) -> list[str]:
+    """The start of a redis-server command line: on ``port`` of 127.0.0.1, in ``directory``
+    (made here), its log file there."""
+    directory.mkdir(parents=True, exist_ok=True)
+    binary = shutil.which("redis-server")
+    assert binary is not None
+    return [
+        binary,
+        "--port", str(port),
+        "--bind", "127.0.0.1",
+        "--dir", str(directory),
+        "--logfile", str(directory / "redis.log"),
+    ]  # fmt: skip
 
 
 def redis_missing() -> str | None:

@@ -19,7 +19,7 @@ from typing import Any
 import redis as redis_py
 from redis.exceptions import RedisError
 
-from tests.helpers import free_port
+from tests.helpers import free_port, redis_command
 
 MASTERS = 3
 NODE_TIMEOUT_MS = 3000  # a dead master is failed over after about this (plus an election)
@@ -44,15 +44,9 @@ class ClusterNode:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        binary = shutil.which("redis-server")
-        assert binary is not None
         self.proc = subprocess.Popen(
             [
-                binary,
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--dir", str(self.directory),
+                *redis_command(self.port, self.directory),
                 "--cluster-enabled", "yes",
                 "--cluster-config-file", "nodes.conf",
                 "--cluster-port", str(self.bus_port),
@@ -62,7 +56,6 @@ class ClusterNode:
                 "--appendonly", "yes",
                 "--appendfsync", "everysec",
                 "--save", "",
-                "--logfile", str(self.directory / "redis.log"),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
