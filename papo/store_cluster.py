@@ -47,7 +47,14 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 
-from papo.cluster_ids import EPOCH_MS, clock_key, key_slot, parse_cluster_url
+from papo.cluster_ids import (
+    EPOCH_MS,
+    clock_key,
+    group_by_slot,
+    key_slot,
+    parse_cluster_url,
+    slot_of_id,
+)
 from papo.redis_cluster_scripts import APPEND
 from papo.store import Stored, StoreError
 from papo.store_cluster_reader import WAIT_TIMEOUT_MS, NotReplicated, trim_key
@@ -58,13 +65,16 @@ from papo.store_redis_base import (
     EVENTS,
     READ_BLOCK_MS,
     REDIS_FAILURES,
+    ROOMS,
     _fields,
     _safe,
     log,
     rewritten_of,
+    room_stream,
     stream_of,
     user_directs,
 )
+from papo.store_redis_reader import merged
 
 __all__ = ["ClusterStore"]
 
@@ -245,6 +255,50 @@ class ClusterStore(ClusterRooms, RedisStore):
                 )
             return cast(list[Any], first)
         raise StoreError("Redis lost the append script twice")
+
+    # ---------------------------------------------------------------- reading back
+
+    async def since(self, conv: str, after: int, limit: int) -> list[Stored]:
+        """Entries of ``conv`` over ``after``, ascending, at most ``limit``: from Redis, and
+        (when followed) only up to what was delivered here, the rest comes live."""
+        stream = stream_of(conv)
+
+        async def read() -> list[Stored]:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.xrange(stream, f"(0-{after}", "+", count=limit)
+                pipe.zrangebyscore(rewritten_of(stream), f"({after}", "+inf", 0, limit)
+                entries, rewritten = await pipe.execute()
+            found = [self._stored(i, f) for i, f in merged(entries, rewritten, limit)]
+            top = self._clog.newest.get(conv) if conv in self._followed else None
+            return found if top is None else [m for m in found if m.id <= top]
+
+        return await self._call(read, "cannot read the conversation from Redis")
+
+    async def get_message(self, message_id: int) -> Stored | None:
+        found = self.log.find(message_id)
+        if found is not None:
+            return found
+        slot = slot_of_id(message_id)  # a cluster id says in which slot to look
+
+        async def look() -> Stored | None:
+            mine = [stream_of(c) for c in sorted(self._followed)]
+            found = await self._look_in([s for s in mine if key_slot(s) == slot], message_id)
+            if found is None:  # an admin's request about a room nobody here is in
+                rooms = cast(set[str], await self._redis.smembers(ROOMS))
+                others = [room_stream(r) for r in sorted(rooms)]
+                streams = [s for s in others if s not in mine and key_slot(s) == slot]
+                found = await self._look_in(streams, message_id)
+            return found
+
+        return await self._call(look, "cannot find the message in Redis")
+
+    @staticmethod
+    def _script_groups(streams: list[str]) -> list[list[str]]:
+        return [
+            group[i : i + 100]
+            for group in group_by_slot(streams).values()
+            for i in range(0, len(group), 100)
+        ]
 
     # ---------------------------------------------------------------- the append-only files
 
