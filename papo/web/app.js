@@ -26,7 +26,8 @@
   let me = null;              // our name, as the server spells it
   let joined = false;         // joined on the current connection
   let everJoined = false;     // joined once: reconnects resume
-  let lastId = 0;             // newest message id seen, in any conversation: where a resume starts
+  let lastId = 0;             // newest message id seen, in any conversation: resume_from
+  const MAX_RESUME = 1000;    // conversations a hello's `resume` may name
   let liveFrom = 0;           // messages above this id arrived live (not the backlog): may notify
   let roomsOn = true;         // the server speaks rooms (its welcome lists them)
   let leaving = false;
@@ -223,6 +224,7 @@
       items: [], ids: new Map(),
       ops: new Set(), joinedOps: new Set(),  // name keys of the room's operators (and admins)
       more: null, loading: false, unread: 0,
+      seen: 0,  // the newest message id seen in it: where its resume starts
       li: null, button: null, badge: null,
     };
     convs.set(key, conv);
@@ -262,6 +264,30 @@
     if (ev.with != null) return directConv(ev.with, true);
     if (ev.to != null) return directConv(same(ev.from, me) ? ev.to : ev.from, true);
     return ev.room ? roomConv(ev.room) : home();
+  }
+
+  // A message was seen: its conversation's position moves on. A deleted direct message
+  // to us does not say from whom: it moves nothing (resume_from covers it).
+  function see(ev) {
+    let conv = null;
+    if (ev.to != null) {
+      const peer = ev.deleted ? (same(ev.to, me) ? null : ev.to) : (same(ev.from, me) ? ev.to : ev.from);
+      conv = peer ? convs.get(directKey(peer)) : null;
+    } else {
+      conv = ev.room ? convs.get(roomKey(ev.room)) : home();
+    }
+    if (conv) conv.seen = Math.max(conv.seen, ev.id);
+  }
+
+  // The hello of a rejoin: each conversation after its own position (the most recent ones,
+  // at most MAX_RESUME), and every other one after the newest id seen anywhere.
+  function resumeHello() {
+    const seen = [...convs.values()].filter((c) => c.seen > 0).sort((a, b) => b.seen - a.seen);
+    const resume = {};
+    for (const conv of seen.slice(0, MAX_RESUME)) {
+      resume[conv.kind === "room" ? conv.name : "@" + conv.name] = conv.seen;
+    }
+    return { type: "hello", name: me, token: saved.token, resume, resume_from: lastId };
   }
 
   function knownConv(ev) {  // the same, for answers: never brings back a room we left
@@ -1012,7 +1038,7 @@
     const sock = new WebSocket(wsUrl(), "papo.v1");
     sock.lang = lang;
     next = sock;
-    sock.onopen = () => sock.send(JSON.stringify({ type: "hello", name: me, token: saved.token, resume_from: lastId }));
+    sock.onopen = () => sock.send(JSON.stringify(resumeHello()));
     sock.onmessage = (e) => {
       let event;
       try { event = JSON.parse(e.data); } catch { return; }
@@ -1056,7 +1082,7 @@
     const tick = () => {
       const seconds = Math.ceil(wait);
       setStatus("reconnecting", () => t("reconnecting in {n} s", { n: seconds }));
-      if (wait <= 0) { open({ type: "hello", name: me, token: saved.token, resume_from: lastId }); return; }
+      if (wait <= 0) { open(resumeHello()); return; }
       const step = Math.min(1, wait);
       wait -= step;
       retryTimer = setTimeout(tick, step * 1000);
@@ -1133,9 +1159,10 @@
       case "message": {
         lastId = Math.max(lastId, ev.id);
         const mine = ev.cid && outbox.get(ev.cid);
-        if (mine) { confirm(ev.cid, ev.id); break; }  // ours, stored before its ack was lost
-        if (ev.deleted) { tombstone(ev); break; }
+        if (mine) { confirm(ev.cid, ev.id); see(ev); break; }  // ours, stored before its ack was lost
+        if (ev.deleted) { tombstone(ev); see(ev); break; }
         const conv = convOf(ev);
+        see(ev);
         if (conv.ids.has(ev.id)) break;
         const item = messageItem(conv, ev);
         insert(conv, item);
@@ -1253,8 +1280,8 @@
       case "users":
         renderUsers(ev.users);
         break;
-      case "gap":
-        notice(() => t("older messages are no longer kept"));
+      case "gap":  // a per-conversation resume says which conversation lost some
+        notice(() => t("older messages are no longer kept"), false, (ev.room || ev.with) ? knownConv(ev) : null);
         break;
       case "notice":
         notice(ev.text);
