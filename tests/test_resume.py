@@ -20,6 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from papo.accounts import Accounts, Tokens
+from papo.client_session import ChatSession, Joined
 from papo.directory import Session
 from papo.events import MAX_RESUME
 from papo.hub import Hub
@@ -30,6 +31,7 @@ from papo.protocol import (
     Edit,
     Hello,
     Join,
+    Message,
     Part,
     ProtocolError,
     Say,
@@ -430,3 +432,38 @@ def test_any_resume_parses_or_is_refused_with_bad_field(resume: dict[str, Any]) 
         return
     assert isinstance(event, Hello) and event.resume is not None
     assert all(name[0] in "#@" and 0 <= p <= MAX_ID for name, p in event.resume)
+
+
+# ---------------------------------------------------------------- the terminal client's side
+
+
+def test_the_client_keeps_one_position_per_conversation_and_resumes_with_all() -> None:
+    session = ChatSession("ws://localhost:1")
+    session.joined = Joined("Ana", "token", 0)
+    for event in (
+        Message(10, "beto", "a", "t", room="#Sala"),
+        Message(11, "beto", "b", "t", to="Ana"),
+        Message(12, "Ana", "c", "t", to="Carla"),
+        Message(13, "beto", "d", "t", room="#geral"),
+        Message(14, "", "", "t", to="Ana", deleted=True),  # from whom: not said
+    ):
+        assert session._settle(event)
+    hello = session._resuming("Ana", "token")
+    assert hello.resume_from == 14
+    assert dict(hello.resume or ()) == {"#Sala": 10, "@beto": 11, "@Carla": 12, "#geral": 13}
+    # after a reconnect the server replays conversation by conversation: an older id
+    # in one conversation after a newer one in another is new; at or below its own
+    # conversation's position it is a duplicate; a conversation without one: resume_from
+    session.resumed, session._resumed_from = True, 14
+    replay = [
+        (Message(13, "beto", "d", "t", room="#geral"), False),
+        (Message(20, "beto", "e", "t", room="#geral"), True),
+        (Message(15, "beto", "f", "t", room="#sala"), True),
+        (Message(10, "beto", "a", "t", room="#sala"), False),
+        (Message(11, "beto", "b", "t", to="Ana"), False),
+        (Message(16, "beto", "g", "t", to="Ana"), True),
+        (Message(14, "zeca", "h", "t", to="Ana"), False),  # no position: resume_from
+        (Message(17, "zeca", "i", "t", to="Ana"), True),
+    ]
+    assert [session._settle(event) for event, _ in replay] == [fresh for _, fresh in replay]
+    assert session._resuming("Ana", "token").resume_from == 20
