@@ -50,9 +50,9 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from websockets.typing import Subprotocol
 
 from papo import SUBPROTOCOL
-from papo.events import MAX_RESUME
+from papo.client_positions import Positions
 from papo.i18n import Text, t
-from papo.names import name_key, room_key
+from papo.names import room_key
 from papo.protocol import (
     Ack,
     ClientEvent,
@@ -145,10 +145,7 @@ class ChatSession:
         self.hello: Hello | None = None
         self.joined: Joined | None = None
         self.last_id = 0  # newest message id seen (or the first welcome's last_id)
-        #: conversation key (``#sala``, ``@maria``) → (its name for ``resume``, the newest
-        #: message id passed on in it)
-        self.positions: dict[str, tuple[str, int]] = {}
-        self._resumed_from = 0  # the resume_from of the last reconnect
+        self.positions = Positions()  # where we are in each conversation, for resume
         self.own_ids: set[int] = set()  # ids of our own acknowledged messages
         #: Told ``(id, say)`` when the server acknowledges one of our messages (cid → id):
         #: the terminal client learns which messages it may ``/edit`` by default.
@@ -246,25 +243,7 @@ class ChatSession:
 
     def _resuming(self, name: str, token: str | None) -> Hello:
         """The ``hello`` of a reconnect: each conversation's position, and the newest id."""
-        newest = sorted(self.positions.values(), key=lambda p: p[1], reverse=True)
-        resume = tuple(newest[:MAX_RESUME])  # the others resume from resume_from
-        return Hello(name, token=token, resume_from=self.last_id, resume=resume)
-
-    def _conversation(self, event: Message) -> tuple[str, str] | None:
-        """``(key, name for resume)`` of a message's conversation; None when it cannot be
-        told (a deleted direct message to us does not say from whom)."""
-        if event.room is not None:
-            return room_key(event.room), event.room
-        if event.to is None:
-            return None
-        me = "" if self.joined is None else name_key(self.joined.name)
-        if event.sender and name_key(event.sender) == me:
-            peer = event.to
-        elif name_key(event.to) == me:
-            peer = event.sender  # empty in a tombstone
-        else:
-            peer = event.to  # the tombstone of one we sent
-        return None if not peer else ("@" + name_key(peer), "@" + peer)
+        return Hello(name, token=token, resume_from=self.last_id, resume=self.positions.resume())
 
     async def say(self, text: str, to: str | None = None, room: str | None = None) -> None:
         """Send a message (to ``room``, or privately ``to``; neither: the default room).
@@ -321,13 +300,16 @@ class ChatSession:
             if not await self._reconnect():
                 return
 
+    @property
+    def _me(self) -> str:
+        return "" if self.joined is None else self.joined.name
+
     def _settle(self, event: ServerEvent) -> bool:
         """Book-keeping for one event; False when it must not be shown (a duplicate)."""
         if isinstance(event, Message):
             if event.cid is not None:  # ours, replayed on resume: its ack may have been lost
                 self._settle_cid(event.cid, event.id)
             room = None if event.room is None else room_key(event.room)
-            conv = self._conversation(event)
             backlog = self._backlog.get(room) if room is not None else None
             if backlog is not None and event.id <= backlog[0]:
                 # The backlog of a room just joined: older than ids seen elsewhere, yet new
@@ -336,14 +318,10 @@ class ChatSession:
             else:
                 # A resume replays each conversation after its own position (one with
                 # none after resume_from): at or below it, this was passed on before.
-                kept = None if conv is None else self.positions.get(conv[0])
-                position = self._resumed_from if kept is None else kept[1]
-                seen_before = self.resumed and event.id <= position
+                seen_before = self.resumed and self.positions.seen_before(event, self._me)
                 fresh = event.id not in self.own_ids and not seen_before
             self.last_id = max(self.last_id, event.id)
-            if conv is not None:
-                known = self.positions.get(conv[0], ("", 0))[1]
-                self.positions[conv[0]] = (conv[1], max(known, event.id))
+            self.positions.see(event, self._me)
             if fresh and room is not None:
                 self._room_newest[room] = max(self._room_newest.get(room, 0), event.id)
             return fresh
@@ -382,7 +360,7 @@ class ChatSession:
                 await self.connect()
                 assert self.hello is not None
                 self.hello = self._resuming(self.hello.name, self.hello.token)
-                self._resumed_from = self.last_id
+                self.positions.resumed_from = self.last_id
                 await self.join(self.hello)
             except ConnectError as exc:
                 log.info("reconnect attempt %d failed: %s (%s)", attempt, exc, exc.detail)

@@ -454,7 +454,7 @@ def test_the_client_keeps_one_position_per_conversation_and_resumes_with_all() -
     # after a reconnect the server replays conversation by conversation: an older id
     # in one conversation after a newer one in another is new; at or below its own
     # conversation's position it is a duplicate; a conversation without one: resume_from
-    session.resumed, session._resumed_from = True, 14
+    session.resumed, session.positions.resumed_from = True, 14
     replay = [
         (Message(13, "beto", "d", "t", room="#geral"), False),
         (Message(20, "beto", "e", "t", room="#geral"), True),
