@@ -7,6 +7,17 @@ replays each conversation after its own position, conversation by
 conversation, so once resumed a message is a duplicate when its id is at or
 below *its conversation's* position; one with no position was replayed after
 the ``resume_from`` that was sent. Used by :mod:`papo.client_session`.
+
+``resume_from`` is not simply the newest id seen: a replay that a drop cut
+short may have reached id 150 in one conversation and not yet started
+another, and a conversation the client never heard of (a direct one opened
+while it was away) would then be resumed after 150, past what it missed.
+So every conversation the client knows (the welcome lists them) is named in
+``resume``, and ``resume_from`` is the *floor*: an id up to which every
+conversation is complete. It follows the newest id seen only while the
+connection is known to be live: the answer to a request sent after the
+``hello`` comes after the whole replay (a connection's requests are handled
+in order), so that answer proves it.
 """
 
 from __future__ import annotations
@@ -21,6 +32,20 @@ class Positions:
     def __init__(self) -> None:
         self.kept: dict[str, tuple[str, int]] = {}
         self.resumed_from = 0  # the resume_from of the last reconnect
+        self.floor = 0  # every conversation is complete up to here: the next resume_from
+        self.proven = False  # this connection is past its replay: the floor follows what comes
+
+    def listed(self, convs: list[tuple[str, str]], at: int) -> None:
+        """``convs`` (key, name) are the user's: one without a position gets ``at`` (the
+        server resumed it from there, or a fresh join showed it as of there)."""
+        for key, name in convs:
+            if key not in self.kept:
+                self.kept[key] = (name, at)
+
+    def live(self, newest: int) -> None:
+        """The connection is past its replay: complete up to ``newest``, the newest seen."""
+        self.proven = True
+        self.floor = max(self.floor, newest)
 
     def resume(self) -> tuple[tuple[str, int], ...]:
         """``hello.resume``: the most recent :data:`~papo.events.MAX_RESUME` conversations
@@ -40,6 +65,8 @@ class Positions:
         if conv is not None:
             known = self.kept.get(conv[0], ("", 0))[1]
             self.kept[conv[0]] = (conv[1], max(known, event.id))
+        if self.proven:  # live: delivered in order, so nothing below it is missing
+            self.floor = max(self.floor, event.id)
 
 
 def conversation(event: Message, me: str) -> tuple[str, str] | None:

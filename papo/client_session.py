@@ -52,7 +52,7 @@ from websockets.typing import Subprotocol
 from papo import SUBPROTOCOL
 from papo.client_positions import Positions
 from papo.i18n import Text, t
-from papo.names import room_key
+from papo.names import name_key, room_key
 from papo.protocol import (
     Ack,
     ClientEvent,
@@ -66,7 +66,9 @@ from papo.protocol import (
     RoomState,
     Say,
     ServerEvent,
+    Users,
     Welcome,
+    Who,
 )
 from papo.protocol_client import encode_client, parse_server
 
@@ -166,6 +168,7 @@ class ChatSession:
         # room key → (the room's last_id when joined, newest id passed on before): its backlog
         self._backlog: dict[str, tuple[int, int]] = {}
         self._rejoined: Welcome | None = None  # the welcome of a reconnect, for events()
+        self._marker = False  # the `who` sent after a join is not answered yet
 
     @property
     def connect_url(self) -> str:
@@ -236,14 +239,21 @@ class ChatSession:
         )
         if first:
             self.last_id = event.last_id
+            self.positions.floor = event.last_id
+        listed = [(room_key(r.room), r.room) for r in event.rooms]
+        listed += [("@" + name_key(d.with_), "@" + d.with_) for d in event.direct]
+        self.positions.listed(listed, event.last_id if first else self.positions.resumed_from)
         # Later joins use the token (no password prompt) and resume where we were.
         self.hello = self._resuming(event.name, event.token)
         self.live = True
+        # Answered after the whole catch-up: its answer proves this connection is live.
+        self._marker = await self._send(Who())
         return self.joined
 
     def _resuming(self, name: str, token: str | None) -> Hello:
         """The ``hello`` of a reconnect: each conversation's position, and the newest id."""
-        return Hello(name, token=token, resume_from=self.last_id, resume=self.positions.resume())
+        positions = self.positions
+        return Hello(name, token=token, resume_from=positions.floor, resume=positions.resume())
 
     async def say(self, text: str, to: str | None = None, room: str | None = None) -> None:
         """Send a message (to ``room``, or privately ``to``; neither: the default room).
@@ -292,6 +302,7 @@ class ChatSession:
             except ConnectionClosed:
                 pass
             self.live = False
+            self.positions.proven = False
             code = self.ws.close_code
             if self.closing or code in FINAL_CLOSE_CODES:
                 log.info("connection closed: code %s (%s)", code, self.ws.close_reason or "-")
@@ -325,10 +336,17 @@ class ChatSession:
             if fresh and room is not None:
                 self._room_newest[room] = max(self._room_newest.get(room, 0), event.id)
             return fresh
+        if isinstance(event, Users) and self._marker:  # the answer to our own `who`
+            self._marker = False
+            self.positions.live(self.last_id)
+            return False
         if isinstance(event, RoomJoined):
             room = room_key(event.room)
+            self.positions.listed([(room, event.room)], event.last_id)
             self._backlog[room] = (event.last_id, self._room_newest.get(room, 0))
             return True
+        if isinstance(event, Ack) and not self.positions.proven:
+            self.positions.live(self.last_id)  # answered after the catch-up, like `who`
         if isinstance(event, Ack) and event.cid is not None:
             self._settle_cid(event.cid, event.id, event.to)
             return False
@@ -360,7 +378,7 @@ class ChatSession:
                 await self.connect()
                 assert self.hello is not None
                 self.hello = self._resuming(self.hello.name, self.hello.token)
-                self.positions.resumed_from = self.last_id
+                self.positions.resumed_from = self.positions.floor
                 await self.join(self.hello)
             except ConnectError as exc:
                 log.info("reconnect attempt %d failed: %s (%s)", attempt, exc, exc.detail)

@@ -35,6 +35,7 @@ from papo.protocol import (
     Part,
     ProtocolError,
     Say,
+    Users,
     parse_client,
 )
 from papo.protocol_client import encode_client
@@ -440,6 +441,7 @@ def test_any_resume_parses_or_is_refused_with_bad_field(resume: dict[str, Any]) 
 def test_the_client_keeps_one_position_per_conversation_and_resumes_with_all() -> None:
     session = ChatSession("ws://localhost:1")
     session.joined = Joined("Ana", "token", 0)
+    session.positions.listed([("#quieta", "#Quieta")], 5)  # listed by a welcome as of 5
     for event in (
         Message(10, "beto", "a", "t", room="#Sala"),
         Message(11, "beto", "b", "t", to="Ana"),
@@ -449,21 +451,32 @@ def test_the_client_keeps_one_position_per_conversation_and_resumes_with_all() -
     ):
         assert session._settle(event)
     hello = session._resuming("Ana", "token")
-    assert hello.resume_from == 14
-    assert dict(hello.resume or ()) == {"#Sala": 10, "@beto": 11, "@Carla": 12, "#geral": 13}
+    assert dict(hello.resume or ()) == {
+        "#Sala": 10, "@beto": 11, "@Carla": 12, "#geral": 13, "#Quieta": 5,
+    }  # fmt: skip
+    # not known to be live (this may be a replay a drop cuts short): the floor stays
+    assert hello.resume_from == 0
+    assert session._settle(Users(()))  # someone's `/who`: shown, and not taken as proof
+    assert session._resuming("Ana", "token").resume_from == 0
+    session._marker = True
+    assert not session._settle(Users(()))  # ours: swallowed, and the replay is over
+    assert session._resuming("Ana", "token").resume_from == 14
+    assert session._settle(Message(15, "beto", "e", "t", room="#geral"))  # live: follows
+    assert session._resuming("Ana", "token").resume_from == 15
     # after a reconnect the server replays conversation by conversation: an older id
     # in one conversation after a newer one in another is new; at or below its own
     # conversation's position it is a duplicate; a conversation without one: resume_from
-    session.resumed, session.positions.resumed_from = True, 14
+    session.positions.proven = False
+    session.resumed, session.positions.resumed_from = True, 15
     replay = [
-        (Message(13, "beto", "d", "t", room="#geral"), False),
+        (Message(15, "beto", "e", "t", room="#geral"), False),
         (Message(20, "beto", "e", "t", room="#geral"), True),
-        (Message(15, "beto", "f", "t", room="#sala"), True),
+        (Message(16, "beto", "f", "t", room="#sala"), True),
         (Message(10, "beto", "a", "t", room="#sala"), False),
         (Message(11, "beto", "b", "t", to="Ana"), False),
-        (Message(16, "beto", "g", "t", to="Ana"), True),
+        (Message(17, "beto", "g", "t", to="Ana"), True),
         (Message(14, "zeca", "h", "t", to="Ana"), False),  # no position: resume_from
-        (Message(17, "zeca", "i", "t", to="Ana"), True),
+        (Message(18, "zeca", "i", "t", to="Ana"), True),
     ]
     assert [session._settle(event) for event, _ in replay] == [fresh for _, fresh in replay]
-    assert session._resuming("Ana", "token").resume_from == 20
+    assert session._resuming("Ana", "token").resume_from == 15  # the replay is not over

@@ -26,7 +26,14 @@
   let me = null;              // our name, as the server spells it
   let joined = false;         // joined on the current connection
   let everJoined = false;     // joined once: reconnects resume
-  let lastId = 0;             // newest message id seen, in any conversation: resume_from
+  let lastId = 0;             // newest message id seen, in any conversation
+  // Every conversation is complete up to `floor`: the resume_from of a rejoin. It follows
+  // lastId only once this connection is past its replay (`proven`: the answer to the `who`
+  // sent after the welcome comes after the whole replay). A replay cut short may have gone
+  // far in one conversation and not started another one this page never heard of.
+  let floor = 0;
+  let proven = false;
+  let resumedFrom = 0;        // the resume_from of the last rejoin
   const MAX_RESUME = 1000;    // conversations a hello's `resume` may name
   let liveFrom = 0;           // messages above this id arrived live (not the backlog): may notify
   let roomsOn = true;         // the server speaks rooms (its welcome lists them)
@@ -277,17 +284,19 @@
       conv = ev.room ? convs.get(roomKey(ev.room)) : home();
     }
     if (conv) conv.seen = Math.max(conv.seen, ev.id);
+    if (proven) floor = Math.max(floor, ev.id);
   }
 
   // The hello of a rejoin: each conversation after its own position (the most recent ones,
-  // at most MAX_RESUME), and every other one after the newest id seen anywhere.
+  // at most MAX_RESUME), and every other one after the floor.
   function resumeHello() {
     const seen = [...convs.values()].filter((c) => c.seen > 0).sort((a, b) => b.seen - a.seen);
     const resume = {};
     for (const conv of seen.slice(0, MAX_RESUME)) {
       resume[conv.kind === "room" ? conv.name : "@" + conv.name] = conv.seen;
     }
-    return { type: "hello", name: me, token: saved.token, resume, resume_from: lastId };
+    resumedFrom = floor;
+    return { type: "hello", name: me, token: saved.token, resume, resume_from: floor };
   }
 
   function knownConv(ev) {  // the same, for answers: never brings back a room we left
@@ -1059,6 +1068,7 @@
 
   function closed(e) {
     joined = false;
+    proven = false;
     quietRooms = 0;  // the answers asked for on this connection will not come
     for (const conv of convs.values()) conv.loading = false;
     if (leaving) { setStatus("offline", () => t("offline")); return; }
@@ -1094,6 +1104,9 @@
     me = ev.name;
     if (ev.token) saved.keep(ev.name, ev.token);
     if (!everJoined) lastId = Math.max(lastId, ev.last_id || 0);
+    if (!everJoined) floor = Math.max(floor, ev.last_id || 0);
+    proven = false;  // this connection's replay follows; the answer to `who` ends it
+    const listedAt = everJoined ? resumedFrom : (ev.last_id || 0);  // where the server began each
     liveFrom = Math.max(liveFrom, ev.last_id || 0);
     roomsOn = Array.isArray(ev.rooms);
     const listed = roomsOn ? ev.rooms : [{ room: DEFAULT_ROOM }];
@@ -1110,6 +1123,7 @@
       conv.name = r.room;
       conv.topic = r.topic || "";
       if (conv.since == null) conv.since = ev.last_id || 0;
+      if (!conv.seen) conv.seen = listedAt;
       setBase(conv, ev.last_id, r.last_read, r.unread);
       keep.add(conv.key);
     }
@@ -1122,6 +1136,7 @@
     for (const d of ev.direct || []) {
       const conv = directConv(d.with, true);
       if (conv.since == null) conv.since = ev.last_id || 0;
+      if (!conv.seen) conv.seen = listedAt;
       setBase(conv, ev.last_id, d.last_read, d.unread);
     }
     everJoined = true;
@@ -1277,7 +1292,8 @@
         send({ type: "who" });
         break;
       }
-      case "users":
+      case "users":  // answered after this connection's replay: it is live now
+        if (!proven) { proven = true; floor = Math.max(floor, lastId); }
         renderUsers(ev.users);
         break;
       case "gap":  // a per-conversation resume says which conversation lost some
@@ -1297,6 +1313,7 @@
       conv.name = ev.room;
       conv.topic = ev.topic || "";
       if (isNew || conv.since == null) conv.since = ev.last_id || liveFrom;
+      if (!conv.seen) conv.seen = ev.last_id || 0;  // its last messages follow, as history
       setBase(conv, ev.last_id, ev.last_read, ev.unread);
       conv.joinedOps = new Set((ev.members || []).filter((m) => m.op).map((m) => nameKey(m.name)));
       setOps(conv, conv.joinedOps);
@@ -1590,6 +1607,7 @@
       everJoined = false;
       me = null;
       lastId = 0;
+      floor = 0;
       liveFrom = 0;
       closeRoomForm();
       reset();
