@@ -10,7 +10,7 @@ Portuguese.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pexpect
 import pytest
@@ -227,15 +227,19 @@ def test_a_history_page_shows_the_latest_text_and_tombstones() -> None:
 
 
 def test_mutes_and_bans_say_until_when_in_local_time() -> None:
-    soon = datetime.now(UTC) + timedelta(minutes=10)
-    iso = soon.isoformat().replace("+00:00", "Z")
+    now = datetime.now(UTC)
+    # A zone where it is about noon now, so that ten minutes on is still today
+    # whatever the hour the test runs at.
+    noon = timezone(timedelta(hours=12 - now.hour))
+    soon = (now + timedelta(minutes=10)).astimezone(noon)
+    iso = soon.astimezone(UTC).isoformat().replace("+00:00", "Z")
     time_en = clock_time(soon, "en").replace("\u202f", " ")
-    assert until_text(iso, "en", UTC) == f"(until {time_en})"
-    assert until_text(iso, "pt-BR", UTC) == f"(até {clock_time(soon, 'pt-BR')})"
+    assert until_text(iso, "en", noon) == f"(until {time_en})"
+    assert until_text(iso, "pt-BR", noon) == f"(até {clock_time(soon, 'pt-BR')})"
     later = until_text("2099-01-02T03:04:05Z", "en", UTC)
     assert later.startswith("(until ") and "2099" in later and "3:04 AM" in later
     muted = Error("muted", "you are muted in #sala for 10m more", None, iso)
-    lines = shown(Transcript("en", tz=UTC), state_of(), muted)
+    lines = shown(Transcript("en", tz=noon), state_of(), muted)
     assert lines == [f"* error: you are muted in #sala for 10m more (until {time_en})"]
 
 
