@@ -278,9 +278,9 @@ async def test_sigkilled_instance_on_the_cluster_no_gap_no_duplicate(
 ) -> None:
     """tests/test_crash_proof.py's proof, with the chat in the cluster.
 
-    Room messages only for now: the terminal client resumes with one number,
-    exact within one conversation in cluster mode; private messages (each a
-    conversation of its own) wait for the clients' per-conversation resume.
+    Room and private messages: the terminal client resumes each conversation from
+    its own position (``resume``), the only exact position in cluster mode, where
+    ids increase per conversation and not across them.
     """
     server = start_server("--redis", cluster.url, "--presence-grace", "0.3", "--rate-limit", "0")
 
@@ -299,4 +299,4 @@ async def test_sigkilled_instance_on_the_cluster_no_gap_no_duplicate(
         finally:
             client.close()
 
-    await prove_no_gap_no_duplicate(server, stored, private_share=0.0, ordered=False)
+    await prove_no_gap_no_duplicate(server, stored)
