@@ -115,7 +115,7 @@ async def prove_no_gap_no_duplicate(
     # each user received exactly what it may see, once, each conversation in id order
     # (a resume replays conversation by conversation: the order across them is not promised)
     conv_of = {
-        row[0]: "#geral" if row[3] is None else "@" + "|".join(sorted(row[1::2])) for row in rows
+        i: "#geral" if to is None else "@" + "|".join(sorted((k, to))) for i, k, _, to in rows
     }
     for name in names:
         got = [m.id for m in received[name]]

@@ -165,8 +165,8 @@ async def test_per_conversation_since_and_ring_on_a_real_cluster(
             assert sent[room] == sorted(sent[room])  # increasing in each conversation
             assert await other.reach_conv(room, sent[room][-1], within=10)
             for store in (one, other):
-                assert store.log.covers_conv(room, 0)  # type: ignore[attr-defined]
-                ring = [m.id for m in store.log.since_conv(room, sent[room][4], 100)]  # type: ignore[attr-defined]
+                assert store.log.covers_conv(room, 0)
+                ring = [m.id for m in store.log.since_conv(room, sent[room][4], 100)]
                 assert ring == sent[room][5:]
                 from_redis = [m.id for m in await store.since(room, sent[room][4], 7)]
                 assert from_redis == sent[room][5:12]
