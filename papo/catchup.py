@@ -22,6 +22,7 @@ read, so no message can fall between what was replayed and what arrives live.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -196,22 +197,20 @@ class CatchUp:
             session, key, sorted(mine), names, positions=positions, fallback=fallback
         )
         scanned = began  # direct conversations opened after this were looked for
+        opened_from = began if log_.ordered else 0  # (a cluster's new ids may be below it)
         while True:
             waited = more = False
-            if log_.covers(scanned):
-                opened, scanned = log_.since(key, (), scanned, 2**31)
-                for message in opened:
-                    if message.conv not in directs:
-                        directs.add(message.conv)
-                        cursors[message.conv] = began
+            found = log_.directs_after(key, scanned)
+            if found is not None:
+                opened, scanned = found
             else:
                 mark = log_.committed
-                found = await directs_now()
+                opened = set(await directs_now())
                 waited = True
-                for conv in set(found) - directs:
-                    directs.add(conv)
-                    cursors[conv] = began
                 scanned = mark
+            for conv in opened - directs:
+                directs.add(conv)
+                cursors[conv] = opened_from
             for conv in sorted(cursors):
                 if conv not in rooms and conv not in directs:
                     continue  # parted meanwhile
@@ -255,12 +254,23 @@ class CatchUp:
         log_ = self.store.log
         cursors: dict[str, int] = {}
         fresh: list[str] = []
+        loose: list[str] = []
         for conv in convs:
-            position = positions.get(conv, fallback)
+            position = positions.get(conv, fallback if log_.ordered else None)
             if position is None:
-                fresh.append(conv)
+                (fresh if fallback is None else loose).append(conv)
                 continue
             cursors[conv] = position
+        if loose:  # (a Redis Cluster) resume_from is no position in a conversation not named
+            # there: replay from it or from before what the ring holds of the conversation,
+            # whichever is older. The client has seen nothing of it (it names every one
+            # it knows), so nothing repeats, and nothing below resume_from that reaches
+            # this instance late is skipped.
+            assert fallback is not None
+            for conv, context in log_.recent_in(loose, RECENT_CONTEXT).items():
+                held = context[0].id - 1 if context else log_.complete_to(conv)
+                cursors[conv] = min(fallback, held)
+        for conv, position in cursors.items():
             oldest = log_.gap_before((conv,))
             if oldest and position < oldest - 1:
                 where = names.get(conv, conv)
@@ -277,30 +287,44 @@ class CatchUp:
     async def _not_beyond(
         self, session: Session, fallback: int | None, positions: dict[str, int]
     ) -> tuple[int | None, dict[str, int]]:
-        """Positions newer than the newest message (a store that lost messages, a
-        client's bug) become the newest, with a ``bad_resume`` error saying so."""
+        """Positions newer than what came through here (a store that lost messages, a
+        client's bug) become the newest, with a ``bad_resume`` error saying so.
+
+        A position may be newer only because this instance has not read yet what
+        the client saw through another one: each such conversation is waited for
+        a little (:meth:`Store.reach_conv`), or what comes later would repeat.
+        """
         log_ = self.store.log
-        newest = max([fallback or 0, *positions.values()])
-        if newest <= log_.committed or await self.store.reach(newest):
+        late = [(conv, p) for conv, p in positions.items() if p > log_.complete_to(conv)]
+        checks = [self.store.reach_conv(conv, p) for conv, p in late]
+        if fallback is not None and fallback > log_.committed and log_.ordered:
+            checks.append(self.store.reach(fallback))  # (else it is no position: see _starts)
+        reached = await asyncio.gather(*checks)
+        if all(reached):
             return fallback, positions
-        if fallback is not None and fallback > log_.committed:
+        beyond = {conv: p for (conv, p), ok in zip(late, reached, strict=False) if not ok}
+        if len(reached) > len(late) and not reached[-1]:
+            assert fallback is not None
             text = t(
                 "resume_from {after} is newer than the newest message ({newest}); "
                 "resuming from there",
                 after=fallback,
                 newest=log_.committed,
             )
+            fallback = min(fallback, log_.committed)
         else:
             text = t(
                 "a 'resume' position ({after}) is newer than the newest message ({newest}); "
                 "resuming from there",
-                after=newest,
+                after=max(beyond.values()),
                 newest=log_.committed,
             )
         self._send_event(session, Error("bad_resume", text))
-        top = log_.committed
-        kept = {conv: min(p, top) for conv, p in positions.items()}
-        return (None if fallback is None else min(fallback, top)), kept
+        kept = {
+            conv: min(p, log_.complete_to(conv)) if conv in beyond else p
+            for conv, p in positions.items()
+        }
+        return fallback, kept
 
     @staticmethod
     def _send(session: Session, message: Stored) -> None:

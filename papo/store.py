@@ -418,6 +418,11 @@ class Store(Protocol):
         another instance a moment before this one read it: wait a little.
         """
 
+    async def reach_conv(self, conv: str, message_id: int) -> bool:
+        """Whether every entry of ``conv`` up to ``message_id`` has come through here
+        (waiting a little, as :meth:`reach`): a per-conversation resume asks before
+        replaying, or what this instance reads later would repeat what the client has."""
+
 
 class LocalPresence:
     """Presence when this process is the whole chat (the embedded stores)."""
@@ -458,6 +463,9 @@ class LocalPresence:
     async def reach(self, message_id: int) -> bool:
         return message_id <= self.log.committed
 
+    async def reach_conv(self, conv: str, message_id: int) -> bool:
+        return message_id <= self.log.committed
+
 
 def no_delivery(message: Stored, origin: int | None) -> None:
     """The :attr:`Store.on_message` of a store no hub is using yet."""
@@ -477,6 +485,11 @@ def no_devices_ended(key: str, ids: frozenset[str] | None, keep: str | None) -> 
 
 class MessageLog:
     """Ids, the ring of recent committed messages and the cid index (in memory)."""
+
+    #: Ids are handed out in commit order across the chat, so one id is a position
+    #: in every conversation (``resume_from`` is exact). Not so in Redis Cluster
+    #: mode (:class:`~papo.store_cluster_log.ClusterLog`).
+    ordered = True
 
     def __init__(self, retention: int = DEFAULT_RETENTION, ring_size: int = RING_SIZE) -> None:
         self.retention = retention
@@ -602,6 +615,17 @@ class MessageLog:
                 if len(out) == limit:
                     return out, message.id
         return out, max(after, self.committed)
+
+    def directs_after(self, key: str, after: int) -> tuple[set[str], int] | None:
+        """The direct conversations of the user ``key`` with an entry over ``after`` in
+        the ring, and the id the scan reached; None when the ring does not reach back
+        to ``after`` (the store must be asked). A resume finds with it the direct
+        conversations opened while it replays (``after``: the newest id before the
+        user's conversations were read)."""
+        if not self.covers(after):
+            return None
+        found, scanned = self.since(key, (), after, 2**31)
+        return {message.conv for message in found}, scanned
 
     def complete_to(self, conv: str) -> int:
         """The id up to which every entry of ``conv`` is committed: readable by

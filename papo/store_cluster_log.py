@@ -30,6 +30,8 @@ from papo.store import MessageLog, Stored
 class ClusterLog(MessageLog):
     """Recent entries of the followed conversations, indexed per conversation."""
 
+    ordered = False  # ids increase per conversation only: no one id is a position in all
+
     def __init__(self, retention: int, ring_size: int) -> None:
         super().__init__(retention, ring_size)
         self.ring_size = max(1, min(ring_size, retention))
@@ -102,6 +104,31 @@ class ClusterLog(MessageLog):
         kept = self.convs.get(conv, deque())
         start = bisect.bisect_right(kept, after, key=lambda m: m.id)
         return [kept[i] for i in range(start, min(len(kept), start + limit))]
+
+    def complete_to(self, conv: str) -> int:
+        """The newest id of ``conv`` delivered here: the reader read every entry of the
+        conversation up to it, and :meth:`ClusterStore.since` reads only so far (what
+        comes after is delivered live). Not :attr:`committed`, the newest id of any
+        conversation, which another conversation's entries may still be below."""
+        return self.newest.get(conv, 0)
+
+    def recent_in(self, convs: Collection[str], count: int) -> dict[str, list[Stored]]:
+        out: dict[str, list[Stored]] = {}
+        for conv in convs:
+            tail: list[Stored] = []
+            for message in reversed(self.convs.get(conv, ())):
+                if len(tail) >= count:
+                    break
+                if not message.kind:
+                    tail.append(message)
+            tail.reverse()
+            out[conv] = tail
+        return out
+
+    def directs_after(self, key: str, after: int) -> tuple[set[str], int] | None:
+        """Every followed direct conversation of ``key``: here a new conversation's ids
+        may be below ``after`` (another slot's), so ids cannot say which are new."""
+        return {c for c in self.convs if c.startswith(DIRECT_PREFIX) and _in_direct(c, key)}, after
 
     def find(self, message_id: int) -> Stored | None:
         for kept in self.convs.values():

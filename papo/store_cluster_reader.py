@@ -243,6 +243,8 @@ class ClusterReader(RedisLifecycle):
             try:
                 await self._shard_round(shard)
             except Exception as exc:  # Redis, the connection, a failover; the loop lives on
+                if _cancelling():  # (redis-py may turn a cancel into a timeout)
+                    raise asyncio.CancelledError from exc
                 if not isinstance(exc, (*REDIS_FAILURES, OSError, NotReplicated)):
                     log.exception("the reader of %s failed unexpectedly", node)
                 failures += 1
@@ -364,10 +366,23 @@ class ClusterReader(RedisLifecycle):
         await waiter
 
     async def reach_conv(self, conv: str, message_id: int, within: float = 2.0) -> bool:
-        """Whether ``message_id`` of ``conv`` came through here (waiting a little for it)."""
+        """Whether every entry of ``conv`` up to ``message_id`` came through here (waiting
+        a little for it). A client's position in a conversation may name no entry of
+        it (the newest id it saw anywhere): what must come through is the
+        conversation's newest entry at or below it, asked of Redis."""
+        newest = self._clog.newest.get(conv, 0)
+        if newest >= message_id:
+            return True
+        stream = stream_of(conv)
+
+        async def top() -> int:
+            found = await self._redis.xrevrange(stream, f"0-{message_id}", f"(0-{newest}", count=1)
+            return _id(str(found[0][0])) if found else 0
+
+        wanted = await self._call(top, "cannot read the conversation from Redis")
         try:
             async with asyncio.timeout(within):
-                await self._reached_conv(conv, message_id)
+                await self._reached_conv(conv, wanted)
         except TimeoutError:
             return False
         return True
@@ -383,3 +398,8 @@ class NotReplicated(StoreError):
 
 def _slots(text: str) -> set[int]:
     return {int(part) for part in text.split() if part.isdigit()}
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

@@ -264,6 +264,9 @@ class RedisReader(RedisBase):
             return False
         return True
 
+    async def reach_conv(self, conv: str, message_id: int) -> bool:
+        return await self.reach(message_id)  # one id order: the watermark says it for all
+
     async def _load_ring(self) -> None:
         """At start: the watermark, and the recent messages of the streams always followed."""
         home = self.default_room.key
