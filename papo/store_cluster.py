@@ -125,9 +125,17 @@ class ClusterStore(ClusterRooms, RedisStore):
         await super().open()
 
     async def close(self) -> None:
-        for task in self._shards.values():
+        self._plan = {}  # a shard reader ends at its next round
+        readers = list(self._shards.values())
+        for task in readers:
             task.cancel()
-        await asyncio.gather(*self._shards.values(), return_exceptions=True)
+        _, stuck = await asyncio.wait(readers, timeout=2.0) if readers else (set(), set())
+        if stuck:  # a cancel redis-py swallowed in a blocking read: cut the connections
+            for client in self._nodes.values():
+                await client.connection_pool.disconnect()
+            for task in stuck:
+                task.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
         for _, _, future in self._appends:
             future.cancel()
         for waiters in self._conv_waiters.values():

@@ -12,8 +12,9 @@ Direct conversations have no shared stream in cluster mode: each has its own
 (``{d:@ana|beto}:messages``), followed by the instances where one of the two
 has a session. Its first message records it for both users and publishes a
 ``follow`` event on ``{papo}:events``, so the recipient's instance starts
-following it (from its first entry: nothing is missed however late the event
-comes). An instance that missed the event (cut off from Redis then) follows
+following it; what it loads then is handed on as new (the conversation just
+began: nothing of it was delivered here), so nothing is missed however late
+the event comes. An instance that missed the event (cut off from Redis then) follows
 the conversation at the user's next hello; until then the messages wait in
 the stream, and a resume replays them.
 """
@@ -59,6 +60,7 @@ class ClusterRooms(ClusterReader):
         self._c_user_state = register(cs.USER_STATE)
         self._c_conv_state = register(cs.CONV_STATE)
         self._c_set_read = register(cs.SET_READ)
+        self._begun: set[str] = set()  # direct conversations a follow event began here
 
     async def user_state(self, key: str, name: str, default_room: RoomRecord) -> UserState:
         self._local.setdefault(key, set())  # follow events for this user count from now
@@ -206,5 +208,18 @@ class ClusterRooms(ClusterReader):
                 convs.add(conv)
                 changed = True
         if changed:
+            if conv not in self._followed:
+                self._begun.add(conv)
             self._set_want()
             await self._follow()
+            if conv in self._followed or conv not in self._wanted():
+                self._begun.discard(conv)  # (else a later try loads and delivers it)
+
+    async def _load_conv(self, conv: str) -> None:
+        """Follow ``conv``; one a follow event began: what was loaded is delivered
+        (in the step that put it in the ring), as the reader would have."""
+        await super()._load_conv(conv)
+        if conv in self._begun:
+            self._begun.discard(conv)
+            for message in list(self._clog.convs.get(conv, ())):
+                self.on_message(message, None)

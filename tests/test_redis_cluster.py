@@ -17,6 +17,7 @@ import pytest
 import redis as redis_py
 
 from papo.cluster_ids import slot_of_id
+from papo.names import direct_key
 from papo.store import RoomRecord, Stored
 from papo.store_cluster import ClusterStore
 from tests.conftest import StartServer
@@ -171,6 +172,50 @@ async def test_per_conversation_since_and_ring_on_a_real_cluster(
                 from_redis = [m.id for m in await store.since(room, sent[room][4], 7)]
                 assert from_redis == sent[room][5:12]
         assert len({i for ids in sent.values() for i in ids}) == 30
+    finally:
+        await one.close()
+        await other.close()
+
+
+async def test_a_late_follow_event_still_delivers_the_first_direct_messages(
+    cluster: RedisClusterServers,
+) -> None:
+    """The recipient's instance learns of a new direct conversation after its first
+    messages are stored: following it then hands them on, they are not just kept."""
+    home = RoomRecord("#geral", "#geral")
+    one = ClusterStore(cluster.url, default_room=home, heartbeat=1.0)
+    other = ClusterStore(cluster.url, default_room=home, heartbeat=1.0)
+    await one.open()
+    await other.open()
+    delivered: list[Stored] = []
+    other.on_message = lambda message, origin: delivered.append(message)
+    gate = asyncio.Event()
+    follow_event = other._follow_event
+
+    async def late(conv: str, users: list[str]) -> None:
+        await gate.wait()
+        await follow_event(conv, users)
+
+    other._follow_event = late  # type: ignore[method-assign]
+    try:
+        await one.user_state("ana", "ana", home)
+        await other.user_state("beto", "beto", home)
+        conv = direct_key("ana", "beto")
+        sent = []
+        for i in range(3):
+            message = Stored(
+                0, "ana", "ana", f"oi {i}", "2026-01-01T00:00:00Z", "beto", "beto", conv=conv
+            )
+            stored, _ = await one.append(message)
+            sent.append(stored.id)
+        gate.set()
+        async with asyncio.timeout(20):
+            while [m.id for m in delivered if m.conv == conv] != sent:
+                await asyncio.sleep(0.05)
+        stored, _ = await one.append(message.with_id(0))  # and what follows, once
+        async with asyncio.timeout(20):
+            while [m.id for m in delivered if m.conv == conv] != [*sent, stored.id]:
+                await asyncio.sleep(0.05)
     finally:
         await one.close()
         await other.close()
