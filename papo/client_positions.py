@@ -18,6 +18,13 @@ conversation is complete. It follows the newest id seen only while the
 connection is known to be live: the answer to a request sent after the
 ``hello`` comes after the whole replay (a connection's requests are handled
 in order), so that answer proves it.
+
+A conversation the welcome lists that the client never heard of has seen
+nothing: none of its messages is a duplicate, whatever its id. Its listed
+position (``resume_from``) only stands in for the next ``resume`` until its
+first message comes; from then on its position is its newest message. (On a
+Redis Cluster its ids may be below ``resume_from``: ids increase within each
+conversation, not across them.)
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ class Positions:
         self.resumed_from = 0  # the resume_from of the last reconnect
         self.floor = 0  # every conversation is complete up to here: the next resume_from
         self.proven = False  # this connection is past its replay: the floor follows what comes
+        self.unheard: set[str] = set()  # listed, nothing of it seen yet: no duplicates in it
 
     def listed(self, convs: list[tuple[str, str]], at: int) -> None:
         """``convs`` (key, name) are the user's: one without a position gets ``at`` (the
@@ -41,6 +49,7 @@ class Positions:
         for key, name in convs:
             if key not in self.kept:
                 self.kept[key] = (name, at)
+                self.unheard.add(key)
 
     def live(self, newest: int) -> None:
         """The connection is past its replay: complete up to ``newest``, the newest seen."""
@@ -56,6 +65,8 @@ class Positions:
     def seen_before(self, event: Message, me: str) -> bool:
         """Whether a resume's ``event`` was passed on already (``me``: our name)."""
         conv = conversation(event, me)
+        if conv is not None and conv[0] in self.unheard:
+            return False
         kept = None if conv is None else self.kept.get(conv[0])
         return event.id <= (self.resumed_from if kept is None else kept[1])
 
@@ -64,6 +75,9 @@ class Positions:
         conv = conversation(event, me)
         if conv is not None:
             known = self.kept.get(conv[0], ("", 0))[1]
+            if conv[0] in self.unheard:  # its first message: the stand-in position goes
+                self.unheard.discard(conv[0])
+                known = 0
             self.kept[conv[0]] = (conv[1], max(known, event.id))
         if self.proven:  # live: delivered in order, so nothing below it is missing
             self.floor = max(self.floor, event.id)

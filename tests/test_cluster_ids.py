@@ -147,3 +147,32 @@ def test_since_conv_returns_exactly_what_the_ring_covers(arrivals: list[tuple[st
                 assert [m.id for m in ring.since_conv(conv, after, 1000)] == [
                     i for i in ids if i > after
                 ]
+
+
+def test_each_conversation_is_complete_to_its_own_newest_id_not_the_chat_wide_one() -> None:
+    ring = ClusterLog(retention=100, ring_size=10)
+    ring.follow("#a", [entry(50, "#a")], complete_from=0)
+    ring.follow("#b", [], complete_from=0)
+    ring.commit([entry(900, "#b")])  # another slot, far ahead: #a may still get 60
+    assert ring.committed == 900
+    assert ring.complete_to("#a") == 50 and ring.complete_to("#b") == 900
+    assert ring.complete_to("#c") == 0  # not followed: nothing delivered here
+    ring.commit([entry(60, "#a")])
+    assert ring.complete_to("#a") == 60
+    assert not ring.ordered  # one id is no position in every conversation
+
+
+def test_recent_in_and_the_direct_conversations_followed_for_a_user() -> None:
+    ring = ClusterLog(retention=100, ring_size=10)
+    ring.follow("#a", [entry(i, "#a") for i in (5, 9, 12)], complete_from=0)
+    ring.follow("@ana|beto", [entry(3, "@ana|beto")], complete_from=0)
+    ring.follow("@beto|carla", [entry(4, "@beto|carla")], complete_from=0)
+    recent = ring.recent_in(["#a", "@ana|beto", "#none"], 2)
+    assert {c: [m.id for m in ms] for c, ms in recent.items()} == {
+        "#a": [9, 12],
+        "@ana|beto": [3],
+        "#none": [],
+    }
+    # a new direct conversation's ids may be below any id the hello saw: all are named
+    assert ring.directs_after("ana", 1000) == ({"@ana|beto"}, 1000)
+    assert ring.directs_after("beto", 0) == ({"@ana|beto", "@beto|carla"}, 0)

@@ -480,3 +480,23 @@ def test_the_client_keeps_one_position_per_conversation_and_resumes_with_all() -
     ]
     assert [session._settle(event) for event, _ in replay] == [fresh for _, fresh in replay]
     assert session._resuming("Ana", "token").resume_from == 15  # the replay is not over
+
+
+def test_a_conversation_the_client_never_heard_of_has_no_duplicates() -> None:
+    """Listed by a reconnect's welcome, never seen: each of its messages is new, even
+    below resume_from (a Redis Cluster's ids increase per conversation only), and its
+    position is then its own newest message, not the stand-in resume_from."""
+    session = ChatSession("ws://localhost:1")
+    session.joined = Joined("Ana", "token", 0)
+    session.positions.listed([("#sala", "#sala")], 5)
+    assert session._settle(Message(40, "beto", "a", "t", room="#sala"))
+    session.resumed, session.positions.resumed_from = True, 40
+    session.positions.listed([("#sala", "#sala"), ("@zeca", "@zeca")], 40)  # zeca: new
+    replay = [
+        (Message(40, "beto", "a", "t", room="#sala"), False),
+        (Message(31, "zeca", "b", "t", to="Ana"), True),  # below resume_from, yet new
+        (Message(35, "zeca", "c", "t", to="Ana"), True),
+        (Message(35, "zeca", "c", "t", to="Ana"), False),  # now at its own position
+    ]
+    assert [session._settle(event) for event, _ in replay] == [fresh for _, fresh in replay]
+    assert dict(session._resuming("Ana", "token").resume or ()) == {"#sala": 40, "@zeca": 35}
