@@ -188,7 +188,20 @@ async def test_a_late_follow_event_still_delivers_the_first_direct_messages(
     await one.open()
     await other.open()
     delivered: list[Stored] = []
-    other.on_message = lambda message, origin: delivered.append(message)
+    arrived = asyncio.Event()
+
+    def deliver(message: Stored, origin: int | None) -> None:
+        delivered.append(message)
+        arrived.set()
+
+    async def until(ids: list[int]) -> None:
+        async with asyncio.timeout(20):
+            while [m.id for m in delivered if m.conv == conv] != ids:
+                arrived.clear()
+                await arrived.wait()
+
+    other.on_message = deliver
+    conv = direct_key("ana", "beto")
     gate = asyncio.Event()
     follow_event = other._follow_event
 
@@ -200,7 +213,6 @@ async def test_a_late_follow_event_still_delivers_the_first_direct_messages(
     try:
         await one.user_state("ana", "ana", home)
         await other.user_state("beto", "beto", home)
-        conv = direct_key("ana", "beto")
         sent = []
         for i in range(3):
             message = Stored(
@@ -209,13 +221,9 @@ async def test_a_late_follow_event_still_delivers_the_first_direct_messages(
             stored, _ = await one.append(message)
             sent.append(stored.id)
         gate.set()
-        async with asyncio.timeout(20):
-            while [m.id for m in delivered if m.conv == conv] != sent:
-                await asyncio.sleep(0.05)
+        await until(sent)
         stored, _ = await one.append(message.with_id(0))  # and what follows, once
-        async with asyncio.timeout(20):
-            while [m.id for m in delivered if m.conv == conv] != [*sent, stored.id]:
-                await asyncio.sleep(0.05)
+        await until([*sent, stored.id])
     finally:
         await one.close()
         await other.close()
