@@ -9,15 +9,18 @@ without redis-server and redis-cli, they are skipped with the reason.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis as redis_py
 
+from papo.client_session import ChatSession
 from papo.cluster_ids import slot_of_id
 from papo.names import direct_key
+from papo.protocol import Hello, Join, Message, RoomJoined
 from papo.store import RoomRecord, Stored
 from papo.store_cluster import ClusterStore
 from tests.conftest import StartServer
@@ -273,33 +276,64 @@ class Sender:
         await client.close()
 
 
-async def read_until(client: JsonClient, texts: set[str], within: float) -> list[dict[str, Any]]:
-    got: list[dict[str, Any]] = []
-    deadline = asyncio.get_running_loop().time() + within
-    while not texts <= {e["text"] for e in got}:
-        left = deadline - asyncio.get_running_loop().time()
-        assert left > 0, f"missing: {sorted(texts - {e['text'] for e in got})[:5]}"
-        try:
-            event = await client.expect("message", timeout=min(left, 5.0))
-        except TimeoutError:
-            continue
-        got.append(event)
-    got += [e for e in await client.quiet(1.0) if e["type"] == "message"]
-    return got
+class Reader:
+    """A real client (the terminal client's library) in one room: it reconnects and
+    resumes each conversation from its own position (``resume``)."""
+
+    def __init__(self, url: str, name: str, room: str) -> None:
+        self.session = ChatSession(url, max_backoff=1.0)
+        self.name, self.room = name, room
+        self.got: list[Message] = []
+        self.changed = asyncio.Event()  # a message came, or the room was joined
+        self.joined = False
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.session.connect()
+        await self.session.join(Hello(self.name))
+        self.task = asyncio.create_task(self._read())
+        await self.session.send(Join(self.room))
+        await self.until(lambda: self.joined, 30)
+
+    async def _read(self) -> None:
+        async for event in self.session.events():
+            if isinstance(event, Message) and event.room == self.room:
+                self.got.append(event)
+            elif isinstance(event, RoomJoined) and event.room == self.room:
+                self.joined = True
+            self.changed.set()
+
+    def sent_by(self, name: str) -> list[Message]:
+        return [m for m in self.got if m.sender == name]
+
+    def has_all(self, name: str, count: int) -> bool:
+        return len(self.sent_by(name)) >= count
+
+    async def until(self, done: Callable[[], bool], within: float) -> None:
+        async with asyncio.timeout(within):
+            while not done():
+                self.changed.clear()
+                await self.changed.wait()
+
+    async def close(self) -> None:
+        await self.session.close()
+        if self.task is not None:
+            await self.task
 
 
 @pytest.mark.timeout(600)
 async def test_a_master_killed_during_traffic_loses_no_acknowledged_message(
     start_server: StartServer, own_cluster: RedisClusterServers
 ) -> None:
+    """Every acknowledged message reaches its reader exactly once, in order, though the
+    room's master is SIGKILLed during traffic and, after the failover, the readers'
+    papo instance too (they resume per conversation with the terminal client's code)."""
     cluster = own_cluster
     a, b = pair(start_server, cluster, "--redis-wait", "1")
     rooms = rooms_on_every_master(cluster)
-    readers = {}
-    for room in rooms:
-        reader = await JsonClient.open(b.url, f"leitor{room[5:]}")
-        await join(reader, room)
-        readers[room] = reader
+    readers = {room: Reader(b.url, f"leitor{room[5:]}", room) for room in rooms}
+    for reader in readers.values():
+        await reader.start()
     senders = [Sender(a.url, f"autor{room[5:]}", room, 60) for room in rooms]
     tasks = [asyncio.create_task(s.run()) for s in senders]
     victim = cluster.master_of(stream(rooms[0]))
@@ -307,18 +341,22 @@ async def test_a_master_killed_during_traffic_loses_no_acknowledged_message(
         await senders[0].flowing.wait()  # traffic is flowing
     victim.kill()  # SIGKILL
     await asyncio.to_thread(cluster.wait_failover)
+    # the readers' instance dies too: they resume each room from their own position
+    # on it, while the new master has no replica yet
+    await asyncio.to_thread(b.restart)
     # the new master has no replica: nothing is acknowledged (WAIT 1) until one is back
     await asyncio.to_thread(cluster.rejoin, victim)
     async with asyncio.timeout(180):
         await asyncio.gather(*tasks)
     assert senders[0].refusals >= 1, "the kill did not touch the room's traffic"
     for sender in senders:
-        received = await read_until(readers[sender.room], set(sender.acked), 60)
-        mine = [e for e in received if e["from"] == sender.name]
-        texts = [e["text"] for e in mine]
-        assert sorted(texts) == sorted(sender.acked), "a message is missing or came twice"
-        assert all(e["id"] == sender.acked[e["text"]] for e in mine)
-        assert [e["id"] for e in mine] == sorted(e["id"] for e in mine)  # in order
+        reader = readers[sender.room]
+        await reader.until(partial(reader.has_all, sender.name, len(sender.acked)), 60)
+        mine = reader.sent_by(sender.name)
+        assert sorted(m.text for m in mine) == sorted(sender.acked), "missing, or twice"
+        assert all(m.id == sender.acked[m.text] for m in mine)
+        assert [m.id for m in mine] == sorted(m.id for m in mine)  # in order
+        assert reader.session.reconnects >= 1, "the reader did not resume"
     for reader in readers.values():
         await reader.close()
 
