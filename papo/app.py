@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import gc
 import logging
+import os
 import signal
 import ssl
 import sys
@@ -13,7 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from papo import __version__, tls
+from papo import __version__, tls, workers
 from papo.accounts import Accounts, Tokens
 from papo.config import Settings, parse_settings
 from papo.hub import Hub
@@ -32,10 +34,11 @@ log = logging.getLogger("papo")
 GC_GEN0_THRESHOLD = 50_000
 
 
-def setup_logging(level: str) -> None:
+def setup_logging(level: str, label: str = "") -> None:
+    """Log lines to stderr; ``label`` (``worker 2 pid 4242``) says which process wrote them."""
     logging.basicConfig(
         level=level,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)-7s {label + ' ' if label else ''}%(name)s: %(message)s",
         stream=sys.stderr,
     )
     # The library logs every handshake at INFO; papo logs connections itself.
@@ -74,8 +77,13 @@ def check_data_dir(path: Path) -> None:
         ) from None
 
 
-async def serve(settings: Settings) -> int:
-    """Run the server until SIGINT or SIGTERM; returns the exit status."""
+async def serve(settings: Settings, worker: int | None = None) -> int:
+    """Run the server until SIGINT or SIGTERM; returns the exit status.
+
+    ``worker``: this process is that worker of a ``--workers`` supervisor
+    (see :mod:`papo.workers`): it says when it listens, and stops when the
+    supervisor is gone.
+    """
     started = time.monotonic()
     context = None
     if settings.tls_cert is not None and settings.tls_key is not None:
@@ -136,6 +144,8 @@ async def serve(settings: Settings) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
+        if worker is not None:
+            _tie_to_supervisor(loop, stop)
         if context is not None:
             loop.add_signal_handler(signal.SIGHUP, _reload, context, settings)
         await stop.wait()
@@ -159,6 +169,24 @@ async def serve(settings: Settings) -> int:
     return 0
 
 
+def _tie_to_supervisor(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    """Tell the supervisor this worker listens; stop when its end of stdin closes."""
+
+    def readable() -> None:
+        try:
+            data = os.read(0, 512)
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(0)
+            log.warning("the supervisor is gone; shutting down")
+            stop.set()
+
+    loop.add_reader(0, readable)
+    with contextlib.suppress(OSError):
+        os.write(1, workers.READY)
+
+
 def _reload(context: ssl.SSLContext, settings: Settings) -> None:
     """SIGHUP: load the certificate and key again (a renewed certificate); new
     handshakes get it, open connections keep theirs."""
@@ -175,18 +203,27 @@ def _host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    settings = parse_settings(argv)
-    setup_logging(settings.log_level)
+def main(argv: Sequence[str] | None = None, worker: int | None = None) -> int:
+    """``server.py``: serve (or, with ``--workers``, supervise workers) until told to stop.
+
+    ``worker`` is set in a worker process only (``python -m papo.workers``).
+    """
+    args = sys.argv[1:] if argv is None else list(argv)
+    settings = parse_settings(args)
+    supervising = settings.workers is not None and worker is None
+    label = "supervisor" if supervising else f"worker {worker}" if worker is not None else ""
+    setup_logging(settings.log_level, f"{label} pid {os.getpid()}" if label else "")
     try:
+        if supervising:
+            return workers.supervise(settings, args)
         if settings.uvloop:
             try:
                 import uvloop
             except ImportError:
                 pass
             else:
-                return uvloop.run(serve(settings))
-        return asyncio.run(serve(settings))
+                return uvloop.run(serve(settings, worker))
+        return asyncio.run(serve(settings, worker))
     except (StoreError, StartupError, tls.TlsError) as exc:
         log.error("%s", exc)
         return 1

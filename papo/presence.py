@@ -248,6 +248,8 @@ class Presence:
             hub.store.present(user.key, user.name, len(user.sessions))
         if user.sessions:
             return
+        if hub.stopping and not user.guest:  # a shutdown is not a leave (see Hub.stop)
+            return
         if grace > 0 and not user.guest:
             loop = asyncio.get_running_loop()
             user.leave_timer = loop.call_later(grace, self._announce_leave, user)

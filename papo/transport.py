@@ -288,6 +288,9 @@ class Transport:
             ping_interval=s.ping_interval or None,
             ping_timeout=s.ping_timeout or None,
             server_header=None,
+            # --workers: every worker listens on the same port and the kernel
+            # spreads new connections over them (see papo.workers).
+            reuse_port=s.workers is not None,
         )
         return self.server
 
