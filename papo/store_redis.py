@@ -87,6 +87,7 @@ from papo.store_redis_base import (
     SEQ,
     TRIMS,
     _backoff,
+    _cancel,
     _entry,
     _safe,
     log,
@@ -167,9 +168,7 @@ class RedisStore(RedisModeration, RedisLifecycle):
         are announced as gone by the other instances within ``dead_after``.
         """
         self._stop_lifecycle()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await _cancel(self._tasks)
         for _, future in self._queue:
             future.cancel()
         for waiters in self._waiters.values():

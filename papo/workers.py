@@ -160,6 +160,10 @@ class Supervisor:
         self._stopping = asyncio.Event()
         self._watchers: set[asyncio.Task[None]] = set()
 
+    def stop(self) -> None:
+        """Stop every worker and return from :meth:`run` (what SIGINT and SIGTERM do)."""
+        self._stopping.set()
+
     async def run(self) -> int:
         """Supervise until SIGINT or SIGTERM (0) or until the workers cannot start (1)."""
         s = self.settings
@@ -168,7 +172,7 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         handled = [signal.SIGINT, signal.SIGTERM]
         for signum in handled:
-            loop.add_signal_handler(signum, self._stopping.set)
+            loop.add_signal_handler(signum, self.stop)
         if s.tls_cert is not None:
             handled.append(signal.SIGHUP)
             loop.add_signal_handler(signal.SIGHUP, self._forward, signal.SIGHUP)

@@ -38,6 +38,24 @@ async def test_users_back_after_a_restart_are_not_announced_again(tmp_path: Path
     await after.store.close()
 
 
+async def test_a_shutdown_is_not_a_leave_even_with_no_grace(tmp_path: Path) -> None:
+    """Connections closed by a shutdown (SIGTERM, a rolling restart) leave nobody."""
+    hub = await make_hub(tmp_path, presence_grace=0)
+    ana = await connect(hub, "ana")
+    beto = await connect(hub, "beto")
+    await hub.settle()
+    link(beto).take()
+    hub.stop()  # what app.serve does first; then the transport closes every connection
+    hub.detach(ana)
+    hub.detach(beto)
+    await hub.settle()
+    assert link(beto).of("presence") == []
+    # still online for the store: a restart gives them its grace to come back
+    assert sorted(await hub.store.online_before()) == [("ana", "ana"), ("beto", "beto")]
+    assert isinstance(hub.store, SqliteStore)
+    await hub.store.close()
+
+
 async def test_the_store_forgets_who_left(tmp_path: Path) -> None:
     hub = await make_hub(tmp_path, presence_grace=0)
     ana = await connect(hub, "ana")
