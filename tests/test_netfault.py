@@ -1,0 +1,361 @@
+"""Network faults between papo and Redis: a slow, lossy link, then a cut one.
+
+The test's own ``redis-server`` runs in a network namespace of the test's own
+(:mod:`tests.netns`), reached by two real papo instances across a delay line
+the test controls. Clients chat over real WebSockets on both instances the
+whole time, as a careful client does: every message has a client id (``cid``)
+and is sent again, under the same cid, after ``store_unavailable`` or a lost
+connection, until it is acknowledged. Meanwhile the link is first delayed
+(100 ms ± 50 ms each way) and lossy (5 % of the packets), then cut for 5 s
+(every packet dropped: nothing is refused, everything times out), then
+healed. One client leaves its instance during the cut and comes back on the
+other one, resuming where it was.
+
+Afterwards every acknowledged message is stored exactly once, every client
+received every message of the others exactly once and in id order (so all of
+them converge to the same history, the one in Redis), ``/healthz`` said 503
+during the cut and 200 again after it, and no user who stayed connected was
+announced as gone.
+
+Root is needed for the namespace: in CI (``CI=true``) its absence fails the
+test; elsewhere the test is skipped, saying why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from typing import Any, cast
+
+import pytest
+import redis as redis_py
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.typing import Subprotocol
+
+from tests.conftest import StartServer
+from tests.helpers import RedisServer, ServerProcess, need, redis_missing
+from tests.netns import FaultyLink, NamespacedRedis, netns_missing
+
+CUT = 5.0  # seconds the link stays cut
+HOME_STREAM = "{r:#geral}:messages"
+
+
+@pytest.fixture
+def faulty_redis(tmp_path: Any) -> Iterator[tuple[FaultyLink, RedisServer]]:
+    """A redis-server in a namespace of its own, behind a link the test can break.
+
+    Everything (the delay line, its devices, the namespace and what runs in
+    it) is removed afterwards, however the test ended.
+    """
+    need(redis_missing(), "the network-fault tests")
+    need(netns_missing(), "the network-fault tests")
+    link = FaultyLink()
+    try:
+        link.open()
+        yield link, NamespacedRedis(tmp_path / "redis", link).start()
+    finally:
+        link.close()
+
+
+class Chatter:
+    """One user on one instance, chatting through every fault.
+
+    Keeps no duplicate filter of its own: what the server sends is recorded
+    as it came, so a duplicate shows. Resumes (token, ``resume_from`` the
+    newest id it saw) after a lost connection, and re-sends its message under
+    the same cid until it is acknowledged.
+    """
+
+    def __init__(self, name: str, url: str) -> None:
+        self.name = name
+        self.url = url
+        self.token: str | None = None
+        self.last_id: int | None = None  # None until the first welcome
+        self.received: list[dict[str, Any]] = []  # every message event, as it came
+        self.acked: dict[str, int] = {}  # cid → id
+        self.texts: dict[str, str] = {}  # cid → text
+        self.presence: list[tuple[str, str]] = []
+        self.errors: list[dict[str, Any]] = []  # errors not about a message of ours
+        self.refused = 0  # store_unavailable for a message
+        self.hellos_refused = 0  # store_unavailable for a hello
+        self.reconnects = 0
+        self.online = asyncio.Event()
+        self.closing = False
+        self.ws: ClientConnection | None = None
+        self._answers: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._rng = random.Random(name)
+
+    # ---------------------------------------------------------------- the connection
+
+    async def connection(self) -> None:
+        """Be connected, for ever: dial, join (or resume), read; after a loss, again."""
+        while not self.closing:
+            try:
+                ws = await connect(self.url, subprotocols=[Subprotocol("papo.v1")], open_timeout=10)
+            except (OSError, InvalidHandshake, TimeoutError):
+                await asyncio.sleep(self._rng.uniform(0.1, 0.4))
+                continue
+            self.ws = ws
+            joined = await self._session(ws)
+            self.online.clear()
+            self.ws = None
+            for answer in self._answers.values():  # the answer will not come on this one
+                if not answer.done():
+                    answer.set_result({"type": "lost"})
+            await ws.close()
+            self.reconnects += joined and not self.closing
+            await asyncio.sleep(self._rng.uniform(0.1, 0.4))
+
+    async def _session(self, ws: ClientConnection) -> bool:
+        """One connection: the hello, then every event until it closes; whether it joined."""
+        hello: dict[str, Any] = {"type": "hello", "name": self.name}
+        if self.token is not None:
+            hello["token"] = self.token
+        if self.last_id is not None:
+            hello["resume_from"] = self.last_id
+        joined = False
+        try:
+            await ws.send(json.dumps(hello))
+            async for raw in ws:
+                event = json.loads(raw)
+                if joined:
+                    self._handle(event)
+                elif event["type"] == "welcome":
+                    joined = True
+                    self.token = event["token"]
+                    if self.last_id is None:
+                        self.last_id = event["last_id"]
+                    self.online.set()
+                elif event["type"] == "error" and event["code"] == "store_unavailable":
+                    self.hellos_refused += 1
+                    break  # try again on a new connection
+                elif event["type"] == "error":
+                    raise AssertionError(f"{self.name}'s hello refused: {event}")
+        except ConnectionClosed:
+            pass
+        return joined
+
+    def _handle(self, event: dict[str, Any]) -> None:
+        kind = event["type"]
+        if kind == "message":
+            self.received.append(event)
+            self.last_id = max(self.last_id or 0, event["id"])
+            if event.get("cid") is not None and event["from"] == self.name:
+                self._answer(event["cid"], {"type": "ack", "id": event["id"]})  # a replay of ours
+        elif kind in ("ack", "error") and event.get("cid") is not None:
+            self._answer(str(event["cid"]), event)
+        elif kind == "error":
+            self.errors.append(event)
+        elif kind == "presence":
+            self.presence.append((event["event"], event["name"]))
+
+    def _answer(self, cid: str, event: dict[str, Any]) -> None:
+        answer = self._answers.get(cid)
+        if answer is not None and not answer.done():
+            answer.set_result(event)
+
+    def move_to(self, url: str) -> None:
+        """Leave this instance (the connection drops) and come back on the one at ``url``."""
+        self.url = url
+        if self.ws is not None:
+            asyncio.get_running_loop().create_task(self.ws.close())
+
+    async def close(self) -> None:
+        self.closing = True
+        if self.ws is not None:
+            await self.ws.close()
+
+    # ---------------------------------------------------------------- sending
+
+    async def chat(self, stop: asyncio.Event) -> None:
+        """Say one message after another until ``stop``, each until acknowledged."""
+        serial = 0
+        while not stop.is_set():
+            await self.say(f"{self.name}-{serial}", f"{self.name}#{serial}")
+            serial += 1
+            await asyncio.sleep(self._rng.uniform(0.02, 0.1))
+
+    async def say(self, cid: str, text: str) -> None:
+        self.texts[cid] = text
+        while True:
+            await self.online.wait()
+            ws = self.ws
+            assert ws is not None
+            answer = self._answers[cid] = asyncio.get_running_loop().create_future()
+            try:
+                await ws.send(json.dumps({"type": "say", "text": text, "cid": cid}))
+                # generous: a hung store would leave it unanswered for ever
+                reply = await asyncio.wait_for(answer, 90)
+            except ConnectionClosed:
+                continue
+            except TimeoutError:
+                raise AssertionError(f"{self.name}: no answer to {cid} in 90 s") from None
+            finally:
+                del self._answers[cid]
+            if reply["type"] == "ack":
+                self.acked[cid] = reply["id"]
+                return
+            if reply["type"] == "lost":
+                continue
+            if reply.get("code") != "store_unavailable":
+                raise AssertionError(f"{self.name}: {cid} refused: {reply}")
+            self.refused += 1
+            await asyncio.sleep(self._rng.uniform(0.1, 0.3))
+
+
+# ---------------------------------------------------------------- looking
+
+
+def health(server: ServerProcess) -> int:
+    try:
+        with urllib.request.urlopen(server.http + "/healthz", timeout=10) as reply:
+            return int(reply.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+async def until(condition: Callable[[], bool], within: float, what: str) -> None:
+    """Wait for ``condition``, checking often; fail saying ``what`` after ``within`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not condition():
+        assert loop.time() < deadline, f"not within {within:.0f} s: {what}"
+        await asyncio.sleep(0.05)
+
+
+async def until_health(server: ServerProcess, status: int, within: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while (got := await asyncio.to_thread(health, server)) != status:
+        assert loop.time() < deadline, f"/healthz of {server.url} still {got}, not {status}"
+        await asyncio.sleep(0.1)
+
+
+def stored_messages(redis: RedisServer) -> list[tuple[int, str, str, str]]:
+    """(id, sender, text, cid) of every message in the default room's stream, in id order."""
+    client = redis_py.Redis(host=redis.host, port=redis.port, decode_responses=True)
+    try:
+        entries = cast(list[tuple[str, dict[str, str]]], client.xrange(HOME_STREAM))
+    finally:
+        client.close()
+    return [(int(i.split("-")[1]), f["s"], f["x"], f.get("c", "")) for i, f in entries]
+
+
+# ---------------------------------------------------------------- the test
+
+
+@pytest.mark.timeout(400)
+async def test_delay_loss_and_a_5_s_cut_between_papo_and_redis_lose_and_duplicate_nothing(
+    start_server: StartServer, faulty_redis: tuple[FaultyLink, RedisServer]
+) -> None:
+    link, redis = faulty_redis
+    a, b = (start_server("--redis", redis.url, "--rate-limit", "0") for _ in range(2))
+    chatters = [
+        Chatter("ana", a.url),
+        Chatter("beto", a.url),
+        Chatter("carla", b.url),
+        Chatter("davi", b.url),
+    ]
+    mover = chatters[-1]  # leaves B during the cut and resumes on A
+    stayers = [c for c in chatters if c is not mover]
+    connections = [asyncio.create_task(c.connection()) for c in chatters]
+    stop = asyncio.Event()
+    senders: list[asyncio.Task[None]] = []
+
+    def acked_since(marks: list[int], more: int) -> Callable[[], bool]:
+        return lambda: all(len(c.acked) >= m + more for c, m in zip(chatters, marks, strict=True))
+
+    def marks() -> list[int]:
+        return [len(c.acked) for c in chatters]
+
+    try:
+        await until(lambda: all(c.online.is_set() for c in chatters), 30, "everyone joined")
+        senders = [asyncio.create_task(c.chat(stop)) for c in chatters]
+        await until(acked_since([0] * 4, 5), 60, "chatting on a healthy link")
+
+        # (a) a slow, jittery, lossy link
+        link.shape(delay_ms=100, jitter_ms=50, loss=0.05)
+        await until(acked_since(marks(), 10), 180, "chatting on a slow, lossy link")
+        impaired = link.stats()
+
+        # (b) the link cut for CUT seconds; davi leaves B meanwhile, for A
+        link.shape(loss=1.0)
+        cut_at = asyncio.get_running_loop().time()
+        at_cut = marks()
+        mover.move_to(a.url)
+        for server in (a, b):
+            await until_health(server, 503, 30)
+        await asyncio.sleep(max(0.0, cut_at + CUT - asyncio.get_running_loop().time()))
+        cut_stats = link.stats()
+        during_cut = [len(c.acked) - m for c, m in zip(chatters, at_cut, strict=True)]
+        link.shape()  # healed
+
+        for server in (a, b):
+            await until_health(server, 200, 90)
+        await until(acked_since(marks(), 5), 90, "chatting again after the cut")
+        stop.set()
+        await asyncio.gather(*senders)
+
+        stored = stored_messages(redis)
+        everything = {row[0] for row in stored}
+
+        def has_all(chatter: Chatter) -> bool:
+            return {m["id"] for m in chatter.received} | set(chatter.acked.values()) >= everything
+
+        await until(lambda: all(map(has_all, chatters)), 90, "every client got every message")
+    finally:
+        stop.set()
+        for chatter in chatters:
+            await chatter.close()
+        for task in [*senders, *connections]:
+            task.cancel()
+        await asyncio.gather(*senders, *connections, return_exceptions=True)
+
+    # Stored exactly once: each message once, under the id its sender was told.
+    by_id = {message_id: (sender, text, cid) for message_id, sender, text, cid in stored}
+    texts = [text for _, _, text, _ in stored]
+    assert len(set(texts)) == len(texts), "a message was stored twice"
+    for chatter in chatters:
+        for cid, message_id in chatter.acked.items():
+            assert by_id.get(message_id) == (chatter.name, chatter.texts[cid], cid), (
+                f"{chatter.name}'s acknowledged {cid} (id {message_id}) is not stored as sent"
+            )
+    told = {(c.name, cid) for c in chatters for cid in c.acked}
+    assert {(sender, cid) for sender, _, cid in by_id.values()} == told, (
+        "stored messages whose sender was never told their id"
+    )
+
+    # Delivered exactly once, in id order: every client has the whole history.
+    for chatter in chatters:
+        ids = [m["id"] for m in chatter.received]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        assert not duplicates, f"{chatter.name} received {duplicates} more than once"
+        assert ids == sorted(ids), f"{chatter.name} received messages out of id order"
+        others = [i for i, (sender, _, _) in sorted(by_id.items()) if sender != chatter.name]
+        got = [m["id"] for m in chatter.received if m["from"] != chatter.name]
+        assert got == others, f"{chatter.name}: {len(got)} of {len(others)} messages of others"
+        own = {m["id"] for m in chatter.received if m["from"] == chatter.name}
+        assert own <= set(chatter.acked.values()), "a replay of a message never acknowledged"
+
+    # Presence: the users who stayed connected were never announced as gone.
+    for chatter in chatters:
+        gone = [name for event, name in chatter.presence if event == "leave"]
+        assert not set(gone) & {c.name for c in stayers}, (chatter.name, chatter.presence)
+    assert not [e for c in chatters for e in c.errors], [c.errors for c in chatters]
+    assert mover.reconnects >= 1
+    for server in (a, b):
+        assert server.proc is not None and server.proc.poll() is None  # never crashed
+
+    print(
+        f"{len(stored)} messages stored, each delivered once to each of {len(chatters)} clients; "
+        f"refused (store_unavailable, then re-sent): {[c.refused for c in chatters]}; "
+        f"acknowledged during the cut: {during_cut}; davi's hellos refused: "
+        f"{mover.hellos_refused}; packets passed/dropped while impaired {impaired}, "
+        f"at the end of the cut {cut_stats}; presence seen: "
+        f"{ {c.name: c.presence for c in chatters} }"
+    )
