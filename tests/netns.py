@@ -1,15 +1,16 @@
-"""A network namespace of the test's own, joined to the test's by a faulty wire.
+"""A network namespace of the test's own, joined to the test's by faulty wires.
 
-:class:`FaultyLink` creates a namespace (``papo-nf-<pid>-<n>``: other
-sessions may run tests on the same machine at the same time), starts the
-delay line of :mod:`tests.netwire` between a TUN device in the test's
-namespace and one in the new namespace, and gives both ends private
+:class:`Namespace` creates one (``papo-nf-<pid>-<n>``: other sessions may
+run tests on the same machine at the same time). Each :class:`FaultyLink`
+into it is the delay line of :mod:`tests.netwire` between a TUN device in the
+test's namespace and one in the new namespace, both ends with private
 addresses (``10.128.0.0/9``, picked from the pid). :meth:`FaultyLink.shape`
-delays, jitters and drops packets; ``shape(loss=1.0)`` cuts the link.
-:class:`NamespacedRedis` is a real ``redis-server`` inside the namespace,
-listening on its address only: papo reaches it across the wire.
+delays, jitters and drops packets; ``shape(loss=1.0)`` cuts the link. Two
+links give two papo instances separate paths to one Redis, so one of them can
+be cut off alone. :class:`NamespacedRedis` is a real ``redis-server`` inside
+the namespace, listening on the far ends of the links only.
 
-:meth:`FaultyLink.close` undoes everything (the wire's process ends, its
+:meth:`Namespace.close` undoes everything (each wire's process ends, its
 devices go with it; the namespace's processes are killed, the namespace
 deleted) and is safe to call twice or after a failed start.
 """
@@ -81,29 +82,64 @@ def remove_orphans() -> None:
             pass  # alive (another user's)
 
 
-class FaultyLink:
-    """A namespace and the delay line to it; see the module docstring."""
+class Namespace:
+    """A network namespace of the test's own, and the faulty links into it."""
 
     def __init__(self) -> None:
-        serial = next(_created)
-        pid = os.getpid()
-        self.name = f"{PREFIX}{pid}-{serial}"
-        self.outer_dev = f"nfo{pid}x{serial}"[:15]
-        self.inner_dev = f"nfi{pid}x{serial}"[:15]
-        block = BASE + 4 * ((pid * 8 + serial) % BLOCKS)
-        self.outer_address = str(block + 1)  # this end, in the test's namespace
-        self.address = str(block + 2)  # the far end, in the new namespace
-        self.wire: subprocess.Popen[str] | None = None
+        self.serial = next(_created)
+        self.name = f"{PREFIX}{os.getpid()}-{self.serial}"
+        self.links: list[FaultyLink] = []
         self._made = False
 
-    def open(self) -> FaultyLink:
+    def open(self) -> Namespace:
         remove_orphans()
+        run("ip", "netns", "add", self.name)
+        self._made = True
         try:
-            run("ip", "netns", "add", self.name)
-            self._made = True
-            line = [str(ROOT / "tests" / "netwire.py"), self.name, self.outer_dev, self.inner_dev]
+            run(*self.exec_prefix(), "ip", "link", "set", "lo", "up")
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def exec_prefix(self) -> list[str]:
+        """What runs a command inside the namespace."""
+        return ["ip", "netns", "exec", self.name]
+
+    def link(self) -> FaultyLink:
+        """One more link from the test's namespace into this one (its own addresses)."""
+        link = FaultyLink(self, len(self.links))
+        self.links.append(link)
+        return link.open()
+
+    def close(self) -> None:
+        """End every link and everything running inside, and delete the namespace."""
+        for link in self.links:
+            link.close()
+        if self._made:
+            remove_namespace(self.name)
+            self._made = False
+
+
+class FaultyLink:
+    """One delay line into a :class:`Namespace`; see the module docstring."""
+
+    def __init__(self, namespace: Namespace, index: int) -> None:
+        pid = os.getpid()
+        self.namespace = namespace
+        tag = f"{pid}x{namespace.serial}x{index}"
+        self.outer_dev = f"nfo{tag}"[:15]
+        self.inner_dev = f"nfi{tag}"[:15]
+        block = BASE + 4 * ((pid * 64 + namespace.serial * 8 + index) % BLOCKS)
+        self.outer_address = str(block + 1)  # this end, in the test's namespace
+        self.address = str(block + 2)  # the far end, in the namespace
+        self.wire: subprocess.Popen[str] | None = None
+
+    def open(self) -> FaultyLink:
+        try:
+            line = [str(ROOT / "tests" / "netwire.py"), self.namespace.name]
             self.wire = subprocess.Popen(
-                [sys.executable, *line],
+                [sys.executable, *line, self.outer_dev, self.inner_dev],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
@@ -114,8 +150,7 @@ class FaultyLink:
                 "ip", "addr", "add", self.outer_address, "peer", self.address, "dev", self.outer_dev
             )
             run("ip", "link", "set", self.outer_dev, "up")
-            inside = ("ip", "netns", "exec", self.name)
-            run(*inside, "ip", "link", "set", "lo", "up")
+            inside = self.namespace.exec_prefix()
             run(
                 *inside, "ip", "addr", "add", self.address, "peer", self.outer_address,
                 "dev", self.inner_dev,
@@ -125,10 +160,6 @@ class FaultyLink:
             self.close()
             raise
         return self
-
-    def exec_prefix(self) -> list[str]:
-        """What runs a command inside the namespace."""
-        return ["ip", "netns", "exec", self.name]
 
     def shape(self, delay_ms: float = 0, jitter_ms: float = 0, loss: float = 0) -> None:
         """Delay each packet by ``delay_ms`` ± ``jitter_ms`` and drop it with ``loss``;
@@ -158,6 +189,7 @@ class FaultyLink:
         return self.wire.stdout.readline().strip()
 
     def close(self) -> None:
+        """End the delay line: its devices, and so the link, go with it."""
         if self.wire is not None:
             if self.wire.poll() is None:
                 self.wire.kill()
@@ -166,19 +198,23 @@ class FaultyLink:
                 if pipe is not None:
                     pipe.close()
             self.wire = None
-        if self._made:
-            remove_namespace(self.name)
-            self._made = False
 
 
 class NamespacedRedis(RedisServer):
-    """A real ``redis-server`` inside ``link``'s namespace, on its address only."""
+    """A real ``redis-server`` inside ``namespace``, on the far end of every link into it.
 
-    def __init__(self, directory: Path, link: FaultyLink) -> None:
+    ``url`` is the first link's; :meth:`url_via` another's.
+    """
+
+    def __init__(self, directory: Path, namespace: Namespace) -> None:
         super().__init__(directory)
-        self.host = link.address
+        self.host = namespace.links[0].address
         self.port = 6379  # the namespace is the test's own: no other server is in it
-        self.wrapper = link.exec_prefix()
-        # reached from another address than its own: not a loopback client, so Redis's
-        # protected mode (no password) would refuse papo
+        self.wrapper = namespace.exec_prefix()
+        # Its clients come from other addresses than its own, not loopback, so
+        # Redis's protected mode (no password) would refuse them.
         self.options = ["--protected-mode", "no"]
+        self.options += ["--bind", *(link.address for link in namespace.links)]
+
+    def url_via(self, link: FaultyLink) -> str:
+        return f"redis://{link.address}:{self.port}/0"

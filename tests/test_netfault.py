@@ -29,6 +29,8 @@ import random
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -38,28 +40,38 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.typing import Subprotocol
 
 from tests.conftest import StartServer
-from tests.helpers import RedisServer, ServerProcess, need, redis_missing
-from tests.netns import FaultyLink, NamespacedRedis, netns_missing
+from tests.helpers import JsonClient, RedisServer, ServerProcess, need, redis_missing
+from tests.netns import FaultyLink, Namespace, NamespacedRedis, netns_missing
 
-CUT = 5.0  # seconds the link stays cut
 HOME_STREAM = "{r:#geral}:messages"
 
 
-@pytest.fixture
-def faulty_redis(tmp_path: Any) -> Iterator[tuple[FaultyLink, RedisServer]]:
-    """A redis-server in a namespace of its own, behind a link the test can break.
+@dataclass
+class Faulty:
+    """A redis-server in a namespace of its own, and a link to it for each instance."""
 
-    Everything (the delay line, its devices, the namespace and what runs in
-    it) is removed afterwards, however the test ended.
+    redis: NamespacedRedis
+    links: list[FaultyLink]
+
+
+@pytest.fixture
+def faulty(tmp_path: Path) -> Iterator[Faulty]:
+    """Redis behind two links the test can break (one per papo instance).
+
+    Everything (the delay lines, their devices, the namespace and what runs
+    in it) is removed afterwards, however the test ended.
     """
     need(redis_missing(), "the network-fault tests")
     need(netns_missing(), "the network-fault tests")
-    link = FaultyLink()
+    namespace = Namespace()
     try:
-        link.open()
-        yield link, NamespacedRedis(tmp_path / "redis", link).start()
+        namespace.open()
+        links = [namespace.link(), namespace.link()]
+        redis = NamespacedRedis(tmp_path / "redis", namespace)
+        redis.start()
+        yield Faulty(redis, links)
     finally:
-        link.close()
+        namespace.close()
 
 
 class Chatter:
@@ -246,116 +258,166 @@ def stored_messages(redis: RedisServer) -> list[tuple[int, str, str, str]]:
     return [(int(i.split("-")[1]), f["s"], f["x"], f.get("c", "")) for i, f in entries]
 
 
-# ---------------------------------------------------------------- the test
-
-
-@pytest.mark.timeout(400)
-async def test_delay_loss_and_a_5_s_cut_between_papo_and_redis_lose_and_duplicate_nothing(
-    start_server: StartServer, faulty_redis: tuple[FaultyLink, RedisServer]
-) -> None:
-    link, redis = faulty_redis
-    a, b = (start_server("--redis", redis.url, "--rate-limit", "0") for _ in range(2))
-    chatters = [
-        Chatter("ana", a.url),
-        Chatter("beto", a.url),
-        Chatter("carla", b.url),
-        Chatter("davi", b.url),
-    ]
-    mover = chatters[-1]  # leaves B during the cut and resumes on A
-    stayers = [c for c in chatters if c is not mover]
-    connections = [asyncio.create_task(c.connection()) for c in chatters]
-    stop = asyncio.Event()
-    senders: list[asyncio.Task[None]] = []
-
-    def acked_since(marks: list[int], more: int) -> Callable[[], bool]:
-        return lambda: all(len(c.acked) >= m + more for c, m in zip(chatters, marks, strict=True))
-
-    def marks() -> list[int]:
-        return [len(c.acked) for c in chatters]
-
+async def who(server: ServerProcess) -> dict[str, int]:
+    """Who is online, as ``server`` answers a new client: name → sessions."""
+    client = await JsonClient.open(server.url, "observador")
     try:
-        await until(lambda: all(c.online.is_set() for c in chatters), 30, "everyone joined")
-        senders = [asyncio.create_task(c.chat(stop)) for c in chatters]
-        await until(acked_since([0] * 4, 5), 60, "chatting on a healthy link")
+        await client.send({"type": "who"})
+        users = (await client.expect("users", timeout=15))["users"]
+    finally:
+        await client.close()
+    return {u["name"]: u["sessions"] for u in users if u["name"] != "observador"}
 
-        # (a) a slow, jittery, lossy link
-        link.shape(delay_ms=100, jitter_ms=50, loss=0.05)
-        await until(acked_since(marks(), 10), 180, "chatting on a slow, lossy link")
-        impaired = link.stats()
 
-        # (b) the link cut for CUT seconds; davi leaves B meanwhile, for A
-        link.shape(loss=1.0)
-        cut_at = asyncio.get_running_loop().time()
-        at_cut = marks()
-        mover.move_to(a.url)
-        for server in (a, b):
-            await until_health(server, 503, 30)
-        await asyncio.sleep(max(0.0, cut_at + CUT - asyncio.get_running_loop().time()))
-        cut_stats = link.stats()
-        during_cut = [len(c.acked) - m for c, m in zip(chatters, at_cut, strict=True)]
-        link.shape()  # healed
+# ---------------------------------------------------------------- the scene
 
-        for server in (a, b):
-            await until_health(server, 200, 90)
-        await until(acked_since(marks(), 5), 90, "chatting again after the cut")
-        stop.set()
-        await asyncio.gather(*senders)
 
-        stored = stored_messages(redis)
+class Scene:
+    """Two instances, each with its own link to Redis, and four users chatting on them.
+
+    ana and beto are on A, carla and davi on B; davi is the one who moves.
+    """
+
+    def __init__(self, start_server: StartServer, faulty: Faulty) -> None:
+        self.redis = faulty.redis
+        self.links = faulty.links
+        self.a, self.b = (
+            start_server("--redis", faulty.redis.url_via(link), "--rate-limit", "0")
+            for link in faulty.links
+        )
+        self.chatters = [
+            Chatter("ana", self.a.url),
+            Chatter("beto", self.a.url),
+            Chatter("carla", self.b.url),
+            Chatter("davi", self.b.url),
+        ]
+        self.mover = self.chatters[-1]
+        self.stayers = self.chatters[:-1]
+        self._stop = asyncio.Event()
+        self._connections: list[asyncio.Task[None]] = []
+        self._senders: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Everyone joined, then chatting: five messages each acknowledged."""
+        self._connections = [asyncio.create_task(c.connection()) for c in self.chatters]
+        await until(lambda: all(c.online.is_set() for c in self.chatters), 30, "everyone joined")
+        self._senders = [asyncio.create_task(c.chat(self._stop)) for c in self.chatters]
+        await self.acked(5, 60, "chatting on a healthy link")
+
+    async def acked(
+        self, more: int, within: float, what: str, chatters: list[Chatter] | None = None
+    ) -> None:
+        """Wait until each of ``chatters`` (all) had ``more`` messages acknowledged from now."""
+        who = self.chatters if chatters is None else chatters
+        marks = [len(c.acked) for c in who]
+        await until(
+            lambda: all(len(c.acked) >= m + more for c, m in zip(who, marks, strict=True)),
+            within,
+            what,
+        )
+
+    async def finish(self) -> list[tuple[int, str, str, str]]:
+        """Stop chatting; once every client has every message, what Redis stored."""
+        self._stop.set()
+        await asyncio.gather(*self._senders)
+        stored = stored_messages(self.redis)
         everything = {row[0] for row in stored}
 
         def has_all(chatter: Chatter) -> bool:
             return {m["id"] for m in chatter.received} | set(chatter.acked.values()) >= everything
 
-        await until(lambda: all(map(has_all, chatters)), 90, "every client got every message")
-    finally:
-        stop.set()
-        for chatter in chatters:
+        await until(lambda: all(map(has_all, self.chatters)), 90, "every client got everything")
+        return stored
+
+    async def close(self) -> None:
+        self._stop.set()
+        for chatter in self.chatters:
             await chatter.close()
-        for task in [*senders, *connections]:
+        tasks = [*self._senders, *self._connections]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*senders, *connections, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
-    # Stored exactly once: each message once, under the id its sender was told.
-    by_id = {message_id: (sender, text, cid) for message_id, sender, text, cid in stored}
-    texts = [text for _, _, text, _ in stored]
-    assert len(set(texts)) == len(texts), "a message was stored twice"
-    for chatter in chatters:
-        for cid, message_id in chatter.acked.items():
-            assert by_id.get(message_id) == (chatter.name, chatter.texts[cid], cid), (
-                f"{chatter.name}'s acknowledged {cid} (id {message_id}) is not stored as sent"
-            )
-    told = {(c.name, cid) for c in chatters for cid in c.acked}
-    assert {(sender, cid) for sender, _, cid in by_id.values()} == told, (
-        "stored messages whose sender was never told their id"
-    )
+    def check_exactly_once(self, stored: list[tuple[int, str, str, str]]) -> None:
+        """Every acknowledged message stored once, and delivered once, in id order, to every
+        client: they all have the history Redis has."""
+        by_id = {message_id: (sender, text, cid) for message_id, sender, text, cid in stored}
+        texts = [text for _, _, text, _ in stored]
+        assert len(set(texts)) == len(texts), "a message was stored twice"
+        for chatter in self.chatters:
+            for cid, message_id in chatter.acked.items():
+                assert by_id.get(message_id) == (chatter.name, chatter.texts[cid], cid), (
+                    f"{chatter.name}'s acknowledged {cid} (id {message_id}) is not stored as sent"
+                )
+        told = {(c.name, cid) for c in self.chatters for cid in c.acked}
+        assert {(sender, cid) for sender, _, cid in by_id.values()} == told, (
+            "stored messages whose sender was never told their id"
+        )
+        for chatter in self.chatters:
+            ids = [m["id"] for m in chatter.received]
+            duplicates = sorted({i for i in ids if ids.count(i) > 1})
+            assert not duplicates, f"{chatter.name} received {duplicates} more than once"
+            assert ids == sorted(ids), f"{chatter.name} received messages out of id order"
+            others = [i for i, (sender, _, _) in sorted(by_id.items()) if sender != chatter.name]
+            got = [m["id"] for m in chatter.received if m["from"] != chatter.name]
+            assert got == others, f"{chatter.name}: {len(got)} of {len(others)} messages of others"
+            own = {m["id"] for m in chatter.received if m["from"] == chatter.name}
+            assert own <= set(chatter.acked.values()), "a replay of a message never acknowledged"
+        assert not [e for c in self.chatters for e in c.errors], [c.errors for c in self.chatters]
+        for server in (self.a, self.b):
+            assert server.proc is not None and server.proc.poll() is None  # never crashed
 
-    # Delivered exactly once, in id order: every client has the whole history.
-    for chatter in chatters:
-        ids = [m["id"] for m in chatter.received]
-        duplicates = sorted({i for i in ids if ids.count(i) > 1})
-        assert not duplicates, f"{chatter.name} received {duplicates} more than once"
-        assert ids == sorted(ids), f"{chatter.name} received messages out of id order"
-        others = [i for i, (sender, _, _) in sorted(by_id.items()) if sender != chatter.name]
-        got = [m["id"] for m in chatter.received if m["from"] != chatter.name]
-        assert got == others, f"{chatter.name}: {len(got)} of {len(others)} messages of others"
-        own = {m["id"] for m in chatter.received if m["from"] == chatter.name}
-        assert own <= set(chatter.acked.values()), "a replay of a message never acknowledged"
+    def report(self, stored: list[tuple[int, str, str, str]]) -> str:
+        return (
+            f"{len(stored)} messages stored, each delivered once to each of "
+            f"{len(self.chatters)} clients; refused (store_unavailable, then re-sent): "
+            f"{ {c.name: c.refused for c in self.chatters} }; davi's hellos refused: "
+            f"{self.mover.hellos_refused}; packets passed/dropped per link: "
+            f"{[link.stats() for link in self.links]}; presence seen: "
+            f"{ {c.name: c.presence for c in self.chatters} }"
+        )
 
-    # Presence: the users who stayed connected were never announced as gone.
-    for chatter in chatters:
-        gone = [name for event, name in chatter.presence if event == "leave"]
-        assert not set(gone) & {c.name for c in stayers}, (chatter.name, chatter.presence)
-    assert not [e for c in chatters for e in c.errors], [c.errors for c in chatters]
-    assert mover.reconnects >= 1
-    for server in (a, b):
-        assert server.proc is not None and server.proc.poll() is None  # never crashed
 
-    print(
-        f"{len(stored)} messages stored, each delivered once to each of {len(chatters)} clients; "
-        f"refused (store_unavailable, then re-sent): {[c.refused for c in chatters]}; "
-        f"acknowledged during the cut: {during_cut}; davi's hellos refused: "
-        f"{mover.hellos_refused}; packets passed/dropped while impaired {impaired}, "
-        f"at the end of the cut {cut_stats}; presence seen: "
-        f"{ {c.name: c.presence for c in chatters} }"
-    )
+# ---------------------------------------------------------------- the tests
+
+
+@pytest.mark.timeout(400)
+@pytest.mark.parametrize("cut", [5.0], ids=["cut-5s"])
+async def test_delay_loss_then_a_cut_between_papo_and_redis_lose_and_duplicate_nothing(
+    start_server: StartServer, faulty: Faulty, cut: float
+) -> None:
+    """Both instances lose Redis together; nobody who stayed is announced as gone."""
+    scene = Scene(start_server, faulty)
+    try:
+        await scene.start()
+
+        # (a) a slow, jittery, lossy link
+        for link in scene.links:
+            link.shape(delay_ms=100, jitter_ms=50, loss=0.05)
+        await scene.acked(10, 180, "chatting on a slow, lossy link")
+
+        # (b) the links cut for `cut` seconds; davi leaves B meanwhile, for A
+        for link in scene.links:
+            link.shape(loss=1.0)
+        cut_at = asyncio.get_running_loop().time()
+        scene.mover.move_to(scene.a.url)
+        for server in (scene.a, scene.b):
+            await until_health(server, 503, 30)
+        await asyncio.sleep(max(0.0, cut_at + cut - asyncio.get_running_loop().time()))
+        for link in scene.links:
+            link.shape()  # healed
+
+        for server in (scene.a, scene.b):
+            await until_health(server, 200, 90)
+        await scene.acked(5, 90, "chatting again after the cut")
+        stored = await scene.finish()
+    finally:
+        await scene.close()
+
+    scene.check_exactly_once(stored)
+    assert scene.mover.reconnects >= 1
+    stayers = {c.name for c in scene.stayers}
+    for chatter in scene.chatters:
+        gone = {name for event, name in chatter.presence if event == "leave"}
+        assert not gone & stayers, f"{chatter.name} was told {gone & stayers} left"
+    print(scene.report(stored))
