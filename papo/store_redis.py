@@ -52,7 +52,9 @@ Presence: each instance keeps its users' session counts in its own hash and
 beats every few seconds; a script decides atomically whether a user appears
 or disappears for the whole chat and publishes the join or leave. An instance
 that stops beating is reaped by the next beat of any other: its users who are
-on no other instance are announced as gone.
+on no other instance are announced as gone. One that was only cut off from
+Redis tells it again about every user it has once its beats work again, so
+those are announced as back.
 
 When Redis is unreachable nothing crashes: appends fail with
 :class:`~papo.store.StoreError` (the sender is told), the reader, the
@@ -304,12 +306,29 @@ class RedisStore(RedisModeration, RedisLifecycle):
             self._dirty |= set(self._here)
             self._wake.set()
 
+    def _present_again(self) -> None:
+        """After heartbeats failed: tell Redis again about every user here.
+
+        Cut off from Redis, this instance may have been reaped by another one
+        (its users announced as gone), and its presence hash made again since
+        by one user who came meanwhile, so the beat finds it registered. Users
+        Redis still has are written again as they were, announcing nothing;
+        those it lost are announced as back.
+        """
+        log.info(
+            "telling Redis again who is here (%d users), after failed heartbeats", len(self._here)
+        )
+        self._dirty |= set(self._here)
+        self._wake.set()
+
     async def _beat_loop(self) -> None:
         failures = 0
         while True:
             await asyncio.sleep(self.heartbeat if not failures else _backoff(failures))
             try:
                 await self._beat_once()
+                if failures and self._here:
+                    self._present_again()
                 await self.who()  # refreshes who is online anywhere
             except (RedisError, StoreError) as exc:
                 failures += 1

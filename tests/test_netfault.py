@@ -1,11 +1,11 @@
 """Network faults between papo and Redis: a slow, lossy link, then a cut one.
 
 The test's own ``redis-server`` runs in a network namespace of the test's own
-(:mod:`tests.netns`), reached by two real papo instances across a delay line
-the test controls. Clients chat over real WebSockets on both instances the
+(:mod:`tests.netns`), reached by two real papo instances, each across a delay
+line of its own the test controls. Clients chat over real WebSockets on both instances the
 whole time, as a careful client does: every message has a client id (``cid``)
 and is sent again, under the same cid, after ``store_unavailable`` or a lost
-connection, until it is acknowledged. Meanwhile the link is first delayed
+connection, until it is acknowledged. Meanwhile the links are first delayed
 (100 ms ± 50 ms each way) and lossy (5 % of the packets), then cut for 5 s
 (every packet dropped: nothing is refused, everything times out), then
 healed. One client leaves its instance during the cut and comes back on the
@@ -16,6 +16,10 @@ received every message of the others exactly once and in id order (so all of
 them converge to the same history, the one in Redis), ``/healthz`` said 503
 during the cut and 200 again after it, and no user who stayed connected was
 announced as gone.
+
+A second test cuts one instance's link alone, for longer than an instance
+may stay silent: the other one reaps it and announces its users as gone;
+once the link is back they are all online again, for everyone.
 
 Root is needed for the namespace: in CI (``CI=true``) its absence fails the
 test; elsewhere the test is skipped, saying why.
@@ -420,4 +424,73 @@ async def test_delay_loss_then_a_cut_between_papo_and_redis_lose_and_duplicate_n
     for chatter in scene.chatters:
         gone = {name for event, name in chatter.presence if event == "leave"}
         assert not gone & stayers, f"{chatter.name} was told {gone & stayers} left"
+    print(scene.report(stored))
+
+
+@pytest.mark.timeout(400)
+async def test_an_instance_cut_off_alone_is_reaped_and_comes_back_with_all_its_users(
+    start_server: StartServer, faulty: Faulty
+) -> None:
+    """A's link alone is cut for 20 s (longer than 15 s without a heartbeat): B goes
+    on, reaps A and announces its users as gone, which is true for B's users. davi
+    moves from B to A meanwhile. When the link is back, A's users are all online
+    again, for both instances and every client, and no message was lost."""
+    scene = Scene(start_server, faulty)
+    carla, davi = scene.chatters[2:]
+    try:
+        await scene.start()
+        scene.links[0].shape(loss=1.0)  # A's link only
+        cut_at = asyncio.get_running_loop().time()
+        davi.move_to(scene.a.url)
+        await until_health(scene.a, 503, 30)
+        await until(
+            lambda: {("leave", "ana"), ("leave", "beto")} <= set(carla.presence),
+            60,
+            "B announcing A's users as gone",
+        )
+        await scene.acked(3, 60, "carla chatting on B meanwhile", [carla])
+        await asyncio.sleep(max(0.0, cut_at + 20 - asyncio.get_running_loop().time()))
+        scene.links[0].shape()  # healed
+
+        await until_health(scene.a, 200, 90)
+        await scene.acked(5, 90, "chatting again after the cut")
+        stored = await scene.finish()
+
+        everyone = {"ana": 1, "beto": 1, "carla": 1, "davi": 1}
+        for server in (scene.a, scene.b):
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 60
+            while (online := await who(server)) != everyone:
+                assert loop.time() < deadline, f"{server.url} says online: {online}"
+                await asyncio.sleep(0.2)
+
+        # A hears the chat's events again: a newcomer on B is announced to A's users
+        newcomer = await JsonClient.open(scene.b.url, "eva")
+        try:
+            await until(
+                lambda: all(("join", "eva") in c.presence for c in scene.chatters),
+                60,
+                "A's users hearing of a newcomer on B",
+            )
+        finally:
+            await newcomer.close()
+
+        def last_word(chatter: Chatter, name: str) -> str:
+            said = [event for event, who in chatter.presence if who == name]
+            return said[-1] if said else "join"
+
+        await until(
+            lambda: all(
+                last_word(c, other.name) == "join"
+                for c in scene.chatters
+                for other in scene.chatters
+                if other is not c
+            ),
+            60,
+            "every client hearing that A's users are back",
+        )
+    finally:
+        await scene.close()
+
+    scene.check_exactly_once(stored)
     print(scene.report(stored))
