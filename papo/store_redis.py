@@ -52,7 +52,9 @@ Presence: each instance keeps its users' session counts in its own hash and
 beats every few seconds; a script decides atomically whether a user appears
 or disappears for the whole chat and publishes the join or leave. An instance
 that stops beating is reaped by the next beat of any other: its users who are
-on no other instance are announced as gone. One that was only cut off from
+on no other instance are announced as gone, but only by an instance that has
+beaten for that long itself: when a partition cut them all off, the first
+one back waits for the others instead of reaping them. One that was cut off from
 Redis tells it again about every user it has once its beats work again, so
 those are announced as back.
 
@@ -125,6 +127,7 @@ class RedisStore(RedisModeration, RedisLifecycle):
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._presence_hash = f"{PREFIX}presence:{self.instance}"
+        self._beating_since: float | None = None  # monotonic time heartbeats work since
         #: Called with the seconds each append took in Redis (metrics set it).
         self.observe_commit: Callable[[float], None] = lambda seconds: None
 
@@ -289,9 +292,17 @@ class RedisStore(RedisModeration, RedisLifecycle):
                     self._names_gone.pop(key, None)
 
     async def _beat_once(self) -> None:
+        now = time.monotonic()
+        if self._beating_since is None:
+            self._beating_since = now
+        # An instance judges others dead only once it has beaten for dead_after
+        # itself: one that just started, or just came back from a cut, has not
+        # seen whether they beat meanwhile, and when a partition cut them all
+        # off the first one back would announce everyone else as gone.
+        judge = now - self._beating_since >= self.dead_after
         reaped, left, registered = await self._beat(
             keys=[INSTANCES, self._presence_hash, EVENTS],
-            args=[self.instance, self.dead_after, int(self.dead_after * 2)],
+            args=[self.instance, self.dead_after, int(self.dead_after * 2), int(judge)],
         )
         if reaped:
             log.warning(
@@ -332,6 +343,7 @@ class RedisStore(RedisModeration, RedisLifecycle):
                 await self.who()  # refreshes who is online anywhere
             except (RedisError, StoreError) as exc:
                 failures += 1
+                self._beating_since = None
                 self._lost(f"heartbeat failed: {exc}", failures)
                 continue
             failures = 0
