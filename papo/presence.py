@@ -25,7 +25,7 @@ import logging
 import random
 from typing import TYPE_CHECKING, Literal
 
-from papo.catchup import RECENT_CONTEXT
+from papo.catchup import RECENT_CONTEXT, GoLive
 from papo.directory import GUEST_PREFIX, Session, User, is_guest
 from papo.errors import RateLimited
 from papo.i18n import t
@@ -45,6 +45,7 @@ from papo.protocol import Presence as PresenceEvent
 from papo.store import RoomRecord, StoreError, UserState
 
 if TYPE_CHECKING:
+    from papo.accounts import Identity
     from papo.hub import Hub
 
 log = logging.getLogger(__name__)
@@ -154,14 +155,48 @@ class Presence:
                     record = RoomRecord(key, room.name, room.topic)
                     hub.spawn(hub.room_ops.send_joined(user, record, [session], token=None))
 
-        if hello.resume_from is not None:
-            await hub.catchup.resume(
-                session, identity, rooms, directs, go_live, after=hello.resume_from
-            )
-        else:
-            await hub.catchup.recent(session, identity, rooms, directs, go_live)
+        await self._catch_up(
+            session,
+            identity,
+            resume_from=hello.resume_from,
+            rooms=rooms,
+            directs=directs,
+            go_live=go_live,
+        )
         if session.user is None:  # closed while catching up
             self._abandon(identity.key, identity.name)
+
+    async def _catch_up(
+        self,
+        session: Session,
+        identity: Identity,
+        *,
+        resume_from: int | None,
+        rooms: set[str],
+        directs: set[str],
+        go_live: GoLive,
+    ) -> None:
+        """Replay (a resume, or the recent context), then go live; when the store fails
+        meanwhile, close the welcomed session with 1013 (try again later) after the error.
+
+        Welcomed but never live, the client would wait for messages that never
+        come; closed, it comes back and resumes.
+        """
+        catchup = self.hub.catchup
+        try:
+            if resume_from is not None:
+                await catchup.resume(session, identity, rooms, directs, go_live, after=resume_from)
+            else:
+                await catchup.recent(session, identity, rooms, directs, go_live)
+        except StoreError:
+            if session.user is None:
+                self._abandon(identity.key, identity.name)
+
+                async def close() -> None:  # after the store_unavailable the hub sends
+                    session.link.close(1013, "cannot catch up now: reconnect and resume")
+
+                self.hub.spawn(close())
+            raise
 
     def _abandon(self, key: str, name: str) -> None:
         """A hello that never went live: the store may stop keeping this user's state here."""

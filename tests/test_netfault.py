@@ -28,6 +28,7 @@ test; elsewhere the test is skipped, saying why.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import urllib.error
@@ -43,6 +44,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.typing import Subprotocol
 
+from papo.store import Stored, StoreError
+from papo.store_redis import RedisStore
 from tests.conftest import StartServer
 from tests.helpers import JsonClient, RedisServer, ServerProcess, need, redis_missing
 from tests.netns import FaultyLink, Namespace, NamespacedRedis, netns_missing
@@ -496,3 +499,43 @@ async def test_an_instance_cut_off_alone_is_reaped_and_comes_back_with_all_its_u
 
     scene.check_exactly_once(stored)
     print(scene.report(stored))
+
+
+@pytest.mark.timeout(200)
+async def test_an_instance_behind_redis_never_resumes_a_client_from_an_older_id(
+    faulty: Faulty,
+) -> None:
+    """A client saw message N on B, and resumes from N on A, whose reader is cut off
+    from Redis. A must not answer that N does not exist (a resume would then replay
+    from A's own, older, watermark: every message in between a second time): it
+    cannot tell now (``StoreError``: the client is told to try again), and says yes
+    once its reader caught up. An id Redis never handed out is still refused."""
+    a = RedisStore(faulty.redis.url_via(faulty.links[0]))
+    b = RedisStore(faulty.redis.url_via(faulty.links[1]))
+    await a.open()
+    await b.open()
+
+    def message(text: str) -> Stored:
+        return Stored(0, "ana", "ana", text, "2026-12-01T12:00:00.000Z", conv="#geral")
+
+    try:
+        first, _ = await b.append(message("antes"))
+        assert await a.reach(first.id)
+        faulty.links[0].shape(loss=1.0)  # A's link only
+        later, _ = await b.append(message("durante"))
+        with pytest.raises(StoreError):
+            await a.reach(later.id)
+        faulty.links[0].shape()
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        while True:
+            with contextlib.suppress(StoreError):
+                if await a.reach(later.id):
+                    break
+            assert loop.time() < deadline, "A's reader never caught up"
+        assert not await a.reach(later.id + 1000)
+    finally:
+        faulty.links[0].shape()
+        await a.close()
+        await b.close()
