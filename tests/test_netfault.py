@@ -102,6 +102,7 @@ class Chatter:
         self.errors: list[dict[str, Any]] = []  # errors not about a message of ours
         self.refused = 0  # store_unavailable for a message
         self.hellos_refused = 0  # store_unavailable for a hello
+        self.catch_ups_refused = 0  # store_unavailable after the welcome of a resume
         self.reconnects = 0
         self.online = asyncio.Event()
         self.closing = False
@@ -168,6 +169,8 @@ class Chatter:
                 self._answer(event["cid"], {"type": "ack", "id": event["id"]})  # a replay of ours
         elif kind in ("ack", "error") and event.get("cid") is not None:
             self._answer(str(event["cid"]), event)
+        elif kind == "error" and event["code"] == "store_unavailable":
+            self.catch_ups_refused += 1  # welcomed, not caught up: closed with 1013 next
         elif kind == "error":
             self.errors.append(event)
         elif kind == "presence":
@@ -379,7 +382,7 @@ class Scene:
             f"{len(stored)} messages stored, each delivered once to each of "
             f"{len(self.chatters)} clients; refused (store_unavailable, then re-sent): "
             f"{ {c.name: c.refused for c in self.chatters} }; davi's hellos refused: "
-            f"{self.mover.hellos_refused}; packets passed/dropped per link: "
+            f"{self.mover.hellos_refused}, its resumes refused: {self.mover.catch_ups_refused}; packets passed/dropped per link: "
             f"{[link.stats() for link in self.links]}; presence seen: "
             f"{ {c.name: c.presence for c in self.chatters} }"
         )
