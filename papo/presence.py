@@ -9,7 +9,8 @@ tells everyone else here.
 
 A ``hello`` is checked by the accounts, answered with ``welcome`` (the user's
 rooms and direct conversations with unread counts), caught up
-(:mod:`papo.catchup`), and only then made live.
+(:mod:`papo.catchup`: the recent context, a resume from one id, or, with
+``resume``, each conversation from its own position), and only then made live.
 
 A restart is not a leave: the store remembers who was online, and after a
 restart those users are *here* again, without a session, for a while
@@ -21,11 +22,13 @@ does not come back is announced as gone when it ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Literal
 
-from papo.catchup import RECENT_CONTEXT, GoLive
+from papo.catchup import RECENT_CONTEXT, fold_resume
 from papo.directory import GUEST_PREFIX, Session, User, is_guest
 from papo.errors import RateLimited
 from papo.i18n import t
@@ -112,6 +115,7 @@ class Presence:
             return
         session.token = identity.token
         session.device = identity.device
+        began = hub.store.log.committed  # direct conversations opened after: not in `state`
         state = await hub.store.user_state(identity.key, identity.name, hub.home)
         if session.id not in hub.pool:
             self._abandon(identity.key, identity.name)
@@ -155,39 +159,43 @@ class Presence:
                     record = RoomRecord(key, room.name, room.topic)
                     hub.spawn(hub.room_ops.send_joined(user, record, [session], token=None))
 
-        await self._catch_up(
-            session,
-            identity,
-            resume_from=hello.resume_from,
-            rooms=rooms,
-            directs=directs,
-            go_live=go_live,
-        )
-        if session.user is None:  # closed while catching up
-            self._abandon(identity.key, identity.name)
+        with self._catching_up(session, identity):
+            if hello.resume is not None:
 
-    async def _catch_up(
-        self,
-        session: Session,
-        identity: Identity,
-        *,
-        resume_from: int | None,
-        rooms: set[str],
-        directs: set[str],
-        go_live: GoLive,
-    ) -> None:
-        """Replay (a resume, or the recent context), then go live; when the store fails
-        meanwhile, close the welcomed session with 1013 (try again later) after the error.
+                async def directs_now() -> dict[str, str]:
+                    now = await hub.store.user_state(identity.key, identity.name, hub.home)
+                    return {c.conv: c.name for c in now.direct}
 
-        Welcomed but never live, the client would wait for messages that never
-        come; closed, it comes back and resumes.
-        """
-        catchup = self.hub.catchup
-        try:
-            if resume_from is not None:
-                await catchup.resume(session, identity, rooms, directs, go_live, after=resume_from)
+                await hub.catchup.resume_each(
+                    session,
+                    identity,
+                    rooms,
+                    names | {c.conv: c.name for c in state.direct},
+                    go_live,
+                    positions=fold_resume(hello.resume, identity.key),
+                    fallback=hello.resume_from,
+                    began=began,
+                    directs_now=directs_now,
+                )
+            elif hello.resume_from is not None:
+                await hub.catchup.resume(
+                    session, identity, rooms, directs, go_live, after=hello.resume_from
+                )
             else:
-                await catchup.recent(session, identity, rooms, directs, go_live)
+                await hub.catchup.recent(session, identity, rooms, directs, go_live)
+
+    @contextlib.contextmanager
+    def _catching_up(self, session: Session, identity: Identity) -> Iterator[None]:
+        """Around the catch-up (a resume, or the recent context) of a welcomed session.
+
+        Closed meanwhile, it never went live: its state is let go. When the
+        store fails meanwhile, it is closed with 1013 (try again later), after
+        the ``store_unavailable`` the hub sends: welcomed but never live, the
+        client would wait for messages that never come; closed, it comes back
+        and resumes.
+        """
+        try:
+            yield
         except StoreError:
             if session.user is None:
                 self._abandon(identity.key, identity.name)
@@ -197,6 +205,8 @@ class Presence:
 
                 self.hub.spawn(close())
             raise
+        if session.user is None:  # closed while catching up
+            self._abandon(identity.key, identity.name)
 
     def _abandon(self, key: str, name: str) -> None:
         """A hello that never went live: the store may stop keeping this user's state here."""
