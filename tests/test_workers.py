@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -324,3 +325,32 @@ async def test_closing_the_redis_store_ends_a_loop_that_swallowed_its_cancellati
     await asyncio.sleep(0)
     await asyncio.wait_for(_cancel([task]), 60)
     assert swallowed.is_set() and task.cancelled()
+
+
+async def test_sighup_reaches_every_worker_with_tls(
+    caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """SIGHUP reloads the certificate: the supervisor passes it on to each worker."""
+    caplog.set_level(logging.INFO, logger="papo.workers")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    argv = ["--host", "127.0.0.1", "--port", "0", "--tls-cert", str(cert), "--tls-key", str(key)]
+    settings = parse_settings(argv, {})
+    code = (
+        "import os, signal, sys\n"
+        "signal.signal(signal.SIGHUP, lambda *_: os.write(1, b'hup ' + sys.argv[1].encode() + b'\\n'))\n"
+        "os.write(1, b'ready\\n')\n"
+        "while True: signal.pause()\n"
+    )
+    supervisor = workers.Supervisor(settings, [], 2, command=stand_in(code))
+    running = asyncio.create_task(supervisor.run())
+    await until(lambda: caplog.text.count(" ready (pid ") == 2, "both ready")
+    os.kill(os.getpid(), signal.SIGHUP)  # handled by the supervisor while it runs
+    out: list[str] = []
+
+    def told() -> bool:
+        out.append(capfd.readouterr().out)
+        return {"hup 1", "hup 2"} <= set("".join(out).splitlines())
+
+    await until(told, "both workers told")
+    supervisor.stop()
+    assert await asyncio.wait_for(running, 60) == 0
