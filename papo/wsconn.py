@@ -33,6 +33,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol as Interface
 
+from websockets.datastructures import Headers
 from websockets.exceptions import InvalidHandshake
 from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
 from websockets.frames import Frame, Opcode
@@ -97,6 +98,7 @@ class Endpoint:
         self.stats = stats
         self.loop = asyncio.get_running_loop()
         self.subprotocol = Subprotocol(subprotocol)
+        self.subprotocols = [self.subprotocol]  # one list for every connection's protocol
         self.max_size = max_size
         self.max_pending = max_pending
         self.open_timeout = open_timeout
@@ -188,7 +190,7 @@ class WsConnection(asyncio.Protocol):
         self.endpoint = endpoint
         self.transport: asyncio.Transport | None = None
         self.protocol = _ServerProtocol(
-            subprotocols=[endpoint.subprotocol],
+            subprotocols=endpoint.subprotocols,
             extensions=endpoint.extensions,
             max_size=endpoint.max_size,
         )
@@ -443,6 +445,7 @@ class WsConnection(asyncio.Protocol):
             self._timer = None
         self.raw = not protocol.extensions
         first = self.endpoint.app.opened(self, request)
+        _forget_headers(request)
         self.endpoint.keepalive.add(self)
         if first is not None:
             self._worker = self.endpoint.loop.create_task(self._work(first))
@@ -547,6 +550,20 @@ class _Fragments:
             return "".join(self.chunks) if fin else None  # type: ignore[arg-type]
         self.chunks.append(bytes(data))
         return b"".join(self.chunks) if fin else None  # type: ignore[arg-type]
+
+
+_NO_HEADERS = Headers()
+
+
+def _forget_headers(request: Request) -> None:
+    """Drop an open connection's request headers: nothing reads them after the upgrade.
+
+    The library's parser keeps the request it parsed (a local of its generator)
+    for the connection's whole life, and its headers are about 1.5 KiB of small
+    strings and lists per connection. The request stays; its headers become one
+    shared empty set (never written to: papo only reads requests).
+    """
+    request.headers = _NO_HEADERS
 
 
 def _peer(peer: object) -> str:
