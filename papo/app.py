@@ -178,6 +178,20 @@ def _host(host: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     settings = parse_settings(argv)
     setup_logging(settings.log_level)
+    if settings.echo_for_conformance:  # tests only: see docs/autobahn/README.md
+        from papo.echo import serve_echo
+
+        try:
+            if settings.uvloop:
+                try:
+                    import uvloop
+                except ImportError:
+                    pass
+                else:
+                    return uvloop.run(serve_echo(settings))
+            return asyncio.run(serve_echo(settings))
+        except KeyboardInterrupt:
+            return 0
     try:
         if settings.uvloop:
             try:
