@@ -9,7 +9,8 @@ tells everyone else here.
 
 A ``hello`` is checked by the accounts, answered with ``welcome`` (the user's
 rooms and direct conversations with unread counts), caught up
-(:mod:`papo.catchup`), and only then made live.
+(:mod:`papo.catchup`: the recent context, a resume from one id, or, with
+``resume``, each conversation from its own position), and only then made live.
 
 A restart is not a leave: the store remembers who was online, and after a
 restart those users are *here* again, without a session, for a while
@@ -25,7 +26,7 @@ import logging
 import random
 from typing import TYPE_CHECKING, Literal
 
-from papo.catchup import RECENT_CONTEXT
+from papo.catchup import RECENT_CONTEXT, fold_resume
 from papo.directory import GUEST_PREFIX, Session, User, is_guest
 from papo.errors import RateLimited
 from papo.i18n import t
@@ -111,6 +112,7 @@ class Presence:
             return
         session.token = identity.token
         session.device = identity.device
+        began = hub.store.log.committed  # direct conversations opened after: not in `state`
         state = await hub.store.user_state(identity.key, identity.name, hub.home)
         if session.id not in hub.pool:
             self._abandon(identity.key, identity.name)
@@ -154,7 +156,24 @@ class Presence:
                     record = RoomRecord(key, room.name, room.topic)
                     hub.spawn(hub.room_ops.send_joined(user, record, [session], token=None))
 
-        if hello.resume_from is not None:
+        if hello.resume is not None:
+
+            async def directs_now() -> dict[str, str]:
+                now = await hub.store.user_state(identity.key, identity.name, hub.home)
+                return {c.conv: c.name for c in now.direct}
+
+            await hub.catchup.resume_each(
+                session,
+                identity,
+                rooms,
+                names | {c.conv: c.name for c in state.direct},
+                go_live,
+                positions=fold_resume(hello.resume, identity.key),
+                fallback=hello.resume_from,
+                began=began,
+                directs_now=directs_now,
+            )
+        elif hello.resume_from is not None:
             await hub.catchup.resume(
                 session, identity, rooms, directs, go_live, after=hello.resume_from
             )
