@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import gc
 import logging
+import os
 import signal
 import ssl
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
-from papo import __version__, tls
+from papo import __version__, tls, workers
 from papo.accounts import Accounts, Tokens
 from papo.config import Settings, parse_settings
 from papo.hub import Hub
@@ -33,10 +36,11 @@ log = logging.getLogger("papo")
 GC_GEN0_THRESHOLD = 50_000
 
 
-def setup_logging(level: str) -> None:
+def setup_logging(level: str, label: str = "") -> None:
+    """Log lines to stderr; ``label`` (``worker 2 pid 4242``) says which process wrote them."""
     logging.basicConfig(
         level=level,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)-7s {label + ' ' if label else ''}%(name)s: %(message)s",
         stream=sys.stderr,
     )
     # The library logs every handshake at INFO; papo logs connections itself.
@@ -75,25 +79,33 @@ def check_data_dir(path: Path) -> None:
         ) from None
 
 
-async def serve(settings: Settings) -> int:
-    """Run the server until SIGINT or SIGTERM; returns the exit status."""
+def make_store(settings: Settings) -> Store:
+    """The store the settings ask for (not yet open)."""
+    home = RoomRecord(room_key(settings.default_room), settings.default_room)
+    if settings.redis_url and settings.redis_url.startswith("redis+cluster://"):
+        return ClusterStore(
+            settings.redis_url, settings.retention, default_room=home, wait=settings.redis_wait
+        )
+    if settings.redis_url:
+        return RedisStore(settings.redis_url, settings.retention, default_room=home)
+    if settings.memory:
+        return MemoryStore(settings.retention)
+    check_data_dir(settings.data_dir)
+    return SqliteStore(settings.data_dir, settings.retention, home)
+
+
+async def serve(settings: Settings, worker: int | None = None) -> int:
+    """Run the server until SIGINT or SIGTERM; returns the exit status.
+
+    ``worker``: this process is that worker of a ``--workers`` supervisor
+    (see :mod:`papo.workers`): it says when it listens, and stops when the
+    supervisor is gone.
+    """
     started = time.monotonic()
     context = None
     if settings.tls_cert is not None and settings.tls_key is not None:
         context = tls.server_context(settings.tls_cert, settings.tls_key)
-    store: Store
-    home = RoomRecord(room_key(settings.default_room), settings.default_room)
-    if settings.redis_url and settings.redis_url.startswith("redis+cluster://"):
-        store = ClusterStore(
-            settings.redis_url, settings.retention, default_room=home, wait=settings.redis_wait
-        )
-    elif settings.redis_url:
-        store = RedisStore(settings.redis_url, settings.retention, default_room=home)
-    elif settings.memory:
-        store = MemoryStore(settings.retention)
-    else:
-        check_data_dir(settings.data_dir)
-        store = SqliteStore(settings.data_dir, settings.retention, home)
+    store = make_store(settings)
     await store.open()
     try:
         accounts = Accounts(
@@ -141,6 +153,8 @@ async def serve(settings: Settings) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
+        if worker is not None:
+            _tie_to_supervisor(loop, stop)
         if context is not None:
             loop.add_signal_handler(signal.SIGHUP, _reload, context, settings)
         await stop.wait()
@@ -164,6 +178,24 @@ async def serve(settings: Settings) -> int:
     return 0
 
 
+def _tie_to_supervisor(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    """Tell the supervisor this worker listens; stop when its end of stdin closes."""
+
+    def readable() -> None:
+        try:
+            data = os.read(0, 512)
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(0)
+            log.warning("the supervisor is gone; shutting down")
+            stop.set()
+
+    loop.add_reader(0, readable)
+    with contextlib.suppress(OSError):
+        os.write(1, workers.READY)
+
+
 def _reload(context: ssl.SSLContext, settings: Settings) -> None:
     """SIGHUP: load the certificate and key again (a renewed certificate); new
     handshakes get it, open connections keep theirs."""
@@ -176,22 +208,43 @@ def _reload(context: ssl.SSLContext, settings: Settings) -> None:
     log.info("SIGHUP: certificate %s reloaded", settings.tls_cert)
 
 
+def _run(main: Coroutine[Any, Any, int], fast: bool) -> int:
+    """Run ``main`` on uvloop when asked for and installed, else on asyncio's loop."""
+    if fast:
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.run(main)
+    return asyncio.run(main)
+
+
 def _host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    settings = parse_settings(argv)
-    setup_logging(settings.log_level)
+def main(argv: Sequence[str] | None = None, worker: int | None = None) -> int:
+    """``server.py``: serve (or, with ``--workers``, supervise workers) until told to stop.
+
+    ``worker`` is set in a worker process only (``python -m papo.workers``).
+    """
+    args = sys.argv[1:] if argv is None else list(argv)
+    settings = parse_settings(args)
+    supervising = settings.workers is not None and worker is None
+    label = "supervisor" if supervising else f"worker {worker}" if worker is not None else ""
+    setup_logging(settings.log_level, f"{label} pid {os.getpid()}" if label else "")
+    if settings.echo_for_conformance:  # tests only: see docs/autobahn/README.md
+        from papo.echo import serve_echo
+
+        try:
+            return _run(serve_echo(settings), settings.uvloop)
+        except KeyboardInterrupt:
+            return 0
     try:
-        if settings.uvloop:
-            try:
-                import uvloop
-            except ImportError:
-                pass
-            else:
-                return uvloop.run(serve(settings))
-        return asyncio.run(serve(settings))
+        if supervising:
+            return workers.supervise(settings, args)
+        return _run(serve(settings, worker), settings.uvloop)
     except (StoreError, StartupError, tls.TlsError) as exc:
         log.error("%s", exc)
         return 1

@@ -54,6 +54,10 @@ class Settings:
     lang: str = DEFAULT_LANGUAGE
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    #: ``--workers``: worker processes on one port (0: one per core); None: this process serves.
+    workers: int | None = None
+    #: Tests only (hidden flag): echo every message back, for the Autobahn conformance suite.
+    echo_for_conformance: bool = False
 
     @property
     def joins_per_address(self) -> int:
@@ -237,14 +241,17 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         "password tries per name and address a minute",
     )
     add(
-        "max-connections", d.max_connections, _positive(int), "connections beyond this get HTTP 503"
+        "max-connections",
+        d.max_connections,
+        _positive(int),
+        "connections beyond this get HTTP 503 (with --workers: per worker)",
     )
     add(
         "max-connections-per-ip",
         d.max_connections_per_ip,
         _positive(int),
         "connections one address may have open (beyond: HTTP 429), and half the joins it "
-        "may make in 10 s; 0 turns both limits off",
+        "may make in 10 s; 0 turns both limits off (with --workers: per worker)",
     )
     add(
         "open-timeout",
@@ -326,6 +333,15 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         "acknowledge a message only once N Redis replicas have it (WAIT N); 0: at once",
         metavar="N",
     )
+    add(
+        "workers",
+        None,
+        _positive(int),
+        "run N worker processes on --port (0: one per core) that share the chat through "
+        "--redis, with a supervisor that starts a worker again when it dies; limits such as "
+        "--max-connections, --max-connections-per-ip and the rate limits are per worker",
+        metavar="N",
+    )
     parser.add_argument(
         "--allow-origin",
         action="append",
@@ -370,6 +386,8 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         negate=True,
     )
     parser.add_argument("--version", action="version", version=f"papo {__version__}")
+    # Tests only: the same connection class as the chat, echoing (docs/autobahn/README.md).
+    parser.add_argument("--echo-for-conformance", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
@@ -392,6 +410,11 @@ def parse_settings(
             parse_cluster_url(ns.redis_url)
         except ClusterUrlError as exc:
             parser.error(f"--redis: {exc}")
+    if ns.workers is not None and not ns.redis_url:
+        parser.error(
+            "--workers runs several processes that share the chat through Redis: "
+            "give --redis URL too (or PAPO_REDIS_URL), e.g. --redis redis://127.0.0.1:6379/0"
+        )
     if (ns.tls_cert is None) != (ns.tls_key is None):
         parser.error("--tls-cert and --tls-key go together: the certificate and its key")
     return Settings(
@@ -426,6 +449,8 @@ def parse_settings(
         lang=ns.lang,
         tls_cert=ns.tls_cert,
         tls_key=ns.tls_key,
+        workers=ns.workers,
         admins=tuple(dict.fromkeys(ns.admin)),
         trusted_proxies=tuple(dict.fromkeys(ns.trusted_proxy)),
+        echo_for_conformance=ns.echo_for_conformance,
     )

@@ -119,6 +119,8 @@ class Hub:
         self.clock = clock
         self.accounts = accounts
         self.presence_grace = presence_grace
+        #: Shutting down (``stop``): connections closing now are not users leaving.
+        self.stopping = False
         self.guests = guests
         self.rate = rate
         self.burst = burst
@@ -461,7 +463,14 @@ class Hub:
     # ------------------------------------------------------------ shutdown
 
     def stop(self) -> None:
-        """Cancel pending presence timers (the transport closes the connections)."""
+        """Cancel pending presence timers (the transport closes the connections).
+
+        A shutdown is not a leave: the users of the connections closed from
+        now on are not announced as gone (their presence stays in the store as
+        after a crash, so they come back on a restart or on another instance
+        without a leave and a join in between).
+        """
+        self.stopping = True
         self.moderation.stop()
         for user in self.users.values():
             if user.leave_timer is not None:

@@ -22,8 +22,10 @@ does not come back is announced as gone when it ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Literal
 
 from papo.catchup import RECENT_CONTEXT, fold_resume
@@ -46,6 +48,7 @@ from papo.protocol import Presence as PresenceEvent
 from papo.store import RoomRecord, StoreError, UserState
 
 if TYPE_CHECKING:
+    from papo.accounts import Identity
     from papo.hub import Hub
 
 log = logging.getLogger(__name__)
@@ -156,29 +159,52 @@ class Presence:
                     record = RoomRecord(key, room.name, room.topic)
                     hub.spawn(hub.room_ops.send_joined(user, record, [session], token=None))
 
-        if hello.resume is not None:
+        with self._catching_up(session, identity):
+            if hello.resume is not None:
 
-            async def directs_now() -> dict[str, str]:
-                now = await hub.store.user_state(identity.key, identity.name, hub.home)
-                return {c.conv: c.name for c in now.direct}
+                async def directs_now() -> dict[str, str]:
+                    now = await hub.store.user_state(identity.key, identity.name, hub.home)
+                    return {c.conv: c.name for c in now.direct}
 
-            await hub.catchup.resume_each(
-                session,
-                identity,
-                rooms,
-                names | {c.conv: c.name for c in state.direct},
-                go_live,
-                positions=fold_resume(hello.resume, identity.key),
-                fallback=hello.resume_from,
-                began=began,
-                directs_now=directs_now,
-            )
-        elif hello.resume_from is not None:
-            await hub.catchup.resume(
-                session, identity, rooms, directs, go_live, after=hello.resume_from
-            )
-        else:
-            await hub.catchup.recent(session, identity, rooms, directs, go_live)
+                await hub.catchup.resume_each(
+                    session,
+                    identity,
+                    rooms,
+                    names | {c.conv: c.name for c in state.direct},
+                    go_live,
+                    positions=fold_resume(hello.resume, identity.key),
+                    fallback=hello.resume_from,
+                    began=began,
+                    directs_now=directs_now,
+                )
+            elif hello.resume_from is not None:
+                await hub.catchup.resume(
+                    session, identity, rooms, directs, go_live, after=hello.resume_from
+                )
+            else:
+                await hub.catchup.recent(session, identity, rooms, directs, go_live)
+
+    @contextlib.contextmanager
+    def _catching_up(self, session: Session, identity: Identity) -> Iterator[None]:
+        """Around the catch-up (a resume, or the recent context) of a welcomed session.
+
+        Closed meanwhile, it never went live: its state is let go. When the
+        store fails meanwhile, it is closed with 1013 (try again later), after
+        the ``store_unavailable`` the hub sends: welcomed but never live, the
+        client would wait for messages that never come; closed, it comes back
+        and resumes.
+        """
+        try:
+            yield
+        except StoreError:
+            if session.user is None:
+                self._abandon(identity.key, identity.name)
+
+                async def close() -> None:  # after the store_unavailable the hub sends
+                    session.link.close(1013, "cannot catch up now: reconnect and resume")
+
+                self.hub.spawn(close())
+            raise
         if session.user is None:  # closed while catching up
             self._abandon(identity.key, identity.name)
 
@@ -266,6 +292,8 @@ class Presence:
         if not user.guest:
             hub.store.present(user.key, user.name, len(user.sessions))
         if user.sessions:
+            return
+        if hub.stopping and not user.guest:  # a shutdown is not a leave (see Hub.stop)
             return
         if grace > 0 and not user.guest:
             loop = asyncio.get_running_loop()

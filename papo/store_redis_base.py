@@ -8,6 +8,7 @@ conversations.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import secrets
@@ -63,6 +64,8 @@ BACKOFF_CAP = 5.0
 #: What a failing Redis raises: its errors, and a cluster's own (a slot no node serves
 #: during a failover, ...), which redis-py does not derive from RedisError.
 REDIS_FAILURES = (RedisError, RedisClusterException)
+CANCEL_ROUNDS = 10  # times a loop that goes on is cancelled again when closing
+CANCEL_WAIT = 0.5  # seconds to wait for the loops after each cancellation
 
 
 def room_stream(room_key: str) -> str:
@@ -333,6 +336,28 @@ def _entry(message: Stored, origin: str) -> list[str | int]:
 def _id(entry_id: str) -> int:
     """``0-<n>`` → ``n``."""
     return int(entry_id.rpartition("-")[2])
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and wait until they end, cancelling again those that go on.
+
+    A cancellation that lands inside redis-py may be swallowed: the
+    ``CancelledError`` is replaced by the connection error of the clean-up
+    that follows it (a pipeline's reset, a disconnect), which the loop takes for
+    a Redis failure and retries, for ever. A shutdown must not hang on that.
+    """
+    for round_ in range(CANCEL_ROUNDS):
+        pending = [task for task in tasks if not task.done()]
+        if not pending:
+            return
+        if round_:
+            log.debug("closing: cancelling %s again", ", ".join(t.get_name() for t in pending))
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=CANCEL_WAIT)
+    stuck = [task.get_name() for task in tasks if not task.done()]
+    if stuck:
+        log.warning("closing: %s did not stop", ", ".join(stuck))
 
 
 def _backoff(failures: int) -> float:

@@ -34,7 +34,7 @@ from typing import Any, cast
 
 from redis.exceptions import RedisError
 
-from papo.store import RING_SIZE, Page, Stored
+from papo.store import RING_SIZE, Page, Stored, StoreError
 from papo.store_lifecycle import erase_in_ring, find_in_ring
 from papo.store_redis_base import (
     DIRECT,
@@ -56,6 +56,7 @@ from papo.store_redis_base import (
 RECENT_LOAD = 200  # messages of a newly followed room put in the ring
 START_LOAD = RING_SIZE // 2  # messages of the default room, and direct ones, loaded at start
 FOLLOW_WAIT = 5.0  # seconds to wait for the reader to take a new room in
+CATCH_UP_WAIT = 10.0  # more seconds to wait for a reader behind Redis (see `reach`)
 
 
 class RedisReader(RedisBase):
@@ -257,8 +258,32 @@ class RedisReader(RedisBase):
         await waiter
 
     async def reach(self, message_id: int, within: float = 2.0) -> bool:
+        """Whether this instance has delivered every message up to ``message_id``,
+        waiting ``within`` seconds for its reader; False only when Redis has no
+        such id yet (a resume from the future).
+
+        A reader may be behind Redis far longer than ``within``: the instance
+        was cut off from Redis while a client saw ``message_id`` on another
+        one. Answering False then would resume that client from this reader's
+        older watermark, replaying what it has seen: so it is waited for
+        (:data:`CATCH_UP_WAIT` more), and when it does not catch up the answer
+        is a :class:`StoreError` (the client is told to try again).
+        """
+        if await self._within(message_id, within):
+            return True
+        newest = await self._call(lambda: self._redis.get(SEQ), "cannot read the newest id")
+        if message_id > int(newest or 0):
+            return False
+        if await self._within(message_id, CATCH_UP_WAIT):
+            return True
+        raise StoreError(
+            f"this instance has not read message {message_id} from Redis yet "
+            f"(it has read up to {self.log.committed})"
+        )
+
+    async def _within(self, message_id: int, seconds: float) -> bool:
         try:
-            async with asyncio.timeout(within):
+            async with asyncio.timeout(seconds):
                 await self._reached(message_id)
         except TimeoutError:
             return False

@@ -278,23 +278,28 @@ class RedisServer:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self.host = "127.0.0.1"
         self.port = free_port()
+        self.wrapper: list[str] = []  # what runs it (``ip netns exec NAME``: tests/netns.py)
+        self.options: list[str] = []  # more redis-server options
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> RedisServer:
         self.proc = subprocess.Popen(
             [
-                *redis_command(self.port, self.directory),
+                *self.wrapper,
+                *redis_command(self.port, self.directory, self.host),
                 "--appendonly", "yes",
                 "--appendfsync", "always",
                 # a rewritten AOF as commands, not an RDB copy of the streams' packed
                 # nodes (which keep XDELed entries): as the README asks (deleted text)
                 "--aof-use-rdb-preamble", "no",
                 "--save", "",
+                *self.options,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -308,7 +313,7 @@ class RedisServer:
 
     def ping(self) -> bool:
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+            with socket.create_connection((self.host, self.port), timeout=0.5) as sock:
                 sock.sendall(b"PING\r\n")
                 return sock.recv(16).startswith(b"+PONG")
         except OSError:
@@ -324,8 +329,8 @@ class RedisServer:
         return path.read_text() if path.exists() else ""
 
 
-def redis_command(port: int, directory: Path) -> list[str]:
-    """The start of a redis-server command line: on ``port`` of 127.0.0.1, in ``directory``
+def redis_command(port: int, directory: Path, host: str = "127.0.0.1") -> list[str]:
+    """The start of a redis-server command line: on ``port`` of ``host``, in ``directory``
     (made here), its log file there."""
     directory.mkdir(parents=True, exist_ok=True)
     binary = shutil.which("redis-server")
@@ -333,7 +338,7 @@ def redis_command(port: int, directory: Path) -> list[str]:
     return [
         binary,
         "--port", str(port),
-        "--bind", "127.0.0.1",
+        "--bind", host,
         "--dir", str(directory),
         "--logfile", str(directory / "redis.log"),
     ]  # fmt: skip

@@ -74,11 +74,13 @@ def nginx_for(tmp_path: Path, servers: list[ServerProcess]) -> Iterator[Nginx]:
     prefix = tmp_path / "nginx"
     prefix.mkdir()
     (prefix / "nginx.conf").write_text(config)
-    proc = subprocess.Popen(
-        [NGINX, "-p", str(prefix), "-c", "nginx.conf", "-e", "stderr", "-g", "daemon off;"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    errors = prefix / "error.log"  # a file, not a pipe nobody reads: nginx never blocks on it
+    with errors.open("wb") as log:
+        proc = subprocess.Popen(
+            [NGINX, "-p", str(prefix), "-c", "nginx.conf", "-e", "stderr", "-g", "daemon off;"],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
     deadline = time.monotonic() + 10
     while True:
         try:
@@ -87,8 +89,7 @@ def nginx_for(tmp_path: Path, servers: list[ServerProcess]) -> Iterator[Nginx]:
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                assert proc.stderr is not None
-                raise RuntimeError("nginx did not start: " + proc.stderr.read().decode()) from None
+                raise RuntimeError("nginx did not start: " + errors.read_text()) from None
             time.sleep(0.05)
     try:
         yield Nginx(prefix, port, proc)
