@@ -191,13 +191,15 @@ async def send_spread(
         now = time.monotonic()
         if now >= until:
             return sent
-        due = int(rate * (now - start)) - sent
+        due = min(int(rate * (now - start)) - sent, int(rate) + 1)  # a second at most
         if due > 0:
             stamp = time.time_ns()
             for _ in range(due):
                 client = senders[turn]
+                turn = turn + 1 if turn + 1 < count else 0
+                if client.transport is None or client.transport.is_closing():
+                    continue  # closed by the server: counted in Tally.closed
                 line = f"bench {client.ident} {sent} {stamp} ".encode()
                 client.send_text(line + b"x" * max(0, size - len(line)))
                 sent += 1
-                turn = turn + 1 if turn + 1 < count else 0
         await asyncio.sleep(tick)

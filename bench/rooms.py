@@ -142,4 +142,5 @@ async def _step(
         "us_per_msg_in": round(1e6 * cpu / sent, 2) if sent else 0.0,
         "us_per_delivery": round(1e6 * cpu / delivered, 3) if delivered else 0.0,
         "loadgen_cpu_pct": round(100 * own / elapsed, 1),
+        "closed": tally.closed,  # connections the server closed so far (should stay 0)
     }
