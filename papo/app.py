@@ -12,8 +12,9 @@ import signal
 import ssl
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 from papo import __version__, tls, workers
 from papo.accounts import Accounts, Tokens
@@ -199,6 +200,18 @@ def _reload(context: ssl.SSLContext, settings: Settings) -> None:
     log.info("SIGHUP: certificate %s reloaded", settings.tls_cert)
 
 
+def _run(main: Coroutine[Any, Any, int], fast: bool) -> int:
+    """Run ``main`` on uvloop when asked for and installed, else on asyncio's loop."""
+    if fast:
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.run(main)
+    return asyncio.run(main)
+
+
 def _host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
@@ -213,17 +226,17 @@ def main(argv: Sequence[str] | None = None, worker: int | None = None) -> int:
     supervising = settings.workers is not None and worker is None
     label = "supervisor" if supervising else f"worker {worker}" if worker is not None else ""
     setup_logging(settings.log_level, f"{label} pid {os.getpid()}" if label else "")
+    if settings.echo_for_conformance:  # tests only: see docs/autobahn/README.md
+        from papo.echo import serve_echo
+
+        try:
+            return _run(serve_echo(settings), settings.uvloop)
+        except KeyboardInterrupt:
+            return 0
     try:
         if supervising:
             return workers.supervise(settings, args)
-        if settings.uvloop:
-            try:
-                import uvloop
-            except ImportError:
-                pass
-            else:
-                return uvloop.run(serve(settings, worker))
-        return asyncio.run(serve(settings, worker))
+        return _run(serve(settings, worker), settings.uvloop)
     except (StoreError, StartupError, tls.TlsError) as exc:
         log.error("%s", exc)
         return 1

@@ -54,6 +54,8 @@ class Settings:
     tls_key: Path | None = None
     #: ``--workers``: worker processes on one port (0: one per core); None: this process serves.
     workers: int | None = None
+    #: Tests only (hidden flag): echo every message back, for the Autobahn conformance suite.
+    echo_for_conformance: bool = False
 
     @property
     def joins_per_address(self) -> int:
@@ -375,6 +377,8 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         negate=True,
     )
     parser.add_argument("--version", action="version", version=f"papo {__version__}")
+    # Tests only: the same connection class as the chat, echoing (docs/autobahn/README.md).
+    parser.add_argument("--echo-for-conformance", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
@@ -429,4 +433,5 @@ def parse_settings(
         workers=ns.workers,
         admins=tuple(dict.fromkeys(ns.admin)),
         trusted_proxies=tuple(dict.fromkeys(ns.trusted_proxy)),
+        echo_for_conformance=ns.echo_for_conformance,
     )

@@ -1,45 +1,33 @@
-"""The WebSocket glue: HTTP routes, the handshake, one loop per connection.
+"""papo's HTTP routes and the life of a WebSocket connection, over :mod:`papo.wsconn`.
 
-This is the only module that knows about ``websockets``. On one port it
-answers plain HTTP (the web page, ``/healthz``, ``/metrics``, a text note at
-``/ws``), checks the Origin and the connection limits (in all, and per
-address), accepts the upgrade at ``/`` and ``/ws``, picks the mode from the
-subprotocol (``papo.v1`` → JSON, none → plain text), and turns frames into hub
-calls. With a TLS context the same port speaks ``wss://`` and ``https://``.
+On one port it answers plain HTTP (the web page, ``/healthz``, ``/metrics``,
+a text note at ``/ws``), checks the Origin and the connection limits (in all,
+and per address) before the upgrade (403, 429, 503), accepts the upgrade at
+``/`` and ``/ws``, picks the mode from the subprotocol (``papo.v1`` → JSON,
+none → plain text), and turns messages into hub calls. With a TLS context the
+same port speaks ``wss://`` and ``https://``.
 
-:class:`WsLink` is the hub's view of a connection. Its :meth:`WsLink.write`
-is the fan-out hot path: it appends a frame that was built once for all
-recipients to the connection's buffer, and the :class:`Outbox` writes each
-buffer to its socket in one call per flush. Pre-built frames are valid
-because a server never masks and, with no extension negotiated, a text frame
-depends only on its payload; a connection with an extension goes through the
-library's own framing instead. Nothing is written after the closing handshake
-began. Past ``max_pending`` bytes of unsent output a connection is closed with
-1013, so a client that stops reading cannot grow the server's memory nor slow
-anybody else.
+The connection itself (framing, the fan-out's pre-built frames, the
+slow-consumer bound, keepalive, closing) is :class:`papo.wsconn.WsConnection`,
+which is also the hub's :class:`papo.directory.Link`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email.utils
 import http
 import logging
+import socket
 import ssl
 import time
-import weakref
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable
 from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit
 
-from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
-from websockets.protocol import State
-from websockets.typing import Subprotocol
 
 from papo import SUBPROTOCOL
 from papo.commands import (
@@ -66,7 +54,6 @@ from papo.protocol import (
     History,
     Mode,
     Notice,
-    Outgoing,
     Part,
     ProtocolError,
     Say,
@@ -76,6 +63,7 @@ from papo.protocol import (
 )
 from papo.store import StoreError
 from papo.web import WebFiles
+from papo.wsconn import Endpoint, RouteResult, WsConnection
 
 log = logging.getLogger(__name__)
 
@@ -94,160 +82,30 @@ Health: /healthz
 """
 
 
-class Outbox:
-    """Connections owed frames, flushed together: one write per connection per flush.
+class Listener:
+    """The listening socket and its connections (what ``main`` stops on shutdown)."""
 
-    Everything a connection is owed until the next flush leaves in one
-    ``transport.write``. On loopback and LAN most of a server's time goes to
-    the kernel's per-write cost, so fewer, larger writes are the main lever.
-
-    Flushing is self-clocking: when idle, frames leave at the end of the
-    current event-loop iteration; when the last flush took T seconds (the
-    server is write-bound), the next waits until T has passed since it ended
-    (at most ``MAX_DELAY``), so messages arriving meanwhile share the writes.
-    Latency stays near one flush time while the cost per message falls as
-    load rises.
-    """
-
-    MAX_DELAY = 0.02
-
-    __slots__ = ("dirty", "loop", "next_at", "scheduled")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.dirty: list[WsLink] = []
-        self.scheduled = False
-        self.next_at = 0.0
-
-    def owe(self, link: WsLink) -> None:
-        self.dirty.append(link)
-        if not self.scheduled:
-            self.scheduled = True
-            wait = self.next_at - time.monotonic()
-            if wait > 0:
-                self.loop.call_later(wait, self.flush)
-            else:
-                self.loop.call_soon(self.flush)
-
-    def flush(self) -> None:
-        started = time.monotonic()
-        self.scheduled = False
-        dirty, self.dirty = self.dirty, []
-        for link in dirty:
-            link.flush()
-        ended = time.monotonic()
-        self.next_at = ended + min(ended - started, self.MAX_DELAY)
-
-
-class WsLink:
-    """A websockets connection as the hub sees it."""
-
-    __slots__ = (
-        "_buf",
-        "_closer",
-        "address",
-        "lang",
-        "max_pending",
-        "mode",
-        "outbox",
-        "raw",
-        "stats",
-        "ws",
-    )
-
-    def __init__(
-        self,
-        ws: ServerConnection,
-        mode: Mode,
-        lang: str,
-        *,
-        max_pending: int,
-        outbox: Outbox,
-        stats: TransportStats,
-        address: str | None = None,
-    ) -> None:
-        self.ws = ws
-        self.mode: Mode = mode
-        self.lang = lang
-        peer = ws.remote_address
-        # The client's address (behind a trusted proxy: the one it names), else the peer's.
-        self.address = address or (str(peer[0]) if isinstance(peer, tuple) else str(peer))
-        self.max_pending = max_pending
-        self.outbox = outbox
-        self.stats = stats
-        # Pre-built frames are valid only without extensions (no compression).
-        self.raw = not ws.protocol.extensions
-        self._buf: list[bytes] | None = None
-        self._closer: asyncio.Task[None] | None = None
-
-    def write(self, out: Outgoing) -> None:
-        if self._closer is not None:
-            return
-        if not self.raw:
-            self._write_framed(out)
-            return
-        frame = out.frame(self.mode, self.lang)
-        if frame is None:
-            return
-        buf = self._buf
-        if buf is None:
-            self._buf = [frame]
-            self.outbox.owe(self)
-        else:
-            buf.append(frame)
-
-    def flush(self) -> None:
-        buf, self._buf = self._buf, None
-        ws = self.ws
-        # Once the closing handshake started, no data frame may follow the close frame.
-        if buf is None or ws.protocol.state is not State.OPEN:
-            return
-        transport = ws.transport
-        transport.write(buf[0] if len(buf) == 1 else b"".join(buf))
-        self._check_pending()
-
-    def _write_framed(self, out: Outgoing) -> None:
-        ws = self.ws
-        payload = out.payload(self.mode, self.lang)
-        if payload is None or ws.protocol.state is not State.OPEN:
-            return
-        ws.protocol.send_text(payload)
-        ws.send_data()
-        self._check_pending()
-
-    def _check_pending(self) -> None:
-        """Close with 1013 a connection whose unsent output passed ``max_pending``."""
-        pending = self.ws.transport.get_write_buffer_size()
-        if pending <= self.max_pending:
-            return
-        log.warning(
-            "conn %s: %d bytes pending (limit %d); closing slow consumer",
-            self.ws.id,
-            pending,
-            self.max_pending,
-        )
-        self.stats.slow_consumer_closes += 1
-        self.close(1013, "too slow: output limit reached, reconnect and resume")
-
-    async def drain(self) -> None:
-        if self._buf is not None:
-            self.flush()
-        with contextlib.suppress(ConnectionClosed, OSError):  # the handler sees the close
-            await self.ws.drain()
+    def __init__(self, server: asyncio.Server, endpoint: Endpoint) -> None:
+        self.server = server
+        self.endpoint = endpoint
 
     @property
-    def closed(self) -> bool:
-        return self._closer is not None or self.ws.protocol.state is not State.OPEN
+    def sockets(self) -> tuple[socket.socket, ...]:
+        return tuple(self.server.sockets)
 
-    def close(self, code: int, reason: str) -> None:
-        if self._closer is None:
-            if self._buf is not None:
-                self.flush()  # what was owed goes before the close frame
-            self._closer = asyncio.get_running_loop().create_task(self.ws.close(code, reason))
+    def close(self, close_connections: bool = True) -> None:
+        """Stop listening; with ``close_connections``, close each one with 1001 (going away)."""
+        self.server.close()
+        if close_connections:
+            self.endpoint.close_all(1001)
+
+    async def wait_closed(self) -> None:
+        await self.endpoint.wait_finished(self.endpoint.close_timeout + 1)
+        await self.server.wait_closed()
 
 
 class Transport:
-    """Serves one :class:`Hub` over WebSocket and HTTP."""
+    """Serves one :class:`Hub` over WebSocket and HTTP (the :class:`papo.wsconn.App`)."""
 
     def __init__(
         self,
@@ -261,69 +119,63 @@ class Transport:
         self.metrics = metrics
         self.tls = tls  # wss:// and https:// on the same port when set
         self.stats = TransportStats() if metrics is None else metrics.transport
-        self.server: Server | None = None
-        self.outbox: Outbox | None = None
+        self.server: Listener | None = None
         self.web = WebFiles()
         #: connections open (or in their handshake) per address, for --max-connections-per-ip
         self.per_address: Counter[str] = Counter()
         self.trusted = tuple(parse_network(proxy) for proxy in settings.trusted_proxies)
-        #: The client address of each handshake, from process_request to handler.
-        self._addresses: weakref.WeakKeyDictionary[ServerConnection, str] = (
-            weakref.WeakKeyDictionary()
-        )
 
-    async def start(self) -> Server:
+    async def start(self) -> Listener:
         s = self.settings
-        self.outbox = Outbox(asyncio.get_running_loop())
-        self.server = await serve(
-            self.handler,
-            s.host,
-            s.port,
-            ssl=self.tls,
-            process_request=self.process_request,
-            select_subprotocol=select_subprotocol,
-            compression="deflate" if s.compression else None,
+        endpoint = Endpoint(
+            self,
+            self.stats,
+            subprotocol=SUBPROTOCOL,
             max_size=s.max_size or None,
+            max_pending=s.max_pending,
             open_timeout=s.open_timeout or None,
             ping_interval=s.ping_interval or None,
             ping_timeout=s.ping_timeout or None,
-            server_header=None,
+            compression=s.compression,
+        )
+        server = await asyncio.get_running_loop().create_server(
+            endpoint,
+            s.host,
+            s.port,
+            ssl=self.tls,
+            ssl_handshake_timeout=(s.open_timeout or None) if self.tls is not None else None,
+            backlog=4096,
             # --workers: every worker listens on the same port and the kernel
             # spreads new connections over them (see papo.workers).
             reuse_port=s.workers is not None,
         )
+        self.server = Listener(server, endpoint)
         return self.server
 
-    async def process_request(
-        self, connection: ServerConnection, request: Request
-    ) -> Response | None:
-        """Route plain HTTP; let WebSocket upgrades at ``/`` and ``/ws`` through."""
+    # ------------------------------------------------------------ HTTP, before the upgrade
+
+    def route(self, conn: WsConnection, request: Request) -> RouteResult:
+        """Route plain HTTP; let WebSocket upgrades at ``/`` and ``/ws`` through (None)."""
         path = urlsplit(request.path).path
         upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
         if upgrade and path in WS_PATHS:
-            address = self.client_address(connection, request)
+            address = self.client_address(conn, request)
+            conn.address = address  # the client's (behind a trusted proxy: the one it names)
             if self.hub.moderation.ip_ban_of(address) is not None:
                 log.warning("refusing a connection from %s: the address is banned", address)
-                return _text(connection, http.HTTPStatus.FORBIDDEN, "this address is banned\n")
-            self._addresses[connection] = address
+                return _text(http.HTTPStatus.FORBIDDEN, "this address is banned\n")
             origin = request.headers.get("Origin")
             if origin is not None and not self._origin_allowed(origin, request):
                 log.warning("refusing a connection from origin %s", origin)
                 self.stats.refused_origin += 1
-                return _text(
-                    connection, http.HTTPStatus.FORBIDDEN, f"origin not allowed: {origin}\n"
-                )
+                return _text(http.HTTPStatus.FORBIDDEN, f"origin not allowed: {origin}\n")
             if len(self.hub.pool) >= self.settings.max_connections:
                 log.warning("refusing a connection: %d connections open", len(self.hub.pool))
                 self.stats.refused_full += 1
-                return _text(
-                    connection,
-                    http.HTTPStatus.SERVICE_UNAVAILABLE,
-                    "server full, try again later\n",
-                )
-            return self._count_address(connection, request)
+                return _text(http.HTTPStatus.SERVICE_UNAVAILABLE, "server full, try again later\n")
+            return self._count_address(conn, request)
         if path == "/healthz":
-            return await self._health(connection)
+            return self._health()
         if path == "/metrics" and self.metrics is not None:
             return _respond(http.HTTPStatus.OK, self.metrics.render(), CONTENT_TYPE)
         asset = self.web.get(path)
@@ -336,12 +188,12 @@ class Transport:
         if path == "/ws":
             host = request.headers.get("Host", f"localhost:{self.settings.port}")
             text = HOW_TO_CONNECT.format(host=host, ws="ws" if self.tls is None else "wss")
-            return _text(connection, http.HTTPStatus.OK, text)
-        return _text(connection, http.HTTPStatus.NOT_FOUND, f"not found: {path}\n")
+            return _text(http.HTTPStatus.OK, text)
+        return _text(http.HTTPStatus.NOT_FOUND, f"not found: {path}\n")
 
-    def _count_address(self, connection: ServerConnection, request: Request) -> Response | None:
+    def _count_address(self, conn: WsConnection, request: Request) -> Response | None:
         """Count the connection against its address until it closes; refuse one too many (429)."""
-        address = self.client_address(connection, request)
+        address = conn.address
         cap = self.settings.max_connections_per_ip
         if cap and self.per_address[address] >= cap:
             self.stats.refused_per_ip += 1
@@ -349,42 +201,39 @@ class Transport:
                 log.warning("refusing connections from %s: %d open already", address, cap)
             lang = self.language("", request)
             body = t("too many connections from your address ({limit}); close some", limit=cap)
-            response = _text(
-                connection, http.HTTPStatus.TOO_MANY_REQUESTS, render(body, lang) + "\n"
-            )
+            response = _text(http.HTTPStatus.TOO_MANY_REQUESTS, render(body, lang) + "\n")
             response.headers["Retry-After"] = "10"
             return response
         self.per_address[address] += 1
-
-        def closed(_: object) -> None:
-            left = self.per_address[address] - 1
-            if left > 0:
-                self.per_address[address] = left
-            else:
-                del self.per_address[address]
-
-        connection.connection_lost_waiter.add_done_callback(closed)
+        conn.counted = True  # released in closed(), or below if the upgrade fails after all
         return None
 
-    def client_address(self, connection: ServerConnection, request: Request) -> str:
+    def _uncount(self, conn: WsConnection) -> None:
+        if conn.counted:
+            conn.counted = False
+            left = self.per_address[conn.address] - 1
+            if left > 0:
+                self.per_address[conn.address] = left
+            else:
+                del self.per_address[conn.address]
+
+    def client_address(self, conn: WsConnection, request: Request) -> str:
         """The client's address: the peer's, or behind a ``--trusted-proxy`` the one its
         ``X-Forwarded-For`` names (see :func:`papo.moderation.client_address`)."""
-        peer = connection.remote_address
-        address = str(peer[0]) if isinstance(peer, tuple) else str(peer)
+        address = conn.address
         if not self.trusted:
             return address
         return client_address(address, request.headers.get_all("X-Forwarded-For"), self.trusted)
 
-    async def _health(self, connection: ServerConnection) -> Response:
+    async def _health(self) -> Response:
         """200 when serving and the store answers; 503 (and why) when it does not."""
         try:
             async with asyncio.timeout(2.0):
                 await self.hub.store.ping()
         except (StoreError, TimeoutError) as exc:
             reason = str(exc) or "the store did not answer in time"
-            return _text(connection, http.HTTPStatus.SERVICE_UNAVAILABLE, f"unhealthy: {reason}\n")
+            return _text(http.HTTPStatus.SERVICE_UNAVAILABLE, f"unhealthy: {reason}\n")
         return _text(
-            connection,
             http.HTTPStatus.OK,
             f"ok: {len(self.hub.pool)} connections, last message id {self.hub.store.log.committed}\n",
         )
@@ -402,50 +251,46 @@ class Transport:
             return True
         return urlsplit(origin).netloc.lower() == request.headers.get("Host", "").lower()
 
-    async def handler(self, ws: ServerConnection) -> None:
-        """One connection's life: attach, read frames until it closes, detach."""
-        mode: Mode = "json" if ws.subprotocol == SUBPROTOCOL else "plain"
-        query = urlsplit(ws.request.path).query if ws.request is not None else ""
-        lang = self.language(query, ws.request)
-        _forget_handshake(ws)
-        assert self.outbox is not None
-        link = WsLink(
-            ws,
-            mode,
-            lang,
-            max_pending=self.settings.max_pending,
-            outbox=self.outbox,
-            stats=self.stats,
-            address=self._addresses.pop(ws, None),
+    # ------------------------------------------------------------ a connection's life
+
+    def opened(self, conn: WsConnection, request: Request) -> Awaitable[None] | None:
+        """Attach the connection to the hub; a plain-text one starts with the welcome."""
+        mode: Mode = "json" if conn.protocol.subprotocol == SUBPROTOCOL else "plain"
+        query = urlsplit(request.path).query
+        conn.mode = mode
+        conn.lang = self.language(query, request)
+        session = self.hub.attach(conn)
+        conn.session = session
+        log.info("conn %d open from %s (%s)", session.id, _peer(conn.peer), mode)
+        return self._plain_start(session, query) if mode == "plain" else None
+
+    async def received(self, conn: WsConnection, raw: str | bytes) -> None:
+        """One message from the client: a protocol event (JSON) or a line (plain)."""
+        session = conn.session
+        assert isinstance(session, Session)
+        if isinstance(raw, bytes):
+            self.hub.send(session, Error("binary", t("binary frames are not supported; send text")))
+            self.hub.refused(session)
+        elif conn.mode == "json":
+            await self._json_frame(session, raw)
+        else:
+            await self._plain_line(session, raw)
+
+    def closed(self, conn: WsConnection) -> None:
+        """Release its address's count; detach (the user leaves after the grace period)."""
+        self._uncount(conn)
+        session = conn.session
+        if not isinstance(session, Session):
+            return
+        self.hub.detach(session)
+        log.info(
+            "conn %d closed from %s: code %s%s after %.1f s",
+            session.id,
+            _peer(conn.peer),
+            conn.close_code,
+            f" ({conn.close_reason})" if conn.close_reason else "",
+            time.monotonic() - session.opened,
         )
-        hub = self.hub
-        session = hub.attach(link)
-        log.info("conn %d open from %s (%s)", session.id, _peer(ws), mode)
-        try:
-            if mode == "plain":
-                await self._plain_start(session, query)
-            async for raw in ws:
-                if isinstance(raw, bytes):
-                    hub.send(
-                        session, Error("binary", t("binary frames are not supported; send text"))
-                    )
-                    hub.refused(session)
-                elif mode == "json":
-                    await self._json_frame(session, raw)
-                else:
-                    await self._plain_line(session, raw)
-        except ConnectionClosed:
-            pass
-        finally:
-            hub.detach(session)
-            log.info(
-                "conn %d closed from %s: code %s%s after %.1f s",
-                session.id,
-                _peer(ws),
-                ws.close_code,
-                f" ({ws.close_reason})" if ws.close_reason else "",
-                time.monotonic() - session.opened,
-            )
 
     def language(self, query: str, request: Request | None) -> str:
         """A connection's language: ``?lang=``, else ``Accept-Language``, else ``--lang``."""
@@ -520,26 +365,7 @@ class Transport:
         return session.room or self.hub.home.name
 
 
-def select_subprotocol(
-    connection: ServerConnection, subprotocols: Sequence[Subprotocol]
-) -> Subprotocol | None:
-    """``papo.v1`` when offered; otherwise none (plain-text mode), never a refusal."""
-    return Subprotocol(SUBPROTOCOL) if SUBPROTOCOL in subprotocols else None
-
-
-def _forget_handshake(ws: ServerConnection) -> None:
-    """Release the handshake's headers: nothing reads them after the upgrade.
-
-    ``ws.request`` itself must stay (the library takes ``None`` to mean "no
-    handshake yet"), but its headers and the response are a few hundred bytes
-    of small objects per connection, kept for the connection's whole life.
-    """
-    if ws.request is not None:
-        ws.request.headers = Headers()
-    ws.response = None
-
-
-def _text(connection: ServerConnection, status: http.HTTPStatus, body: str) -> Response:
+def _text(status: http.HTTPStatus, body: str) -> Response:
     return _respond(status, body.encode(), "text/plain; charset=utf-8")
 
 
@@ -563,14 +389,7 @@ def _respond(
     return Response(status.value, status.phrase, headers, body)
 
 
-def _address(connection: ServerConnection) -> str:
-    """The peer's address without the port (what limits per address count)."""
-    peer = connection.remote_address
-    return str(peer[0]) if isinstance(peer, tuple) else str(peer)
-
-
-def _peer(ws: ServerConnection) -> str:
-    peer = ws.remote_address
+def _peer(peer: object) -> str:
     if isinstance(peer, tuple) and len(peer) >= 2:
         return f"{peer[0]}:{peer[1]}"
     return str(peer)

@@ -1,0 +1,369 @@
+"""papo's lean WebSocket connection, in process: no sockets, no sleeps.
+
+The first tests pin down what :mod:`papo.wsconn` relies on in ``websockets``'
+sans-I/O layer (``ServerProtocol``, ``Frame``, ``Request``): if an upgrade of
+the library changes any of it, they fail here, by name, before anything else.
+The rest drive :class:`papo.wsconn.WsConnection` through a fake transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+from dataclasses import fields
+from typing import Any
+
+import pytest
+from websockets.frames import Close, Frame, Opcode
+from websockets.http11 import Request
+from websockets.protocol import SEND_EOF, State
+from websockets.server import ServerProtocol
+from websockets.streams import StreamReader
+
+from papo.metrics import TransportStats
+from papo.wsconn import INBOX_HIGH, Endpoint, Message, WsConnection, _ServerProtocol
+from papo.wsloop import Keepalive
+
+KEY = base64.b64encode(os.urandom(16)).decode()
+
+
+def handshake(subprotocols: str | None = None) -> bytes:
+    offer = f"Sec-WebSocket-Protocol: {subprotocols}\r\n" if subprotocols else ""
+    return (
+        "GET /?lang=pt-BR HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n"
+    ).encode()
+
+
+def client_frame(opcode: Opcode, data: bytes, fin: bool = True) -> bytes:
+    return Frame(opcode, data, fin).serialize(mask=True, extensions=[])
+
+
+def server_frames(data: bytes) -> list[Frame]:
+    """The frames in what the server wrote after its HTTP response."""
+    _, _, rest = data.partition(b"\r\n\r\n")
+    reader = StreamReader()
+    reader.feed_data(rest)
+    frames = []
+    while True:
+        parser = Frame.parse(reader.read_exact, mask=False)
+        try:
+            next(parser)
+        except StopIteration as done:
+            frames.append(done.value)
+        else:
+            return frames
+
+
+# ---------------------------------------------------------------- the library's contract
+
+
+def test_the_sans_io_protocol_still_works_as_papo_uses_it() -> None:
+    protocol = _ServerProtocol(subprotocols=["papo.v1"], extensions=None, max_size=1000)  # type: ignore[list-item]
+    assert protocol.state is State.CONNECTING and protocol.available_subprotocols == ["papo.v1"]
+    protocol.receive_data(handshake("chat, papo.v1"))
+    [request] = protocol.events_received()
+    assert isinstance(request, Request) and request.path == "/?lang=pt-BR"
+    assert "headers" in {f.name for f in fields(Request)}  # _forget_headers replaces it
+    response = protocol.accept(request)
+    assert response.status_code == 101
+    assert response.headers["Sec-WebSocket-Protocol"] == "papo.v1"  # our select_subprotocol
+    protocol.send_response(response)
+    assert protocol.state is State.OPEN  # type: ignore[comparison-overlap]
+    assert protocol.subprotocol == "papo.v1"
+    assert protocol.extensions == []  # so pre-built frames are valid
+    protocol.data_to_send()
+
+    protocol.receive_data(client_frame(Opcode.PING, b"p") + client_frame(Opcode.TEXT, b"oi"))
+    ping, text = protocol.events_received()
+    assert (ping.opcode, text.opcode, bytes(text.data), text.fin) == (
+        Opcode.PING,
+        Opcode.TEXT,
+        b"oi",
+        True,
+    )
+    [pong] = server_frames(b"\r\n\r\n" + b"".join(protocol.data_to_send()))
+    assert pong.opcode is Opcode.PONG  # answered by the library
+
+    protocol.send_ping(b"")
+    protocol.fail(1011, "keepalive ping timeout")
+    *data, eof = protocol.data_to_send()
+    assert eof == SEND_EOF == b""  # the server half-closes after its close frame
+    ping_out, close = server_frames(b"\r\n\r\n" + b"".join(data))
+    assert ping_out.opcode is Opcode.PING
+    assert Close.parse(close.data) == Close(1011, "keepalive ping timeout")
+    assert protocol.close_expected() and protocol.state is State.CLOSING
+    protocol.receive_eof()
+    protocol.receive_eof()  # idempotent: connection_lost calls it after eof_received
+    assert protocol.state is State.CLOSED and protocol.close_code == 1006  # none received
+
+
+def test_a_client_close_is_echoed_then_eof_and_too_big_is_1009() -> None:
+    protocol = ServerProtocol(max_size=10)
+    protocol.receive_data(handshake())
+    [request] = protocol.events_received()
+    assert isinstance(request, Request)
+    protocol.send_response(protocol.accept(request))
+    assert protocol.subprotocol is None  # plain-text mode
+    protocol.data_to_send()
+    protocol.receive_data(client_frame(Opcode.TEXT, b"x" * 11))
+    *_, eof = protocol.data_to_send()
+    assert eof == SEND_EOF and protocol.close_sent is not None
+    assert protocol.close_sent.code == 1009
+
+    closing = ServerProtocol()
+    closing.receive_data(handshake())
+    [request] = closing.events_received()
+    assert isinstance(request, Request)
+    closing.send_response(closing.accept(request))
+    closing.data_to_send()
+    closing.receive_data(client_frame(Opcode.CLOSE, Close(1000, "bye").serialize()))
+    *echo, eof = closing.data_to_send()
+    assert eof == SEND_EOF and server_frames(b"\r\n\r\n" + b"".join(echo))[0].opcode is Opcode.CLOSE
+
+
+# ---------------------------------------------------------------- the connection
+
+
+class FakeTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.out = bytearray()
+        self.eof = False
+        self.aborted = False
+        self.closing = False
+        self.paused = False
+        self.buffered = 0  # what get_write_buffer_size says
+
+    def write(self, data: Any) -> None:
+        assert not self.eof, "wrote after EOF"
+        self.out += data
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        self.eof = True
+
+    def close(self) -> None:
+        self.closing = True
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def is_closing(self) -> bool:
+        return self.closing or self.aborted
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 40000) if name == "peername" else default
+
+
+class Recorder:
+    """An app that records; ``gate`` (when set) holds every message until released."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+        self.closed_count = 0
+        self.gate: asyncio.Event | None = None
+
+    def route(self, conn: WsConnection, request: Request) -> None:
+        return None
+
+    def opened(self, conn: WsConnection, request: Request) -> None:
+        conn.session = "a session"
+        conn.lang = request.headers.get("Host", "")  # headers are still there in opened()
+
+    async def received(self, conn: WsConnection, message: Message) -> None:
+        if self.gate is not None:
+            await self.gate.wait()
+        self.messages.append(message)
+
+    def closed(self, conn: WsConnection) -> None:
+        self.closed_count += 1
+
+
+async def until(condition: Any, seconds: float = 5.0) -> None:
+    """Let the loop run until ``condition()`` (the app's task runs in its steps)."""
+    async with asyncio.timeout(seconds):
+        while not condition():  # noqa: ASYNC110 - one loop step at a time, no sleeping
+            await asyncio.sleep(0)
+
+
+def make(app: Recorder, **options: Any) -> tuple[Endpoint, WsConnection, FakeTransport]:
+    settings: dict[str, Any] = {
+        "subprotocol": "papo.v1",
+        "max_size": 1000,
+        "max_pending": 10_000,
+        "open_timeout": None,
+        "ping_interval": None,
+        "ping_timeout": None,
+    }
+    settings.update(options)
+    endpoint = Endpoint(app, TransportStats(), **settings)
+    conn = endpoint()
+    transport = FakeTransport()
+    conn.connection_made(transport)
+    conn.data_received(handshake())
+    assert transport.out.startswith(b"HTTP/1.1 101")
+    return endpoint, conn, transport
+
+
+async def test_an_idle_open_connection_keeps_no_task_no_timer_and_no_headers() -> None:
+    app = Recorder()
+    _, conn, _ = make(app, open_timeout=10.0)
+    assert conn.lang == "x"  # opened() read the Host header
+    assert conn._worker is None and conn._timer is None and conn._inbox is None
+    assert conn.protocol.state is State.OPEN and not conn.closed
+
+
+async def test_messages_arrive_whole_and_in_order() -> None:
+    app = Recorder()
+    _, conn, _ = make(app)
+    conn.data_received(
+        client_frame(Opcode.TEXT, b"um")
+        + client_frame(Opcode.TEXT, b"dois ", fin=False)
+        + client_frame(Opcode.CONT, "ç".encode()[:1], fin=False)  # a character cut in two
+        + client_frame(Opcode.CONT, "ç".encode()[1:])
+        + client_frame(Opcode.BINARY, b"\x00\x01")
+    )
+    await until(lambda: len(app.messages) == 3)
+    assert app.messages == ["um", "dois ç", b"\x00\x01"]
+    await until(lambda: conn._worker is None)  # the task ends with the inbox
+
+
+async def test_invalid_utf8_in_a_fragment_fails_at_once_with_1007() -> None:
+    app = Recorder()
+    _, conn, transport = make(app)
+    conn.data_received(client_frame(Opcode.TEXT, b"ok \xff", fin=False))  # no fin yet
+    close = conn.protocol.close_sent
+    assert close is not None and close.code == 1007 and transport.eof
+    conn.data_received(client_frame(Opcode.CONT, b"more"))  # discarded
+    assert app.messages == []
+
+
+async def test_a_busy_app_stops_the_reading_then_resumes_it() -> None:
+    app = Recorder()
+    app.gate = asyncio.Event()
+    _, conn, transport = make(app)
+    for n in range(INBOX_HIGH + 5):
+        conn.data_received(client_frame(Opcode.TEXT, str(n).encode()))
+    assert transport.paused
+    app.gate.set()
+    await until(lambda: len(app.messages) == INBOX_HIGH + 5)
+    assert app.messages == [str(n) for n in range(INBOX_HIGH + 5)] and not transport.paused
+
+
+async def test_close_sends_what_was_owed_first_and_nothing_after() -> None:
+    app = Recorder()
+    _, conn, transport = make(app)
+    conn.write_frame(b"\x81\x02oi")
+    conn.close(1013, "too slow")
+    conn.write_frame(b"\x81\x02no")  # after the close: dropped
+    conn.flush()
+    first, close = server_frames(bytes(transport.out))
+    assert bytes(first.data) == b"oi" and Close.parse(close.data).code == 1013
+    assert conn.closed
+    conn.data_received(client_frame(Opcode.CLOSE, Close(1013, "").serialize()))
+    assert transport.eof  # the handshake is done: the server half-closes
+    conn.connection_lost(None)
+    assert app.closed_count == 1 and conn._timer is None
+
+
+async def test_a_slow_consumer_is_closed_with_1013() -> None:
+    app = Recorder()
+    endpoint, conn, transport = make(app, max_pending=100)
+    transport.buffered = 101
+    conn.write_frame(b"\x81\x02oi")
+    conn.flush()
+    assert conn.closed and endpoint.stats.slow_consumer_closes == 1
+    assert Close.parse(server_frames(bytes(transport.out))[-1].data).code == 1013
+
+
+async def test_a_lost_connection_is_closed_for_the_app_after_its_last_message() -> None:
+    app = Recorder()
+    app.gate = asyncio.Event()
+    endpoint, conn, _ = make(app)
+    conn.data_received(client_frame(Opcode.TEXT, b"last words"))
+    conn.connection_lost(ConnectionResetError())
+    assert app.closed_count == 0  # "last words" is still being handled
+    app.gate.set()
+    await until(lambda: app.closed_count == 1)
+    assert app.messages == ["last words"] and conn not in endpoint.connections
+    assert conn.session is None  # no cycle left behind
+
+
+# ---------------------------------------------------------------- keepalive
+
+
+class FakeLoop:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.timers: list[tuple[float, Any]] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_later(self, delay: float, callback: Any) -> Any:
+        self.timers.append((self.now + delay, callback))
+        return asyncio.Handle(lambda: None, (), asyncio.new_event_loop())
+
+    def run_until(self, when: float) -> None:
+        while self.timers and min(self.timers, key=lambda t: t[0])[0] <= when:
+            self.timers.sort(key=lambda t: t[0])
+            at, callback = self.timers.pop(0)
+            self.now = at
+            callback()
+        self.now = when
+
+
+class Peer:
+    def __init__(self) -> None:
+        self.ping_at: float | None = None
+        self.pings = 0
+        self.timed_out = False
+
+    def ping(self, now: float) -> None:
+        self.ping_at = now
+        self.pings += 1
+
+    def ping_unanswered(self) -> None:
+        self.timed_out = True
+
+
+def test_keepalive_pings_each_connection_once_an_interval_and_drops_the_silent() -> None:
+    loop = FakeLoop()
+    keepalive = Keepalive(loop, 20.0, 10.0)  # type: ignore[arg-type]
+    answers, silent = Peer(), Peer()
+    keepalive.add(answers)
+    keepalive.add(silent)
+    loop.run_until(18.9)
+    assert answers.pings == 0  # not before (about) one interval
+    loop.run_until(20.0)
+    assert answers.pings == silent.pings == 1
+    answers.ping_at = None  # its pong came
+    keepalive.answered(answers)
+    loop.run_until(31.0)
+    assert silent.timed_out and not answers.timed_out
+    loop.run_until(41.0)
+    assert answers.pings == 2
+    keepalive.remove(answers)
+    loop.run_until(100.0)
+    assert answers.pings == 2
+
+
+@pytest.mark.parametrize("interval", [None, 0.0])
+def test_no_keepalive_when_the_interval_is_off(interval: float | None) -> None:
+    loop = FakeLoop()
+    keepalive = Keepalive(loop, interval, 10.0)  # type: ignore[arg-type]
+    keepalive.add(Peer())
+    assert loop.timers == []
