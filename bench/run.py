@@ -9,6 +9,12 @@ Scenarios (as in ../shared/bench, so the numbers can be set side by side):
   chat  1000 clients, 10 senders x 10 msg/s, 64 B (~100k deliveries/s offered)
   sat   1000 clients, 20 senders, rate stepped up: the highest deliveries/s
         delivered completely (ratio >= 0.999) with p99 < 250 ms
+  rooms 10 000 clients in 1 000 rooms of 10 (one sender each), then in 10
+        rooms of 1 000 (ten senders each), all also silent in #geral: the
+        highest messages/s in and deliveries/s out under the same rule, and
+        the server's CPU per message in and per delivery out (bench/rooms.py)
+
+    python bench/run.py --scenarios rooms   # only some scenarios
 
 The server runs pinned to CPU 0 and the load generator to CPU 1 when there
 are two CPUs and ``taskset`` exists. Results: a table on stdout,
@@ -36,6 +42,9 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from loadgen import Tally, open_clients, send_at_rate  # noqa: E402
+from rooms import Layout, rooms  # noqa: E402
+
+SCENARIOS = ("idle", "chat", "sat", "rooms")
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -176,7 +185,17 @@ def main() -> int:
     parser.add_argument("--memory", action="store_true", help="run the server with --memory")
     parser.add_argument("--plot", default=str(ROOT / "docs" / "bench.png"))
     parser.add_argument("--json", default=str(HERE / "results.json"))
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated, of {', '.join(SCENARIOS)} (default: all); a subset updates "
+        "only its own entries of the JSON results and leaves the plot alone",
+    )
     args = parser.parse_args()
+    chosen = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    unknown = sorted(set(chosen) - set(SCENARIOS))
+    if unknown or not chosen:
+        parser.error(f"--scenarios: unknown {', '.join(unknown) or '(none given)'}")
     if pin(1):  # the load generator (this process) on the other CPU than the server
         os.sched_setaffinity(0, {1})
     extra = ["--memory"] if args.memory else []
@@ -188,18 +207,42 @@ def main() -> int:
     }
     print(f"papo benchmark on {results['machine']}; storage {results['storage']}", flush=True)
 
-    idle_res = run_scenario(idle, extra, 2000 if args.quick else 10_000)
-    results["idle"] = idle_res
-    print(
-        f"idle: {idle_res['clients']} clients, {idle_res['rss_per_conn_kb']:.1f} KiB RSS per connection",
-        flush=True,
-    )
+    if "idle" in chosen:
+        idle_res = run_scenario(idle, extra, 2000 if args.quick else 10_000)
+        results["idle"] = idle_res
+        print(
+            f"idle: {idle_res['clients']} clients, "
+            f"{idle_res['rss_per_conn_kb']:.1f} KiB RSS per connection",
+            flush=True,
+        )
+    if "chat" in chosen:
+        results["chat"] = run_scenario(load, extra, 1000, 10, 10.0, seconds)
+        print(f"chat: {results['chat']}", flush=True)
+    if "sat" in chosen:
+        saturate(results, extra, args.quick, seconds)
+    if "rooms" in chosen:
+        run_rooms(results, extra, args.quick, seconds)
 
-    chat = run_scenario(load, extra, 1000, 10, 10.0, seconds)
-    results["chat"] = chat
-    print(f"chat: {chat}", flush=True)
+    print()
+    if "chat" in results and "sat" in results:
+        chat_table(results)
+    if "rooms" in results:
+        rooms_table(results["rooms"])
+    path = Path(args.json)
+    if set(chosen) != set(SCENARIOS) and path.exists():  # a subset: keep the others' entries
+        results = {**json.loads(path.read_text()), **results}
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    if "sat" in chosen:
+        plot(results, Path(args.plot))
+        print(f"results: {args.json}; plot: {args.plot}")
+    else:
+        print(f"results: {args.json}")
+    return 0
 
-    steps = [1, 5, 10, 20, 40] if args.quick else [1, 2, 5, 10, 20, 40, 80, 160]
+
+def saturate(results: dict[str, Any], extra: list[str], quick: bool, seconds: float) -> None:
+    """The sat scenario: 1000 clients, 20 senders, the rate stepped up until a step fails."""
+    steps = [1, 5, 10, 20, 40] if quick else [1, 2, 5, 10, 20, 40, 80, 160]
     sat = []
     best = 0
     for rate in steps:
@@ -214,21 +257,63 @@ def main() -> int:
     results["sat"] = sat
     results["sat_best_per_s"] = best
 
-    print()
+
+def chat_table(results: dict[str, Any]) -> None:
     print("| scenario | offered/s | delivered/s | ratio | p50 ms | p99 ms | server CPU % |")
     print("|---|---|---|---|---|---|---|")
-    for name, row in [("chat", chat)] + [(f"sat x{s['offered_per_s'] // 19980}", s) for s in sat]:
+    rows = [("chat", results["chat"])]
+    rows += [(f"sat x{s['offered_per_s'] // 19980}", s) for s in results["sat"]]
+    for name, row in rows:
         print(
             f"| {name} | {row['offered_per_s']:,} | {row['delivered_per_s']:,} | {row['ratio']} "
             f"| {row['p50_ms']} | {row['p99_ms']} | {row['server_cpu_pct']} |"
         )
+    line = f"\nhighest sustained: {results['sat_best_per_s']:,} deliveries/s"
+    if "idle" in results:
+        line += f"; idle: {results['idle']['rss_per_conn_kb']:.1f} KiB/conn"
+    print(line)
+
+
+def run_rooms(results: dict[str, Any], extra: list[str], quick: bool, seconds: float) -> None:
+    """The rooms scenario (bench/rooms.py): rooms of 10, then rooms of 1 000, one server each."""
+    clients = 2000 if quick else 10_000
+    layouts = [  # (room size, senders per room, total messages/s steps)
+        (10, 1, [1000, 3000] if quick else [1000, 2000, 3000, 4000, 5000, 7500, 10_000, 50_000]),
+        (1000, 10, [100, 500] if quick else [100, 250, 500, 1000, 1500, 2000, 3000]),
+    ]
+    # 1 000 rooms from one address; the load generator answers no pings, and this runs minutes.
+    extra = [*extra, "--room-creations", "0", "--ping-interval", "3600"]
+    out = []
+    for size, per_room, steps in layouts:
+        out.append(run_scenario(rooms, extra, Layout(clients, size, per_room, steps, seconds)))
+    results["rooms"] = out
+
+
+def rooms_table(layouts: list[dict[str, Any]]) -> None:
     print(
-        f"\nhighest sustained: {best:,} deliveries/s; idle: {idle_res['rss_per_conn_kb']:.1f} KiB/conn"
+        "\n| rooms | msgs in/s | deliveries/s | ratio | p50 ms | p99 ms | server CPU % "
+        "| µs/msg in | µs/delivery | loadgen CPU % |"
     )
-    Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-    plot(results, Path(args.plot))
-    print(f"results: {args.json}; plot: {args.plot}")
-    return 0
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for layout in layouts:
+        for row in layout["steps"]:
+            print(
+                f"| {layout['rooms']} x {layout['room_size']} | {row['msgs_in_per_s']:,} "
+                f"| {row['deliveries_per_s']:,} | {row['ratio']} | {row['p50_ms']} "
+                f"| {row['p99_ms']} | {row['server_cpu_pct']} | {row['us_per_msg_in']} "
+                f"| {row['us_per_delivery']} | {row['loadgen_cpu_pct']} |"
+            )
+    for layout in layouts:
+        best = layout["best"]
+        where = f"{layout['rooms']} rooms of {layout['room_size']}"
+        if best is None:
+            print(f"{where}: no step passed")
+        else:
+            print(
+                f"{where}: highest sustained {best['msgs_in_per_s']:,} msgs/s in, "
+                f"{best['deliveries_per_s']:,} deliveries/s out; {best['us_per_msg_in']} µs "
+                f"server CPU per message in, {best['us_per_delivery']} µs per delivery out"
+            )
 
 
 def plot(results: dict[str, Any], path: Path) -> None:

@@ -85,3 +85,32 @@ async def connect(hub: Hub, name: str, mode: Mode = "json", **hello: Any) -> Ses
 def link(session: Session) -> FakeLink:
     assert isinstance(session.link, FakeLink)
     return session.link
+
+
+class CountingLink:
+    """A connection that only counts what it was written: for tests that count work.
+
+    It encodes nothing, so ten thousand of them cost little; ``writes`` is the
+    number of frames the hub wrote to it.
+    """
+
+    def __init__(self, mode: Mode = "plain", address: str = "127.0.0.1", lang: str = "en") -> None:
+        self.mode: Mode = mode
+        self.address = address
+        self.lang = lang
+        self.writes = 0
+        self.close_code: int | None = None
+
+    def write(self, out: Outgoing) -> None:
+        self.writes += 1
+
+    async def drain(self) -> None:
+        pass
+
+    def close(self, code: int, reason: str) -> None:
+        if self.close_code is None:
+            self.close_code = code
+
+    @property
+    def closed(self) -> bool:
+        return self.close_code is not None
