@@ -83,7 +83,9 @@ async def serve(settings: Settings) -> int:
     store: Store
     home = RoomRecord(room_key(settings.default_room), settings.default_room)
     if settings.redis_url:
-        store = RedisStore(settings.redis_url, settings.retention, default_room=home)
+        store = RedisStore(
+            settings.redis_url, settings.retention, default_room=home, wait=settings.redis_wait
+        )
     elif settings.memory:
         store = MemoryStore(settings.retention)
     else:

@@ -18,6 +18,7 @@ from papo.i18n import DEFAULT_LANGUAGE, LANGUAGES, match_language
 from papo.moderation import BadAddress, parse_network
 from papo.names import InvalidNameError, clean_name, clean_room
 from papo.protocol import DEFAULT_MAX_TEXT
+from papo.redis_connect import BadRedisUrl, parse_redis_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,8 @@ class Settings:
     uvloop: bool = True
     memory: bool = False
     redis_url: str | None = None
+    #: replicas a message must reach before its ack; None: 1 when the master has replicas
+    redis_wait: int | None = None
     retention: int = 100_000
     rate_limit: float = 20.0
     rate_burst: float = 40.0
@@ -317,6 +320,14 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         dest="redis_url",
         env_flag="redis-url",
     )
+    add(
+        "redis-wait",
+        None,
+        _positive(int),
+        "with --redis: acknowledge a message only once N replicas have it (Redis WAIT); "
+        "by default 1 when the master has replicas, else 0",
+        metavar="N",
+    )
     parser.add_argument(
         "--allow-origin",
         action="append",
@@ -372,8 +383,13 @@ def parse_settings(
     ns = parser.parse_args(argv)
     if ns.redis_url and ns.memory:
         parser.error("--memory and --redis exclude each other: choose where the history lives")
-    if ns.redis_url and not ns.redis_url.startswith(("redis://", "rediss://", "unix://")):
-        parser.error(f"--redis wants a URL like redis://127.0.0.1:6379/0, not {ns.redis_url!r}")
+    if ns.redis_url:
+        try:
+            parse_redis_url(ns.redis_url)
+        except BadRedisUrl as exc:
+            parser.error(str(exc))
+    if ns.redis_wait is not None and not ns.redis_url:
+        parser.error("--redis-wait counts Redis replicas: it needs --redis")
     if (ns.tls_cert is None) != (ns.tls_key is None):
         parser.error("--tls-cert and --tls-key go together: the certificate and its key")
     return Settings(
@@ -396,6 +412,7 @@ def parse_settings(
         uvloop=ns.uvloop,
         memory=ns.memory,
         redis_url=ns.redis_url or None,
+        redis_wait=ns.redis_wait,
         retention=max(1, ns.retention),
         rate_limit=ns.rate_limit,
         rate_burst=2 * ns.rate_limit,
