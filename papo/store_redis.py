@@ -71,6 +71,7 @@ import time
 from collections.abc import Callable, Collection
 from typing import Any, cast
 
+from redis.asyncio.sentinel import MasterNotFoundError
 from redis.exceptions import NoScriptError, RedisError, WatchError
 
 from papo.devices import Device, beyond_limit, device_from_json
@@ -138,7 +139,16 @@ class RedisStore(RedisModeration, RedisLifecycle):
     async def open(self) -> None:
         """Load the recent history, register this instance and start the loops."""
         where = f"cannot use Redis at {self.target.safe}"
-        await self._call(self._check_replication, where)
+        try:
+            await self._call(self._check_replication, where)
+        except StoreError as exc:
+            if isinstance(exc.__cause__, MasterNotFoundError):
+                raise StoreError(
+                    f"{where}: the sentinels there know no master named {self.target.master!r} "
+                    "(are the sentinels running, and is it the name in their "
+                    "'sentinel monitor' line?)"
+                ) from None
+            raise
         await self._call(self._load_ring, where)
         if self.replicas.wanted:  # what was loaded is delivered: it must be replicated
             try:

@@ -276,9 +276,10 @@ class RedisServer:
     message, and rewritten without an RDB preamble, so deleted text leaves it.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *extra: str) -> None:
         self.directory = directory
         self.port = free_port()
+        self.extra = extra  # more redis-server options (``--replicaof HOST PORT``)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -302,6 +303,7 @@ class RedisServer:
                 "--aof-use-rdb-preamble", "no",
                 "--save", "",
                 "--logfile", str(self.directory / "redis.log"),
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
