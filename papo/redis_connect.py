@@ -52,7 +52,7 @@ class RedisTarget:
     """Where the store's Redis is: one server (``url``) or a Sentinel-managed master."""
 
     kind: str  # "single" or "sentinel"
-    url: str  # as given
+    url: str = field(repr=False)  # as given (it may hold passwords: see safe)
     nodes: tuple[tuple[str, int], ...] = ()  # the sentinels (host, port)
     master: str = ""  # the master's name, as the sentinels know it
     db: int = 0
