@@ -195,9 +195,14 @@ class RedisStore(RedisModeration, RedisLifecycle):
         are announced as gone by the other instances within ``dead_after``.
         """
         self._stop_lifecycle()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # A cancel can be lost inside redis-py's asyncio client (seen with redis-py
+        # 8.1 on Python 3.11: the reader cancelled right after a delivery read on,
+        # and close() hung), so cancel again until every loop has stopped.
+        pending = set(self._tasks)
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.5)
         for _, future in self._queue:
             future.cancel()
         for waiters in self._waiters.values():
