@@ -11,15 +11,23 @@ read, so no message can fall between what was replayed and what arrives live.
 * A resume (``resume_from``) replays every message after that id in the
   user's rooms and direct conversations, in id order: older pages from the
   store with flow control in between, then the ring's tail.
+* A per-conversation resume (``resume``) replays each of the user's
+  conversations after its own position (``resume[conv]``, else
+  ``resume_from``, else only its recent context), each in its own id order:
+  pages of that conversation from the store (:meth:`Store.since`) while the
+  ring does not cover it, then the ring's tail of it. Names that are not the
+  user's conversations are never read. The last pass reads every
+  conversation's tail from the ring without an await, then goes live.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from papo.directory import Session
 from papo.i18n import t, tn
+from papo.names import DIRECT_PREFIX, direct_key, name_key, room_key
 from papo.protocol import Error, Gap, Notice, Outgoing
 from papo.store import Store, Stored
 
@@ -31,6 +39,22 @@ REPLAY_CHUNK = 500
 
 #: Makes a session live: called with no await after the last ring read.
 GoLive = Callable[[], None]
+#: The user's direct conversations as the store has them now: key → the other user's name.
+Directs = Callable[[], Awaitable[dict[str, str]]]
+
+
+def fold_resume(resume: tuple[tuple[str, int], ...], key: str) -> dict[str, int]:
+    """``hello.resume`` as conversation keys of the user ``key``: ``#Sala`` → ``#sala``,
+    ``@Maria`` → the direct conversation with maria. Two spellings of one
+    conversation count as the newer position."""
+    out: dict[str, int] = {}
+    for name, position in resume:
+        if name.startswith(DIRECT_PREFIX):
+            conv = direct_key(key, name_key(name[1:]))
+        else:
+            conv = room_key(name)
+        out[conv] = max(out.get(conv, 0), position)
+    return out
 
 
 class CatchUp:
@@ -137,6 +161,146 @@ class CatchUp:
             if self._gone(session):
                 return
         go_live()
+
+    async def resume_each(
+        self,
+        session: Session,
+        identity: Identity,
+        rooms: set[str],
+        names: dict[str, str],
+        go_live: GoLive,
+        *,
+        positions: dict[str, int],
+        fallback: int | None,
+        began: int,
+        directs_now: Directs,
+    ) -> None:
+        """Replay each of the user's conversations after its own position, then go live.
+
+        ``rooms`` is the live set of the user's rooms (a part meanwhile
+        counts); ``names`` maps each conversation the welcome listed (rooms,
+        and direct ones to the other user's name) to its name, for gaps.
+        ``positions`` are folded (:func:`fold_resume`); ``fallback`` is
+        ``resume_from``. ``began`` is the newest id before the user's
+        conversations were read: a direct conversation that someone opened
+        since is found in the ring (or, when the ring moved on, through
+        ``directs_now``) and replayed whole.
+        """
+        log_ = self.store.log
+        key = identity.key
+        directs = {conv for conv in names if conv.startswith(DIRECT_PREFIX)}
+        mine = rooms | directs
+        positions = {conv: p for conv, p in positions.items() if conv in mine}
+        fallback, positions = await self._not_beyond(session, fallback, positions)
+        cursors = self._starts(
+            session, key, sorted(mine), names, positions=positions, fallback=fallback
+        )
+        scanned = began  # direct conversations opened after this were looked for
+        while True:
+            waited = more = False
+            if log_.covers(scanned):
+                opened, scanned = log_.since(key, (), scanned, 2**31)
+                for message in opened:
+                    if message.conv not in directs:
+                        directs.add(message.conv)
+                        cursors[message.conv] = began
+            else:
+                mark = log_.committed
+                found = await directs_now()
+                waited = True
+                for conv in set(found) - directs:
+                    directs.add(conv)
+                    cursors[conv] = began
+                scanned = mark
+            for conv in sorted(cursors):
+                if conv not in rooms and conv not in directs:
+                    continue  # parted meanwhile
+                cursor = cursors[conv]
+                if log_.covers_conv(conv, cursor):
+                    batch = log_.since_conv(conv, cursor, REPLAY_CHUNK)
+                    more = more or len(batch) == REPLAY_CHUNK
+                else:
+                    mark = log_.complete_to(conv)
+                    batch = await self.store.since(conv, cursor, REPLAY_CHUNK)
+                    waited = True
+                    if self._gone(session):
+                        return
+                    if len(batch) < REPLAY_CHUNK:  # all of it up to `mark` was there
+                        cursors[conv] = max(cursor, mark)
+                    if conv not in rooms and conv not in directs:
+                        continue
+                for message in batch:
+                    if message.id > cursor:
+                        self._send_replay(session, message, key)
+                        cursors[conv] = max(cursors[conv], message.id)
+            if not waited and not more:
+                break  # nothing awaited since the first ring read of this pass
+            await session.link.drain()
+            if self._gone(session):
+                return
+        go_live()
+
+    def _starts(
+        self,
+        session: Session,
+        key: str,
+        convs: list[str],
+        names: dict[str, str],
+        *,
+        positions: dict[str, int],
+        fallback: int | None,
+    ) -> dict[str, int]:
+        """Where each conversation's replay starts; its gap, or its recent context
+        (when it has no position) is sent on the way."""
+        log_ = self.store.log
+        cursors: dict[str, int] = {}
+        fresh: list[str] = []
+        for conv in convs:
+            position = positions.get(conv, fallback)
+            if position is None:
+                fresh.append(conv)
+                continue
+            cursors[conv] = position
+            oldest = log_.gap_before((conv,))
+            if oldest and position < oldest - 1:
+                where = names.get(conv, conv)
+                direct = conv.startswith(DIRECT_PREFIX)
+                gap = Gap(position, oldest, None if direct else where, where if direct else None)
+                self._send_event(session, gap)
+        marks = {conv: log_.complete_to(conv) for conv in fresh}
+        for conv, context in log_.recent_in(fresh, RECENT_CONTEXT).items():
+            for message in context:
+                self._send_replay(session, message, key)
+            cursors[conv] = max(marks[conv], context[-1].id if context else 0)
+        return cursors
+
+    async def _not_beyond(
+        self, session: Session, fallback: int | None, positions: dict[str, int]
+    ) -> tuple[int | None, dict[str, int]]:
+        """Positions newer than the newest message (a store that lost messages, a
+        client's bug) become the newest, with a ``bad_resume`` error saying so."""
+        log_ = self.store.log
+        newest = max([fallback or 0, *positions.values()])
+        if newest <= log_.committed or await self.store.reach(newest):
+            return fallback, positions
+        if fallback is not None and fallback > log_.committed:
+            text = t(
+                "resume_from {after} is newer than the newest message ({newest}); "
+                "resuming from there",
+                after=fallback,
+                newest=log_.committed,
+            )
+        else:
+            text = t(
+                "a 'resume' position ({after}) is newer than the newest message ({newest}); "
+                "resuming from there",
+                after=newest,
+                newest=log_.committed,
+            )
+        self._send_event(session, Error("bad_resume", text))
+        top = log_.committed
+        kept = {conv: min(p, top) for conv, p in positions.items()}
+        return (None if fallback is None else min(fallback, top)), kept
 
     @staticmethod
     def _send(session: Session, message: Stored) -> None:

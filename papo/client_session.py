@@ -15,6 +15,13 @@ by the screen in its language: one line when the connection is lost, one when
 it is back. The technical detail (exceptions, close codes, ids, each retry)
 goes to the log only (the terminal client's ``--verbose``).
 
+The session keeps one position per conversation (the newest message id it
+passed on in each room and direct conversation) and resumes with all of them
+(``resume``) as well as the newest id anywhere (``resume_from``): the server
+replays each conversation after its own position, each in its own order, so
+after a reconnect a message is a duplicate when its id is at or below its
+*conversation's* position (a conversation with none: below ``resume_from``).
+
 Rooms add one wrinkle to "an id at or below the newest seen is a duplicate":
 a ``room {event:"joined"}`` is followed by the room's last messages, which are
 older than what was seen elsewhere but new to this client. The session lets
@@ -43,8 +50,9 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from websockets.typing import Subprotocol
 
 from papo import SUBPROTOCOL
+from papo.client_positions import Positions
 from papo.i18n import Text, t
-from papo.names import room_key
+from papo.names import name_key, room_key
 from papo.protocol import (
     Ack,
     ClientEvent,
@@ -58,7 +66,9 @@ from papo.protocol import (
     RoomState,
     Say,
     ServerEvent,
+    Users,
     Welcome,
+    Who,
 )
 from papo.protocol_client import encode_client, parse_server
 
@@ -137,6 +147,7 @@ class ChatSession:
         self.hello: Hello | None = None
         self.joined: Joined | None = None
         self.last_id = 0  # newest message id seen (or the first welcome's last_id)
+        self.positions = Positions()  # where we are in each conversation, for resume
         self.own_ids: set[int] = set()  # ids of our own acknowledged messages
         #: Told ``(id, say)`` when the server acknowledges one of our messages (cid → id):
         #: the terminal client learns which messages it may ``/edit`` by default.
@@ -157,6 +168,7 @@ class ChatSession:
         # room key → (the room's last_id when joined, newest id passed on before): its backlog
         self._backlog: dict[str, tuple[int, int]] = {}
         self._rejoined: Welcome | None = None  # the welcome of a reconnect, for events()
+        self._marker = False  # the `who` sent after a join is not answered yet
 
     @property
     def connect_url(self) -> str:
@@ -227,10 +239,21 @@ class ChatSession:
         )
         if first:
             self.last_id = event.last_id
+            self.positions.floor = event.last_id
+        listed = [(room_key(r.room), r.room) for r in event.rooms]
+        listed += [("@" + name_key(d.with_), "@" + d.with_) for d in event.direct]
+        self.positions.listed(listed, event.last_id if first else self.positions.resumed_from)
         # Later joins use the token (no password prompt) and resume where we were.
-        self.hello = Hello(event.name, token=event.token, resume_from=self.last_id)
+        self.hello = self._resuming(event.name, event.token)
         self.live = True
+        # Answered after the whole catch-up: its answer proves this connection is live.
+        self._marker = await self._send(Who())
         return self.joined
+
+    def _resuming(self, name: str, token: str | None) -> Hello:
+        """The ``hello`` of a reconnect: each conversation's position, and the newest id."""
+        positions = self.positions
+        return Hello(name, token=token, resume_from=positions.floor, resume=positions.resume())
 
     async def say(self, text: str, to: str | None = None, room: str | None = None) -> None:
         """Send a message (to ``room``, or privately ``to``; neither: the default room).
@@ -279,6 +302,7 @@ class ChatSession:
             except ConnectionClosed:
                 pass
             self.live = False
+            self.positions.proven = False
             code = self.ws.close_code
             if self.closing or code in FINAL_CLOSE_CODES:
                 log.info("connection closed: code %s (%s)", code, self.ws.close_reason or "-")
@@ -286,6 +310,10 @@ class ChatSession:
             log.info("connection lost: code %s (%s)", code, self.ws.close_reason or "-")
             if not await self._reconnect():
                 return
+
+    @property
+    def _me(self) -> str:
+        return "" if self.joined is None else self.joined.name
 
     def _settle(self, event: ServerEvent) -> bool:
         """Book-keeping for one event; False when it must not be shown (a duplicate)."""
@@ -299,16 +327,26 @@ class ChatSession:
                 # here, unless this room's messages were passed on already (a second join).
                 fresh = event.id > backlog[1]
             else:
-                seen_before = self.resumed and event.id <= self.last_id
+                # A resume replays each conversation after its own position (one with
+                # none after resume_from): at or below it, this was passed on before.
+                seen_before = self.resumed and self.positions.seen_before(event, self._me)
                 fresh = event.id not in self.own_ids and not seen_before
             self.last_id = max(self.last_id, event.id)
+            self.positions.see(event, self._me)
             if fresh and room is not None:
                 self._room_newest[room] = max(self._room_newest.get(room, 0), event.id)
             return fresh
+        if isinstance(event, Users) and self._marker:  # the answer to our own `who`
+            self._marker = False
+            self.positions.live(self.last_id)
+            return False
         if isinstance(event, RoomJoined):
             room = room_key(event.room)
+            self.positions.listed([(room, event.room)], event.last_id)
             self._backlog[room] = (event.last_id, self._room_newest.get(room, 0))
             return True
+        if isinstance(event, Ack) and not self.positions.proven:
+            self.positions.live(self.last_id)  # answered after the catch-up, like `who`
         if isinstance(event, Ack) and event.cid is not None:
             self._settle_cid(event.cid, event.id, event.to)
             return False
@@ -339,9 +377,8 @@ class ChatSession:
             try:
                 await self.connect()
                 assert self.hello is not None
-                self.hello = Hello(
-                    self.hello.name, token=self.hello.token, resume_from=self.last_id
-                )
+                self.hello = self._resuming(self.hello.name, self.hello.token)
+                self.positions.resumed_from = self.positions.floor
                 await self.join(self.hello)
             except ConnectError as exc:
                 log.info("reconnect attempt %d failed: %s (%s)", attempt, exc, exc.detail)

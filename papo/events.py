@@ -19,6 +19,10 @@ Mode = Literal["json", "plain"]
 DEFAULT_MAX_TEXT = 4096
 MAX_CID_LENGTH = 64
 MAX_SECRET_LENGTH = 1024
+#: A ``hello``'s ``resume`` names at most this many conversations...
+MAX_RESUME = 1000
+#: ... each as ``#room`` or ``@name`` of at most this many characters.
+MAX_RESUME_KEY = 100
 
 
 MAX_TOPIC = 300
@@ -43,6 +47,9 @@ class Hello:
     resume_from: int | None = None
     #: The language the connection wants its notices and errors in (``en``, ``pt-BR``).
     lang: str | None = None
+    #: Per-conversation resume: ``("#sala", 120)``, ``("@maria", 7)``, as the client
+    #: wrote them (the server folds the names): replay each after its own position.
+    resume: tuple[tuple[str, int], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -512,10 +519,16 @@ class Error:
 
 @dataclass(frozen=True, slots=True)
 class Gap:
-    """Messages after ``after`` and before ``oldest`` are no longer kept (retention)."""
+    """Messages after ``after`` and before ``oldest`` are no longer kept (retention).
+
+    A per-conversation resume says which conversation: ``room`` (its name), or
+    ``with_`` (the other user's name) for a direct one.
+    """
 
     after: int
     oldest: int
+    room: str | None = None
+    with_: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,8 @@ tells everyone else here.
 
 A ``hello`` is checked by the accounts, answered with ``welcome`` (the user's
 rooms and direct conversations with unread counts), caught up
-(:mod:`papo.catchup`), and only then made live.
+(:mod:`papo.catchup`: the recent context, a resume from one id, or, with
+``resume``, each conversation from its own position), and only then made live.
 
 A restart is not a leave: the store remembers who was online, and after a
 restart those users are *here* again, without a session, for a while
@@ -21,11 +22,13 @@ does not come back is announced as gone when it ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Literal
 
-from papo.catchup import RECENT_CONTEXT
+from papo.catchup import RECENT_CONTEXT, fold_resume
 from papo.directory import GUEST_PREFIX, Session, User, is_guest
 from papo.errors import RateLimited
 from papo.i18n import t
@@ -45,6 +48,7 @@ from papo.protocol import Presence as PresenceEvent
 from papo.store import RoomRecord, StoreError, UserState
 
 if TYPE_CHECKING:
+    from papo.accounts import Identity
     from papo.hub import Hub
 
 log = logging.getLogger(__name__)
@@ -111,6 +115,7 @@ class Presence:
             return
         session.token = identity.token
         session.device = identity.device
+        began = hub.store.log.committed  # direct conversations opened after: not in `state`
         state = await hub.store.user_state(identity.key, identity.name, hub.home)
         if session.id not in hub.pool:
             self._abandon(identity.key, identity.name)
@@ -154,12 +159,52 @@ class Presence:
                     record = RoomRecord(key, room.name, room.topic)
                     hub.spawn(hub.room_ops.send_joined(user, record, [session], token=None))
 
-        if hello.resume_from is not None:
-            await hub.catchup.resume(
-                session, identity, rooms, directs, go_live, after=hello.resume_from
-            )
-        else:
-            await hub.catchup.recent(session, identity, rooms, directs, go_live)
+        with self._catching_up(session, identity):
+            if hello.resume is not None:
+
+                async def directs_now() -> dict[str, str]:
+                    now = await hub.store.user_state(identity.key, identity.name, hub.home)
+                    return {c.conv: c.name for c in now.direct}
+
+                await hub.catchup.resume_each(
+                    session,
+                    identity,
+                    rooms,
+                    names | {c.conv: c.name for c in state.direct},
+                    go_live,
+                    positions=fold_resume(hello.resume, identity.key),
+                    fallback=hello.resume_from,
+                    began=began,
+                    directs_now=directs_now,
+                )
+            elif hello.resume_from is not None:
+                await hub.catchup.resume(
+                    session, identity, rooms, directs, go_live, after=hello.resume_from
+                )
+            else:
+                await hub.catchup.recent(session, identity, rooms, directs, go_live)
+
+    @contextlib.contextmanager
+    def _catching_up(self, session: Session, identity: Identity) -> Iterator[None]:
+        """Around the catch-up (a resume, or the recent context) of a welcomed session.
+
+        Closed meanwhile, it never went live: its state is let go. When the
+        store fails meanwhile, it is closed with 1013 (try again later), after
+        the ``store_unavailable`` the hub sends: welcomed but never live, the
+        client would wait for messages that never come; closed, it comes back
+        and resumes.
+        """
+        try:
+            yield
+        except StoreError:
+            if session.user is None:
+                self._abandon(identity.key, identity.name)
+
+                async def close() -> None:  # after the store_unavailable the hub sends
+                    session.link.close(1013, "cannot catch up now: reconnect and resume")
+
+                self.hub.spawn(close())
+            raise
         if session.user is None:  # closed while catching up
             self._abandon(identity.key, identity.name)
 

@@ -32,6 +32,8 @@ from papo.events import (
     MAX_CID_LENGTH,
     MAX_HISTORY,
     MAX_REASON,
+    MAX_RESUME,
+    MAX_RESUME_KEY,
     MAX_SECRET_LENGTH,
     MAX_TOPIC,
     Ack,
@@ -248,6 +250,7 @@ def parse_client(raw: str | bytes, *, max_text: int = DEFAULT_MAX_TEXT) -> Clien
             token=_secret(data, "token"),
             resume_from=_optional_id(data, "resume_from"),
             lang=_language(data),
+            resume=_resume(data),
         )
     if kind == "who":
         return Who()
@@ -529,6 +532,42 @@ def _language(data: dict[str, Any]) -> str | None:
     return None if tag is None else match_language(short(tag, 35))
 
 
+def _resume(data: dict[str, Any]) -> tuple[tuple[str, int], ...] | None:
+    """``hello``'s ``resume``: ``{"#sala": 120, "@maria": 7}``, each conversation's position.
+
+    Names are not checked here: one that is not a conversation of the user
+    (or not a name at all) is ignored by the server, as the protocol says.
+    """
+    value = data.get("resume")
+    if value is None:
+        return None
+    shape = t(
+        "the field 'resume' must map at most {max} conversations ('#room' or '@name') "
+        "to message ids",
+        max=MAX_RESUME,
+    )
+    if not isinstance(value, dict) or len(value) > MAX_RESUME:
+        raise ProtocolError("bad_field", shape)
+    out: list[tuple[str, int]] = []
+    for conv, position in value.items():
+        if not 2 <= len(conv) <= MAX_RESUME_KEY or conv[0] not in "#@":
+            raise ProtocolError(
+                "bad_field",
+                t(
+                    "'resume' names conversations as '#room' or '@name' "
+                    "(at most {max} characters), not {name}",
+                    max=MAX_RESUME_KEY,
+                    name=repr(short(conv)),
+                ),
+            )
+        if isinstance(position, bool) or not isinstance(position, int):
+            raise ProtocolError("bad_field", shape)
+        if not 0 <= position <= MAX_ID:
+            raise ProtocolError("bad_field", shape)
+        out.append((conv, position))
+    return tuple(out)
+
+
 def _cid(data: dict[str, Any]) -> str | None:
     value = data.get("cid")
     if value is None:
@@ -728,7 +767,12 @@ def to_wire(event: ServerEvent, lang: str = DEFAULT_LANGUAGE) -> dict[str, Any]:
             ],
         }
     if isinstance(event, Gap):
-        return {"type": "gap", "after": event.after, "oldest": event.oldest}
+        gap: dict[str, Any] = {"type": "gap", "after": event.after, "oldest": event.oldest}
+        if event.room is not None:
+            gap["room"] = event.room
+        elif event.with_ is not None:
+            gap["with"] = event.with_
+        return gap
     if isinstance(event, Users):
         return {
             "type": "users",

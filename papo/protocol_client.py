@@ -111,7 +111,13 @@ def parse_server(raw: str | bytes) -> ServerEvent:
         if kind == "notice":
             return Notice(str(data["text"]))
         if kind == "gap":
-            return Gap(int(data["after"]), int(data["oldest"]))
+            room, with_ = data.get("room"), data.get("with")
+            return Gap(
+                int(data["after"]),
+                int(data["oldest"]),
+                room if isinstance(room, str) else None,
+                with_ if isinstance(with_, str) else None,
+            )
         if kind in ("room", "member", "history", "read", "rooms"):
             return _parse_room_event(kind, data)
         if kind == "devices":
@@ -275,6 +281,8 @@ def encode_client(event: ClientEvent) -> str:
             value = getattr(event, key)
             if value is not None:
                 wire[key] = value
+        if event.resume is not None:
+            wire["resume"] = dict(event.resume)
     elif isinstance(event, Register):
         wire = {"type": "register", "password": event.password}
     elif isinstance(event, Who):

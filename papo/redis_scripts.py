@@ -314,8 +314,9 @@ return changed
 """
 )
 
-# A heartbeat: this instance is alive; reap instances that stopped beating.
-# KEYS: instances, own presence hash, channel. ARGV: me, dead_after, hash ttl.
+# A heartbeat: this instance is alive; reap instances that stopped beating
+# (only when ARGV[4] is '1': the caller has been beating long enough to judge).
+# KEYS: instances, own presence hash, channel. ARGV: me, dead_after, hash ttl, reap.
 BEAT = (
     _PRESENCE_LIB
     + """
@@ -323,7 +324,10 @@ local me, dead_after = ARGV[1], tonumber(ARGV[2])
 local t = now()
 redis.call('ZADD', KEYS[1], t, me)
 redis.call('EXPIRE', KEYS[2], ARGV[3])
-local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. (t - dead_after))
+local dead = {}
+if ARGV[4] == '1' then
+  dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. (t - dead_after))
+end
 local left = 0
 for _, inst in ipairs(dead) do
   local hash = prefix .. 'presence:' .. inst

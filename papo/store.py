@@ -27,6 +27,7 @@ message falling in between.
 from __future__ import annotations
 
 import asyncio
+import bisect
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -318,6 +319,15 @@ class Store(Protocol):
         """Up to ``limit`` messages of ``conv`` older than ``before`` (None: the newest),
         oldest first, and whether older ones exist."""
 
+    async def since(self, conv: str, after: int, limit: int) -> list[Stored]:
+        """Up to ``limit`` entries of the conversation ``conv`` (messages, edit and
+        deletion entries) with ids over ``after``, in id order, durable ones only.
+
+        A per-conversation resume reads it (:mod:`papo.catchup`): every entry of
+        ``conv`` up to :meth:`MessageLog.complete_to` read before the call is in
+        the answer, or beyond its ``limit``.
+        """
+
     # ------------------------------------------------------------ rooms
 
     async def user_state(self, key: str, name: str, default_room: RoomRecord) -> UserState:
@@ -579,6 +589,53 @@ class MessageLog:
                     return out, message.id
         return out, max(after, self.committed)
 
+    def complete_to(self, conv: str) -> int:
+        """The id up to which every entry of ``conv`` is committed: readable by
+        :meth:`Store.since`, and in the ring as far as :meth:`covers_conv` says.
+
+        One number for every conversation when ids are handed out in commit
+        order (one SQLite, one Redis): :attr:`committed`.
+        """
+        return self.committed
+
+    def covers_conv(self, conv: str, after: int) -> bool:
+        """Whether the ring holds every kept entry of ``conv`` with an id over ``after``."""
+        return self.covers(after, (conv,))
+
+    def since_conv(self, conv: str, after: int, limit: int) -> list[Stored]:
+        """Up to ``limit`` entries of ``conv`` with ids over ``after``, in id order, from
+        the ring; [] when the ring does not cover them (:meth:`covers_conv`)."""
+        if not self.covers_conv(conv, after):
+            return []
+        ring = self.ring
+        index = bisect.bisect_right(ring, after, key=_entry_id)  # the ring is in id order
+        out: list[Stored] = []
+        for position in range(index, len(ring)):
+            entry = ring[position]
+            if entry.conv == conv:
+                out.append(entry)
+                if len(out) == limit:
+                    break
+        return out
+
+    def recent_in(self, convs: Collection[str], count: int) -> dict[str, list[Stored]]:
+        """The newest ``count`` messages of each of ``convs`` in the ring (edits are
+        applied, not listed), oldest first: each conversation's recent context."""
+        out: dict[str, list[Stored]] = {conv: [] for conv in convs}
+        missing = len(out)
+        for entry in reversed(self.ring):
+            if not missing:
+                break
+            found = out.get(entry.conv)
+            if found is None or entry.kind or len(found) >= count:
+                continue
+            found.append(entry)
+            if len(found) == count:
+                missing -= 1
+        for found in out.values():
+            found.reverse()
+        return out
+
     def recent(self, key: str, rooms: Collection[str], count: int) -> list[Stored]:
         """The newest ``count`` messages visible to ``key`` (a member of ``rooms``) in the ring."""
         out: list[Stored] = []
@@ -589,3 +646,7 @@ class MessageLog:
                 out.append(message)
         out.reverse()
         return out
+
+
+def _entry_id(entry: Stored) -> int:
+    return entry.id

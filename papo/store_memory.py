@@ -127,6 +127,11 @@ class MemoryStore(MemoryLifecycle, LocalRooms):
         scanned = messages[-1].id if len(messages) == limit else max(after, self.log.committed)
         return Page(messages, scanned, self.log.oldest)
 
+    async def since(self, conv: str, after: int, limit: int) -> list[Stored]:
+        kept = self._convs.get(conv, [])
+        start = bisect.bisect_right(kept, after, key=lambda m: m.id)
+        return kept[start : start + limit]
+
     async def history(self, conv: str, before: int | None, limit: int) -> tuple[list[Stored], bool]:
         kept = self._convs.get(conv, [])
         end = len(kept) if before is None else bisect.bisect_left(kept, before, key=lambda m: m.id)

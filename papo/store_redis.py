@@ -52,7 +52,11 @@ Presence: each instance keeps its users' session counts in its own hash and
 beats every few seconds; a script decides atomically whether a user appears
 or disappears for the whole chat and publishes the join or leave. An instance
 that stops beating is reaped by the next beat of any other: its users who are
-on no other instance are announced as gone.
+on no other instance are announced as gone, but only by an instance that has
+beaten for that long itself: when a partition cut them all off, the first
+one back waits for the others instead of reaping them. One that was cut off from
+Redis tells it again about every user it has once its beats work again, so
+those are announced as back.
 
 When Redis is unreachable nothing crashes: appends fail with
 :class:`~papo.store.StoreError` (the sender is told), the reader, the
@@ -131,6 +135,7 @@ class RedisStore(RedisModeration, RedisLifecycle):
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._presence_hash = f"{PREFIX}presence:{self.instance}"
+        self._beating_since: float | None = None  # monotonic time heartbeats work since
         #: Called with the seconds each append took in Redis (metrics set it).
         self.observe_commit: Callable[[float], None] = lambda seconds: None
 
@@ -357,9 +362,17 @@ class RedisStore(RedisModeration, RedisLifecycle):
                     self._names_gone.pop(key, None)
 
     async def _beat_once(self) -> None:
+        now = time.monotonic()
+        if self._beating_since is None:
+            self._beating_since = now
+        # An instance judges others dead only once it has beaten for dead_after
+        # itself: one that just started, or just came back from a cut, has not
+        # seen whether they beat meanwhile, and when a partition cut them all
+        # off the first one back would announce everyone else as gone.
+        judge = now - self._beating_since >= self.dead_after
         reaped, left, registered = await self._beat(
             keys=[INSTANCES, self._presence_hash, EVENTS],
-            args=[self.instance, self.dead_after, int(self.dead_after * 2)],
+            args=[self.instance, self.dead_after, int(self.dead_after * 2), int(judge)],
         )
         if reaped:
             log.warning(
@@ -374,16 +387,34 @@ class RedisStore(RedisModeration, RedisLifecycle):
             self._dirty |= set(self._here)
             self._wake.set()
 
+    def _present_again(self) -> None:
+        """After heartbeats failed: tell Redis again about every user here.
+
+        Cut off from Redis, this instance may have been reaped by another one
+        (its users announced as gone), and its presence hash made again since
+        by one user who came meanwhile, so the beat finds it registered. Users
+        Redis still has are written again as they were, announcing nothing;
+        those it lost are announced as back.
+        """
+        log.info(
+            "telling Redis again who is here (%d users), after failed heartbeats", len(self._here)
+        )
+        self._dirty |= set(self._here)
+        self._wake.set()
+
     async def _beat_loop(self) -> None:
         failures = 0
         while True:
             await asyncio.sleep(self.heartbeat if not failures else _backoff(failures))
             try:
                 await self._beat_once()
+                if failures and self._here:
+                    self._present_again()
                 await self.who()  # refreshes who is online anywhere
                 await self._check_replication()  # a failover may have changed the replicas
             except (RedisError, StoreError) as exc:
                 failures += 1
+                self._beating_since = None
                 self._lost(f"heartbeat failed: {exc}", failures)
                 continue
             failures = 0

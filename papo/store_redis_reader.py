@@ -36,7 +36,7 @@ from redis.exceptions import RedisError
 
 from papo.redis_scripts import RAISE_SEQ
 from papo.redis_wait import NotReplicated
-from papo.store import RING_SIZE, Page, Stored
+from papo.store import RING_SIZE, Page, Stored, StoreError
 from papo.store_lifecycle import erase_in_ring, find_in_ring
 from papo.store_redis_base import (
     DIRECT,
@@ -59,6 +59,7 @@ RECENT_LOAD = 200  # messages of a newly followed room put in the ring
 START_LOAD = RING_SIZE // 2  # messages of the default room, and direct ones, loaded at start
 FOLLOW_WAIT = 5.0  # seconds to wait for the reader to take a new room in
 READ_MARK_TTL = 3_600  # seconds the reader's marker write outlives its instance
+CATCH_UP_WAIT = 10.0  # more seconds to wait for a reader behind Redis (see `reach`)
 
 
 class RedisReader(RedisBase):
@@ -290,8 +291,32 @@ class RedisReader(RedisBase):
         await waiter
 
     async def reach(self, message_id: int, within: float = 2.0) -> bool:
+        """Whether this instance has delivered every message up to ``message_id``,
+        waiting ``within`` seconds for its reader; False only when Redis has no
+        such id yet (a resume from the future).
+
+        A reader may be behind Redis far longer than ``within``: the instance
+        was cut off from Redis while a client saw ``message_id`` on another
+        one. Answering False then would resume that client from this reader's
+        older watermark, replaying what it has seen: so it is waited for
+        (:data:`CATCH_UP_WAIT` more), and when it does not catch up the answer
+        is a :class:`StoreError` (the client is told to try again).
+        """
+        if await self._within(message_id, within):
+            return True
+        newest = await self._call(lambda: self._redis.get(SEQ), "cannot read the newest id")
+        if message_id > int(newest or 0):
+            return False
+        if await self._within(message_id, CATCH_UP_WAIT):
+            return True
+        raise StoreError(
+            f"this instance has not read message {message_id} from Redis yet "
+            f"(it has read up to {self.log.committed})"
+        )
+
+    async def _within(self, message_id: int, seconds: float) -> bool:
         try:
-            async with asyncio.timeout(within):
+            async with asyncio.timeout(seconds):
                 await self._reached(message_id)
         except TimeoutError:
             return False
@@ -343,6 +368,22 @@ class RedisReader(RedisBase):
             return Page(messages, scanned, self.log.oldest)
 
         return await self._call(scan, "cannot read the history from Redis")
+
+    async def since(self, conv: str, after: int, limit: int) -> list[Stored]:
+        """The conversation's stream after ``after`` with its rewritten entries merged in;
+        only ids up to the reader's watermark (everything below it is in its stream)."""
+        committed = self.log.committed
+        stream = stream_of(conv)
+
+        async def scan() -> list[Stored]:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.xrange(stream, f"(0-{after}", "+", count=limit)
+                pipe.zrangebyscore(rewritten_of(stream), f"({after}", "+inf", 0, limit)
+                entries, rewritten = await pipe.execute()
+            found = (self._stored(i, f) for i, f in merged(entries, rewritten, limit))
+            return [m for m in found if m.id <= committed]
+
+        return await self._call(scan, "cannot read the conversation from Redis")
 
     async def history(self, conv: str, before: int | None, limit: int) -> tuple[list[Stored], bool]:
         stream, want = stream_of(conv), limit + 1

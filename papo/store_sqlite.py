@@ -277,6 +277,16 @@ class SqliteStore(SqliteLifecycle, SqliteModeration, LocalRooms):
 
         return await self._run(query)
 
+    async def since(self, conv: str, after: int, limit: int) -> list[Stored]:
+        def query(db: sqlite3.Connection) -> list[Stored]:
+            rows = db.execute(
+                f"SELECT {COLUMNS} FROM messages WHERE conv = ? AND id > ? ORDER BY id LIMIT ?",
+                (conv, after, limit),
+            ).fetchall()
+            return [self._stored(row) for row in rows]
+
+        return await self._run(query)
+
     async def history(self, conv: str, before: int | None, limit: int) -> tuple[list[Stored], bool]:
         def query(db: sqlite3.Connection) -> tuple[list[Stored], bool]:
             rows = db.execute(

@@ -276,15 +276,17 @@ class RedisServer:
     message, and rewritten without an RDB preamble, so deleted text leaves it.
     """
 
-    def __init__(self, directory: Path, *extra: str) -> None:
+    def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self.host = "127.0.0.1"
         self.port = free_port()
-        self.extra = extra  # more redis-server options (``--replicaof HOST PORT``)
+        self.wrapper: list[str] = []  # what runs it (``ip netns exec NAME``: tests/netns.py)
+        self.options: list[str] = []  # more redis-server options
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> RedisServer:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -292,9 +294,10 @@ class RedisServer:
         assert binary is not None
         self.proc = subprocess.Popen(
             [
+                *self.wrapper,
                 binary,
                 "--port", str(self.port),
-                "--bind", "127.0.0.1",
+                "--bind", self.host,
                 "--dir", str(self.directory),
                 "--appendonly", "yes",
                 "--appendfsync", "always",
@@ -303,7 +306,7 @@ class RedisServer:
                 "--aof-use-rdb-preamble", "no",
                 "--save", "",
                 "--logfile", str(self.directory / "redis.log"),
-                *self.extra,
+                *self.options,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -317,7 +320,7 @@ class RedisServer:
 
     def ping(self) -> bool:
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+            with socket.create_connection((self.host, self.port), timeout=0.5) as sock:
                 sock.sendall(b"PING\r\n")
                 return sock.recv(16).startswith(b"+PONG")
         except OSError:

@@ -105,9 +105,8 @@ class SentinelSetup:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.master = RedisServer(directory / "redis-a")
-        self.replica = RedisServer(
-            directory / "redis-b", "--replicaof", "127.0.0.1", str(self.master.port)
-        )
+        self.replica = RedisServer(directory / "redis-b")
+        self.replica.options = ["--replicaof", "127.0.0.1", str(self.master.port)]
         self.sentinels = [
             SentinelProcess(directory / f"sentinel-{i}", self.master.port) for i in range(3)
         ]

@@ -6,7 +6,9 @@ driven by Playwright; in CI (``CI=true``) a missing Chromium fails, elsewhere it
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 from typing import Any
 
 from tests.helpers import JsonClient, ServerProcess
@@ -278,3 +280,53 @@ async def test_mentions_and_direct_messages_notify_when_the_tab_is_hidden(
     await expect(log(ana)).to_contain_text("error:")
     await expect(conversation(ana, "ninguem")).to_have_count(0)
     await expect(title(ana)).to_have_text("#geral")
+
+
+async def test_a_page_resumes_each_conversation_after_a_server_crash(
+    browser: Browser, server: ServerProcess
+) -> None:
+    """The page keeps one position per conversation and sends them all (``resume``)
+    with the newest id (``resume_from``); what it missed shows once, each in its place."""
+    ana = await join(browser, server, "ana")
+    hellos: list[dict[str, Any]] = []
+
+    def watch(ws: Any) -> None:
+        def sent(payload: str | bytes) -> None:
+            event = json.loads(payload)
+            if event.get("type") == "hello":
+                hellos.append(event)
+
+        ws.on("framesent", sent)
+
+    ana.on("websocket", watch)
+    beto = await JsonClient.open(server.url, "beto")
+    await join_room(ana, "#sala")
+    await json_join(beto, "#sala")
+    in_sala = await json_say(beto, "#sala", "na sala, antes", "1")
+    await expect(log(ana)).to_contain_text("beto:na sala, antes")
+    direct = await beto.say("psiu, antes", to="ana")
+    await expect(conversation(ana, "beto")).to_be_visible()
+    token = beto.welcome["token"]
+
+    await asyncio.to_thread(server.kill)
+    await expect(ana.get_by_role("status")).to_contain_text("reconnecting in")
+    await asyncio.to_thread(server.restart)
+    beto = await JsonClient.open(server.url, "beto", token=token)
+    await json_say(beto, "#sala", "na sala, enquanto estavas fora", "2")
+    await beto.say("psiu, enquanto estavas fora", to="ana")
+    await beto.say("no geral, enquanto estavas fora")
+    await expect(ana.get_by_role("status")).to_contain_text("connected as ana", timeout=20_000)
+    await expect(log(ana)).to_contain_text("beto:na sala, enquanto estavas fora")
+    hello = hellos[-1]
+    assert hello["resume"]["#sala"] == in_sala["id"]
+    assert hello["resume"]["@beto"] == direct["id"]
+    assert hello["resume_from"] >= direct["id"]
+    for text in ("na sala, antes", "na sala, enquanto estavas fora"):
+        await expect(log(ana).get_by_text(text)).to_have_count(1)
+    await conversation(ana, "beto").click()
+    await expect(log(ana)).to_contain_text("psiu, enquanto estavas fora")
+    for text in ("psiu, antes", "psiu, enquanto estavas fora"):
+        await expect(log(ana).get_by_text(text)).to_have_count(1)
+    await conversation(ana, "#geral").click()
+    await expect(log(ana).get_by_text("no geral, enquanto estavas fora")).to_have_count(1)
+    await beto.close()

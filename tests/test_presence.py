@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from papo.protocol import Say
+from papo.protocol import Hello, Say
+from papo.store import StoreError
 from papo.store_sqlite import SqliteStore
-from tests.fakes import connect, link, make_hub
+from tests.fakes import FakeLink, connect, link, make_hub
 
 
 async def test_users_back_after_a_restart_are_not_announced_again(tmp_path: Path) -> None:
@@ -69,3 +70,26 @@ async def test_a_message_to_a_user_who_left_says_offline_in_the_sender_language(
     await hub.handle(ana, Say("volta!", to="pedro", cid="1"))
     notice = link(ana).of("notice")
     assert notice == [{"type": "notice", "text": "pedro está offline; vai receber quando voltar"}]
+
+
+async def test_a_welcomed_session_whose_catch_up_fails_is_closed_to_come_back() -> None:
+    """The store fails after the welcome (an instance whose reader is behind Redis
+    cannot resume a client yet): the client, told it joined, would wait for messages
+    that never come. It gets store_unavailable and a close with 1013 (try again
+    later), so it reconnects and resumes; the hub keeps nothing of it."""
+    hub = await make_hub()
+    beto = await connect(hub, "beto")
+    await hub.handle(beto, Say("oi"))
+
+    async def behind(message_id: int) -> bool:
+        raise StoreError("this instance has not read it yet")
+
+    hub.store.reach = behind  # type: ignore[method-assign]
+    ana = hub.attach(FakeLink())
+    await hub.handle(ana, Hello("ana", resume_from=hub.store.log.committed + 5))
+    await hub.settle()
+    sent = link(ana).take()
+    assert [e["type"] for e in sent] == ["welcome", "error"]
+    assert sent[1]["code"] == "store_unavailable"
+    assert link(ana).close_code == 1013
+    assert "ana" not in hub.users

@@ -26,7 +26,15 @@
   let me = null;              // our name, as the server spells it
   let joined = false;         // joined on the current connection
   let everJoined = false;     // joined once: reconnects resume
-  let lastId = 0;             // newest message id seen, in any conversation: where a resume starts
+  let lastId = 0;             // newest message id seen, in any conversation
+  // Every conversation is complete up to `floor`: the resume_from of a rejoin. It follows
+  // lastId only once this connection is past its replay (`proven`: the answer to the `who`
+  // sent after the welcome comes after the whole replay). A replay cut short may have gone
+  // far in one conversation and not started another one this page never heard of.
+  let floor = 0;
+  let proven = false;
+  let resumedFrom = 0;        // the resume_from of the last rejoin
+  const MAX_RESUME = 1000;    // conversations a hello's `resume` may name
   let liveFrom = 0;           // messages above this id arrived live (not the backlog): may notify
   let roomsOn = true;         // the server speaks rooms (its welcome lists them)
   let leaving = false;
@@ -223,6 +231,7 @@
       items: [], ids: new Map(),
       ops: new Set(), joinedOps: new Set(),  // name keys of the room's operators (and admins)
       more: null, loading: false, unread: 0,
+      seen: 0,  // the newest message id seen in it: where its resume starts
       li: null, button: null, badge: null,
     };
     convs.set(key, conv);
@@ -262,6 +271,32 @@
     if (ev.with != null) return directConv(ev.with, true);
     if (ev.to != null) return directConv(same(ev.from, me) ? ev.to : ev.from, true);
     return ev.room ? roomConv(ev.room) : home();
+  }
+
+  // A message was seen: its conversation's position moves on. A deleted direct message
+  // to us does not say from whom: it moves nothing (resume_from covers it).
+  function see(ev) {
+    let conv = null;
+    if (ev.to != null) {
+      const peer = ev.deleted ? (same(ev.to, me) ? null : ev.to) : (same(ev.from, me) ? ev.to : ev.from);
+      conv = peer ? convs.get(directKey(peer)) : null;
+    } else {
+      conv = ev.room ? convs.get(roomKey(ev.room)) : home();
+    }
+    if (conv) conv.seen = Math.max(conv.seen, ev.id);
+    if (proven) floor = Math.max(floor, ev.id);
+  }
+
+  // The hello of a rejoin: each conversation after its own position (the most recent ones,
+  // at most MAX_RESUME), and every other one after the floor.
+  function resumeHello() {
+    const seen = [...convs.values()].filter((c) => c.seen > 0).sort((a, b) => b.seen - a.seen);
+    const resume = {};
+    for (const conv of seen.slice(0, MAX_RESUME)) {
+      resume[conv.kind === "room" ? conv.name : "@" + conv.name] = conv.seen;
+    }
+    resumedFrom = floor;
+    return { type: "hello", name: me, token: saved.token, resume, resume_from: floor };
   }
 
   function knownConv(ev) {  // the same, for answers: never brings back a room we left
@@ -1012,7 +1047,7 @@
     const sock = new WebSocket(wsUrl(), "papo.v1");
     sock.lang = lang;
     next = sock;
-    sock.onopen = () => sock.send(JSON.stringify({ type: "hello", name: me, token: saved.token, resume_from: lastId }));
+    sock.onopen = () => sock.send(JSON.stringify(resumeHello()));
     sock.onmessage = (e) => {
       let event;
       try { event = JSON.parse(e.data); } catch { return; }
@@ -1033,6 +1068,7 @@
 
   function closed(e) {
     joined = false;
+    proven = false;
     quietRooms = 0;  // the answers asked for on this connection will not come
     for (const conv of convs.values()) conv.loading = false;
     if (leaving) { setStatus("offline", () => t("offline")); return; }
@@ -1056,7 +1092,7 @@
     const tick = () => {
       const seconds = Math.ceil(wait);
       setStatus("reconnecting", () => t("reconnecting in {n} s", { n: seconds }));
-      if (wait <= 0) { open({ type: "hello", name: me, token: saved.token, resume_from: lastId }); return; }
+      if (wait <= 0) { open(resumeHello()); return; }
       const step = Math.min(1, wait);
       wait -= step;
       retryTimer = setTimeout(tick, step * 1000);
@@ -1068,6 +1104,9 @@
     me = ev.name;
     if (ev.token) saved.keep(ev.name, ev.token);
     if (!everJoined) lastId = Math.max(lastId, ev.last_id || 0);
+    if (!everJoined) floor = Math.max(floor, ev.last_id || 0);
+    proven = false;  // this connection's replay follows; the answer to `who` ends it
+    const listedAt = everJoined ? resumedFrom : (ev.last_id || 0);  // where the server began each
     liveFrom = Math.max(liveFrom, ev.last_id || 0);
     roomsOn = Array.isArray(ev.rooms);
     const listed = roomsOn ? ev.rooms : [{ room: DEFAULT_ROOM }];
@@ -1084,6 +1123,7 @@
       conv.name = r.room;
       conv.topic = r.topic || "";
       if (conv.since == null) conv.since = ev.last_id || 0;
+      if (!conv.seen) conv.seen = listedAt;
       setBase(conv, ev.last_id, r.last_read, r.unread);
       keep.add(conv.key);
     }
@@ -1096,6 +1136,7 @@
     for (const d of ev.direct || []) {
       const conv = directConv(d.with, true);
       if (conv.since == null) conv.since = ev.last_id || 0;
+      if (!conv.seen) conv.seen = listedAt;
       setBase(conv, ev.last_id, d.last_read, d.unread);
     }
     everJoined = true;
@@ -1133,9 +1174,10 @@
       case "message": {
         lastId = Math.max(lastId, ev.id);
         const mine = ev.cid && outbox.get(ev.cid);
-        if (mine) { confirm(ev.cid, ev.id); break; }  // ours, stored before its ack was lost
-        if (ev.deleted) { tombstone(ev); break; }
+        if (mine) { confirm(ev.cid, ev.id); see(ev); break; }  // ours, stored before its ack was lost
+        if (ev.deleted) { tombstone(ev); see(ev); break; }
         const conv = convOf(ev);
+        see(ev);
         if (conv.ids.has(ev.id)) break;
         const item = messageItem(conv, ev);
         insert(conv, item);
@@ -1250,11 +1292,12 @@
         send({ type: "who" });
         break;
       }
-      case "users":
+      case "users":  // answered after this connection's replay: it is live now
+        if (!proven) { proven = true; floor = Math.max(floor, lastId); }
         renderUsers(ev.users);
         break;
-      case "gap":
-        notice(() => t("older messages are no longer kept"));
+      case "gap":  // a per-conversation resume says which conversation lost some
+        notice(() => t("older messages are no longer kept"), false, (ev.room || ev.with) ? knownConv(ev) : null);
         break;
       case "notice":
         notice(ev.text);
@@ -1270,6 +1313,7 @@
       conv.name = ev.room;
       conv.topic = ev.topic || "";
       if (isNew || conv.since == null) conv.since = ev.last_id || liveFrom;
+      if (!conv.seen) conv.seen = ev.last_id || 0;  // its last messages follow, as history
       setBase(conv, ev.last_id, ev.last_read, ev.unread);
       conv.joinedOps = new Set((ev.members || []).filter((m) => m.op).map((m) => nameKey(m.name)));
       setOps(conv, conv.joinedOps);
@@ -1563,6 +1607,7 @@
       everJoined = false;
       me = null;
       lastId = 0;
+      floor = 0;
       liveFrom = 0;
       closeRoomForm();
       reset();
