@@ -58,6 +58,11 @@ one back waits for the others instead of reaping them. One that was cut off from
 Redis tells it again about every user it has once its beats work again, so
 those are announced as back.
 
+Where Redis is comes from :mod:`papo.redis_connect` (one server, or the master
+Redis Sentinel names, found again after a failover); how many replicas must
+confirm each append and each read before anything is acknowledged or
+delivered, from :mod:`papo.redis_wait` (``--redis-wait``).
+
 When Redis is unreachable nothing crashes: appends fail with
 :class:`~papo.store.StoreError` (the sender is told), the reader, the
 publisher and the heartbeat retry with backoff, ``ping`` fails (``/healthz``
