@@ -83,11 +83,14 @@ def make_store(settings: Settings) -> Store:
     """The store the settings ask for (not yet open)."""
     home = RoomRecord(room_key(settings.default_room), settings.default_room)
     if settings.redis_url and settings.redis_url.startswith("redis+cluster://"):
+        # --redis-wait not given: 0 on a cluster (see the README's cluster section)
         return ClusterStore(
-            settings.redis_url, settings.retention, default_room=home, wait=settings.redis_wait
+            settings.redis_url, settings.retention, default_room=home, wait=settings.redis_wait or 0
         )
     if settings.redis_url:
-        return RedisStore(settings.redis_url, settings.retention, default_room=home)
+        return RedisStore(
+            settings.redis_url, settings.retention, default_room=home, wait=settings.redis_wait
+        )
     if settings.memory:
         return MemoryStore(settings.retention)
     check_data_dir(settings.data_dir)

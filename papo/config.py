@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from papo import __version__
-from papo.cluster_ids import ClusterUrlError, parse_cluster_url
 from papo.i18n import DEFAULT_LANGUAGE, LANGUAGES, match_language
 from papo.moderation import BadAddress, parse_network
 from papo.names import InvalidNameError, clean_name, clean_room
 from papo.protocol import DEFAULT_MAX_TEXT
+from papo.redis_connect import BadRedisUrl, parse_redis_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +42,8 @@ class Settings:
     uvloop: bool = True
     memory: bool = False
     redis_url: str | None = None
-    redis_wait: int = 0
+    #: replicas a message must reach before its ack; None: 1 when the master has replicas
+    redis_wait: int | None = None
     retention: int = 100_000
     rate_limit: float = 20.0
     rate_burst: float = 40.0
@@ -328,9 +329,10 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     )
     add(
         "redis-wait",
-        d.redis_wait,
+        None,
         _positive(int),
-        "acknowledge a message only once N Redis replicas have it (WAIT N); 0: at once",
+        "with --redis: acknowledge a message only once N replicas have it (Redis WAIT); "
+        "by default 1 when a single or Sentinel master has replicas, else 0 (0 on a cluster)",
         metavar="N",
     )
     add(
@@ -399,17 +401,13 @@ def parse_settings(
     ns = parser.parse_args(argv)
     if ns.redis_url and ns.memory:
         parser.error("--memory and --redis exclude each other: choose where the history lives")
-    schemes = ("redis://", "rediss://", "unix://", "redis+cluster://")
-    if ns.redis_url and not ns.redis_url.startswith(schemes):
-        parser.error(
-            "--redis wants a URL like redis://127.0.0.1:6379/0 or "
-            f"redis+cluster://host:port,host:port, not {ns.redis_url!r}"
-        )
-    if ns.redis_url and ns.redis_url.startswith("redis+cluster://"):
+    if ns.redis_url:
         try:
-            parse_cluster_url(ns.redis_url)
-        except ClusterUrlError as exc:
-            parser.error(f"--redis: {exc}")
+            parse_redis_url(ns.redis_url)
+        except BadRedisUrl as exc:
+            parser.error(str(exc))
+    if ns.redis_wait is not None and not ns.redis_url:
+        parser.error("--redis-wait counts Redis replicas: it needs --redis")
     if ns.workers is not None and not ns.redis_url:
         parser.error(
             "--workers runs several processes that share the chat through Redis: "

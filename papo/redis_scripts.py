@@ -422,3 +422,15 @@ for _, stream in ipairs(KEYS) do
 end
 return out
 """
+
+# Raise the id counter to at least ARGV[1] (an id an instance already delivered),
+# after Redis lost writes: no id is handed out twice. Returns {before, after}.
+RAISE_SEQ = """
+local before = tonumber(redis.call('GET', KEYS[1]) or '0')
+local floor = tonumber(ARGV[1])
+if before < floor then
+  redis.call('SET', KEYS[1], floor)
+  return {before, floor}
+end
+return {before, before}
+"""

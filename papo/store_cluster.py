@@ -56,8 +56,9 @@ from papo.cluster_ids import (
     slot_of_id,
 )
 from papo.redis_cluster_scripts import APPEND
+from papo.redis_wait import WAIT_TIMEOUT_MS, NotReplicated
 from papo.store import Stored, StoreError
-from papo.store_cluster_reader import WAIT_TIMEOUT_MS, NotReplicated, trim_key
+from papo.store_cluster_reader import trim_key
 from papo.store_cluster_rooms import ClusterRooms
 from papo.store_redis import APPEND_BATCH, RedisStore
 from papo.store_redis_base import (
@@ -67,7 +68,6 @@ from papo.store_redis_base import (
     REDIS_FAILURES,
     ROOMS,
     _fields,
-    _safe,
     log,
     rewritten_of,
     room_stream,
@@ -88,8 +88,10 @@ class ClusterStore(ClusterRooms, RedisStore):
     """The :class:`~papo.store.Store` interface over a Redis Cluster shared by instances."""
 
     def __init__(self, *args: Any, wait: int = 0, **kwargs: Any) -> None:
-        """As :class:`~papo.store_redis.RedisStore`, and ``wait``: ``--redis-wait``."""
-        super().__init__(*args, **kwargs)
+        """As :class:`~papo.store_redis.RedisStore`, and ``wait``: ``--redis-wait``
+        (its WAIT goes to the node that took each write: see ``ClusterStore``'s write loop;
+        the single-master replica check does not apply)."""
+        super().__init__(*args, wait=0, **kwargs)
         self.wait_replicas = wait
         self._appends: list[Pending] = []
         self._known_directs: set[str] = set()  # recorded for both users already
@@ -116,12 +118,15 @@ class ClusterStore(ClusterRooms, RedisStore):
         )
         return cast(Redis, self._cluster), cast(Redis, blocking)
 
+    async def _check_replication(self) -> None:
+        """Nothing to check: each shard's WAIT counts that shard's own replicas."""
+
     async def open(self) -> None:
         try:
             await self._cluster.initialize()
             await cast(RedisCluster, self._blocking).initialize()
         except REDIS_FAILURES as exc:
-            raise StoreError(f"cannot use the Redis Cluster at {_safe(self.url)}: {exc}") from exc
+            raise StoreError(f"cannot use the Redis Cluster at {self.target.safe}: {exc}") from exc
         await super().open()
 
     async def close(self) -> None:

@@ -39,7 +39,8 @@ from redis.asyncio.cluster import RedisCluster
 
 from papo.cluster_ids import SLOTS, key_slot, slot_tag
 from papo.redis_cluster_scripts import LOAD
-from papo.store import RING_SIZE, Stored, StoreError
+from papo.redis_wait import WAIT_TIMEOUT_MS, NotReplicated
+from papo.store import RING_SIZE, Stored
 from papo.store_cluster_log import ClusterLog
 from papo.store_redis_base import (
     READ_BLOCK_MS,
@@ -57,7 +58,6 @@ from papo.store_redis_lifecycle import RedisLifecycle, _pairs
 from papo.store_redis_reader import RECENT_LOAD, START_LOAD, merged
 
 FOLLOW_RETRY = 2.0  # seconds between checks that every wanted conversation is followed
-WAIT_TIMEOUT_MS = 2_000  # how long WAIT may take before a write counts as not replicated
 FENCE_TTL_MS = 60_000
 
 
@@ -390,10 +390,6 @@ class ClusterReader(RedisLifecycle):
     async def _load_ring(self) -> None:
         """At start: follow the default room (its recent messages into the ring)."""
         await self._follow(strict=True)
-
-
-class NotReplicated(StoreError):
-    """Fewer replicas than ``--redis-wait`` confirmed a write in time."""
 
 
 def _slots(text: str) -> set[int]:

@@ -58,6 +58,11 @@ one back waits for the others instead of reaping them. One that was cut off from
 Redis tells it again about every user it has once its beats work again, so
 those are announced as back.
 
+Where Redis is comes from :mod:`papo.redis_connect` (one server, or the master
+Redis Sentinel names, found again after a failover); how many replicas must
+confirm each append and each read before anything is acknowledged or
+delivered, from :mod:`papo.redis_wait` (``--redis-wait``).
+
 When Redis is unreachable nothing crashes: appends fail with
 :class:`~papo.store.StoreError` (the sender is told), the reader, the
 publisher and the heartbeat retry with backoff, ``ping`` fails (``/healthz``
@@ -75,11 +80,14 @@ import time
 from collections.abc import Callable, Collection
 from typing import Any, cast
 
-from redis.exceptions import RedisError, WatchError
+from redis.asyncio.sentinel import MasterNotFoundError
+from redis.exceptions import NoScriptError, RedisError, WatchError
 
 from papo.devices import Device, beyond_limit, device_from_json
 from papo.moderation_redis import RedisModeration
 from papo.names import KEY_RULE, name_key
+from papo.redis_connect import disconnect
+from papo.redis_wait import NotReplicated
 from papo.store import DEFAULT_RETENTION, Account, RoomRecord, Stored, StoreError
 from papo.store_redis_base import (
     CID_TTL,
@@ -94,7 +102,6 @@ from papo.store_redis_base import (
     _backoff,
     _cancel,
     _entry,
-    _safe,
     log,
     user_devices,
 )
@@ -118,9 +125,15 @@ class RedisStore(RedisModeration, RedisLifecycle):
         default_room: RoomRecord | None = None,
         heartbeat: float = 5.0,
         dead_after: float = 15.0,
+        wait: int | None = None,
     ) -> None:
         super().__init__(
-            url, retention, default_room=default_room, heartbeat=heartbeat, dead_after=dead_after
+            url,
+            retention,
+            default_room=default_room,
+            heartbeat=heartbeat,
+            dead_after=dead_after,
+            wait=wait,
         )
         self._queue: list[tuple[list[str | int], asyncio.Future[tuple[bool, int]]]] = []
         self._wake_writer = asyncio.Event()
@@ -137,7 +150,25 @@ class RedisStore(RedisModeration, RedisLifecycle):
 
     async def open(self) -> None:
         """Load the recent history, register this instance and start the loops."""
-        await self._call(self._load_ring, f"cannot use Redis at {_safe(self.url)}")
+        where = f"cannot use Redis at {self.target.safe}"
+        try:
+            await self._call(self._check_replication, where)
+        except StoreError as exc:
+            if isinstance(exc.__cause__, MasterNotFoundError):
+                raise StoreError(
+                    f"{where}: the sentinels there know no master named {self.target.master!r} "
+                    "(are the sentinels running, and is it the name in their "
+                    "'sentinel monitor' line?)"
+                ) from None
+            raise
+        await self._call(self._load_ring, where)
+        if self.replicas.wanted:  # what was loaded is delivered: it must be replicated
+            try:
+                await self._call(self._probe_write, where)
+            except NotReplicated as exc:
+                raise StoreError(
+                    f"{where}: {exc}; start the replicas, or lower --redis-wait"
+                ) from None
         legacy = await self._call(lambda: self._redis.exists(LEGACY_STREAM), "cannot use Redis")
         if legacy:
             log.warning(
@@ -158,11 +189,13 @@ class RedisStore(RedisModeration, RedisLifecycle):
             loop.create_task(self._sync_loop(), name="papo-redis-presence"),
         ]
         log.info(
-            "store redis %s as instance %s: %d messages in the ring, last id %d",
-            _safe(self.url),
+            "store redis %s as instance %s: %d messages in the ring, last id %d; "
+            "acknowledging after %d replica(s)",
+            self.target.safe,
             self.instance,
             len(self.log.ring),
             self.log.committed,
+            self.replicas.wanted,
         )
 
     async def close(self) -> None:
@@ -182,8 +215,8 @@ class RedisStore(RedisModeration, RedisLifecycle):
                 waiter.cancel()
         with contextlib.suppress(*REDIS_FAILURES):
             await self._redis.delete(self._wake_stream)
-        await self._redis.aclose()
-        await self._blocking.aclose()
+        await disconnect(self._redis)
+        await disconnect(self._blocking)
 
     # ---------------------------------------------------------------- messages
 
@@ -213,11 +246,13 @@ class RedisStore(RedisModeration, RedisLifecycle):
                 args += entry
             started = time.perf_counter()
             try:
-                reply = await self._append(keys=[SEQ, TRIMS, DIRECT], args=args)
+                reply = await self._append_replicated(args)
             except Exception as exc:  # Redis or the connection to it; the loop must live on
-                if not isinstance(exc, RedisError | OSError):
+                if not isinstance(exc, RedisError | OSError | NotReplicated):
                     log.exception("appending failed unexpectedly")
                 error = StoreError(f"cannot store the message in Redis: {exc}")
+                if isinstance(exc, NotReplicated):
+                    error = NotReplicated(str(exc))
                 self.health.failed(str(error))
                 for _, future in batch:
                     if not future.done():
@@ -229,6 +264,28 @@ class RedisStore(RedisModeration, RedisLifecycle):
                 if not future.done():
                     future.set_result((bool(reply[2 * index]), int(reply[2 * index + 1])))
 
+    async def _append_replicated(self, args: list[str | int]) -> list[int]:
+        """The append script over ``args``, followed by ``WAIT`` when replicas must confirm it
+        (:mod:`papo.redis_wait`): on the same connection, in one round trip."""
+        keys = [SEQ, TRIMS, DIRECT]
+        wait = self.replicas.command()
+        if wait is None:
+            return cast(list[int], await self._append(keys=keys, args=args))
+        for attempt in (1, 2):
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    pipe.evalsha(self._append.sha, len(keys), *keys, *args)
+                    pipe.execute_command(*wait)
+                    reply, confirmed = await pipe.execute()
+            except NoScriptError:  # a new master (a failover) has not seen the script yet
+                if attempt == 2:
+                    raise
+                await self._redis.script_load(self._append.script)
+                continue
+            self.replicas.check(confirmed, wait[1], "the message is not on enough replicas")
+            return cast(list[int], reply)
+        raise AssertionError("unreachable")
+
     async def ping(self) -> None:
         """Redis answers, the reader reads, and the last writes succeeded (while they
         failed, a small probe write is tried: see :mod:`papo.health`)."""
@@ -238,14 +295,27 @@ class RedisStore(RedisModeration, RedisLifecycle):
         if self.health.problem is None:
             return
         with contextlib.suppress(StoreError):  # recorded by _call
-            await self._call(
-                lambda: self._redis.set(f"{PREFIX}health:{self.instance}", int(time.time()), ex=60),
-                "cannot write to Redis",
-            )
+            await self._call(self._probe_write, "cannot write to Redis")
             self.health.succeeded()
         problem = self.health.problem
         if problem is not None:
             raise StoreError(problem)
+
+    async def _probe_write(self) -> None:
+        """The health check's small write, confirmed by as many replicas as a message
+        must be (so /healthz says 200 only when a message could be stored)."""
+        wait = self.replicas.command()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(f"{PREFIX}health:{self.instance}", int(time.time()), ex=60)
+            if wait is not None:
+                pipe.execute_command(*wait)
+            replies = await pipe.execute()
+        if wait is not None:
+            try:
+                self.replicas.check(replies[1], wait[1], "a write is not on enough replicas")
+            except NotReplicated as exc:
+                self.health.failed(str(exc))
+                raise
 
     # ---------------------------------------------------------------- presence
 
@@ -341,6 +411,7 @@ class RedisStore(RedisModeration, RedisLifecycle):
                 if failures and self._here:
                     self._present_again()
                 await self.who()  # refreshes who is online anywhere
+                await self._check_replication()  # a failover may have changed the replicas
             except (*REDIS_FAILURES, StoreError) as exc:
                 failures += 1
                 self._beating_since = None

@@ -28,6 +28,8 @@ from papo import redis_scripts
 from papo.health import WriteHealth
 from papo.names import DIRECT_PREFIX
 from papo.protocol import UserInfo
+from papo.redis_connect import connect, parse_redis_url
+from papo.redis_wait import ReplicaWait
 from papo.store import (
     DEFAULT_RETENTION,
     RING_SIZE,
@@ -178,8 +180,13 @@ class RedisBase:
         default_room: RoomRecord | None = None,
         heartbeat: float = 5.0,
         dead_after: float = 15.0,
+        wait: int | None = None,
     ) -> None:
         self.url = url
+        #: where Redis is (one server, or a master Sentinel finds); BadRedisUrl if unclear
+        self.target = parse_redis_url(url)
+        #: replicas each message must reach before its ack (``--redis-wait``)
+        self.replicas = ReplicaWait(wait)
         self.retention = retention
         self.default_room = default_room or RoomRecord("#geral", "#geral")
         self.heartbeat = heartbeat
@@ -230,8 +237,8 @@ class RedisBase:
         """The client for commands, and one for blocking reads (XREAD BLOCK, SUBSCRIBE),
         which get connections of their own (the cluster store connects otherwise)."""
         return (
-            Redis.from_url(url, socket_timeout=5.0, **common),
-            Redis.from_url(url, socket_timeout=READ_BLOCK_MS / 1000 + 5.0, **common),
+            connect(self.target, socket_timeout=5.0, **common),
+            connect(self.target, socket_timeout=READ_BLOCK_MS / 1000 + 5.0, **common),
         )
 
     async def _call(self, fn: Callable[[], Awaitable[T]], what: str) -> T:
@@ -362,13 +369,3 @@ async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
 
 def _backoff(failures: int) -> float:
     return min(BACKOFF_CAP, 0.1 * 2.0 ** min(failures, 10)) * random.uniform(0.5, 1.0)
-
-
-def _safe(url: str) -> str:
-    """The URL without its password, for logs."""
-    scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not at:
-        return url
-    user = credentials.partition(":")[0]
-    return f"{scheme}{sep}{user + ':***' if user else '***'}@{host}"

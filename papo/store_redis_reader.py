@@ -34,6 +34,8 @@ from typing import Any, cast
 
 from redis.exceptions import RedisError
 
+from papo.redis_scripts import RAISE_SEQ
+from papo.redis_wait import NotReplicated
 from papo.store import RING_SIZE, Page, Stored, StoreError
 from papo.store_lifecycle import erase_in_ring, find_in_ring
 from papo.store_redis_base import (
@@ -56,6 +58,7 @@ from papo.store_redis_base import (
 RECENT_LOAD = 200  # messages of a newly followed room put in the ring
 START_LOAD = RING_SIZE // 2  # messages of the default room, and direct ones, loaded at start
 FOLLOW_WAIT = 5.0  # seconds to wait for the reader to take a new room in
+READ_MARK_TTL = 3_600  # seconds the reader's marker write outlives its instance
 CATCH_UP_WAIT = 10.0  # more seconds to wait for a reader behind Redis (see `reach`)
 
 
@@ -71,6 +74,9 @@ class RedisReader(RedisBase):
         self._follow_waiters: list[asyncio.Future[None]] = []
         self._wake_stream = f"{PREFIX}wake:{self.instance}"
         self._wake_cursor = "0-0"
+        #: what the reader writes after each read to WAIT for it (papo.redis_wait)
+        self._read_mark = f"{PREFIX}read-mark:{self.instance}"
+        self._raise_seq_script = self._redis.register_script(RAISE_SEQ)
         #: newly followed stream → its rewritten entries above the id it was followed
         #: from: out of the stream, so the next rounds deliver them with what XREAD reads
         self._pending: dict[str, Entries] = {}
@@ -152,11 +158,14 @@ class RedisReader(RedisBase):
             try:
                 await self._read_round(failures)
             except Exception as exc:  # Redis or the connection to it; the loop must live on
-                if not isinstance(exc, RedisError | OSError):
+                if not isinstance(exc, RedisError | OSError | NotReplicated):
                     log.exception("the reader failed unexpectedly")
                 failures += 1
                 self._lost(f"reading the message streams failed: {exc}", failures)
                 await asyncio.sleep(_backoff(failures))
+                # a failover may have left the master with fewer replicas (--redis-wait)
+                with contextlib.suppress(RedisError, OSError):
+                    await self._check_replication()
                 continue
             failures = 0
 
@@ -166,14 +175,23 @@ class RedisReader(RedisBase):
         if self._wanted() != self._followed or self._follow_waiters:
             await self._apply_follows()
         cursors = {stream: f"0-{cursor}" for stream, cursor in self._cursors.items()}
+        wait = self.replicas.command()
         async with self._blocking.pipeline(transaction=False) as pipe:
             pipe.get(SEQ)
             pipe.xread(cast(dict[Any, Any], cursors), count=READ_COUNT)
-            seq, reply = await pipe.execute()
+            if wait is not None:  # a write after the read, then WAIT: see papo.redis_wait
+                pipe.set(self._read_mark, self.log.committed, ex=READ_MARK_TTL)
+                pipe.execute_command(*wait)
+            replies = await pipe.execute()
+        seq, reply = int(replies[0] or 0), replies[1]
+        if wait is not None:
+            self.replicas.check(replies[3], wait[1], "the messages read are not on enough replicas")
+        if seq < self.log.committed:
+            await self._raise_seq()
         if failures:
             log.info("reading the message streams again from id %d", self.log.committed)
         self._reading = True
-        if self._round(cast(list[tuple[str, Entries]], reply or []), int(seq or 0)):
+        if self._round(cast(list[tuple[str, Entries]], reply or []), seq):
             return  # a stream had more: read again at once
         if self._wanted() != self._followed or self._follow_waiters:
             return
@@ -184,6 +202,25 @@ class RedisReader(RedisBase):
         for stream, entries in cast(list[tuple[str, Entries]], woken or []):
             if stream == self._wake_stream and entries:
                 self._wake_cursor = entries[-1][0]
+
+    async def _check_replication(self) -> None:
+        """Ask the master how many replicas it has (for an automatic ``--redis-wait``)."""
+        self.replicas.heard(cast(dict[str, object], await self._redis.info("replication")))
+
+    async def _raise_seq(self) -> None:
+        """``{papo}:seq`` is below an id this instance already delivered: Redis lost
+        writes (a failover to a replica that lacked them, a restart without its
+        append-only file). Raise it at once, atomically, so that id is never handed
+        out again for another message."""
+        before, after = await self._raise_seq_script(keys=[SEQ], args=[self.log.committed])
+        if int(before) < self.log.committed:
+            log.error(
+                "redis: {papo}:seq was %s, below id %d already delivered here: Redis lost "
+                "writes (see --redis-wait); raised it to %s so no id is handed out twice",
+                before,
+                self.log.committed,
+                after,
+            )
 
     def _round(self, streams: list[tuple[str, Entries]], seq: int) -> bool:
         """Deliver one XREAD's entries in id order; True when a stream hit COUNT."""
@@ -357,6 +394,9 @@ class RedisReader(RedisBase):
 
     async def history(self, conv: str, before: int | None, limit: int) -> tuple[list[Stored], bool]:
         stream, want = stream_of(conv), limit + 1
+        # With --redis-wait, only what the reader confirmed replicated (and delivered)
+        # is shown: a newer entry may still be lost in a failover.
+        shown = self.log.committed if self.replicas.wanted else None
 
         async def read() -> tuple[list[Stored], bool]:
             # Edit and deletion entries are not shown (their messages are kept
@@ -372,7 +412,7 @@ class RedisReader(RedisBase):
                     reply, rewritten = await pipe.execute()
                 entries = merged(reply, rewritten, want, newest_first=True)
                 found = (self._stored(i, f) for i, f in entries)
-                page += [m for m in found if m.is_message]
+                page += [m for m in found if m.is_message and (shown is None or m.id <= shown)]
                 if len(page) > limit or len(entries) < want:
                     break
                 below = _id(entries[-1][0])

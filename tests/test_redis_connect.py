@@ -1,0 +1,173 @@
+"""``--redis`` URLs (papo/redis_connect.py) and the replica count of ``--redis-wait``
+(papo/redis_wait.py): pure, in-process, no Redis."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from urllib.parse import quote
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from papo.config import parse_settings
+from papo.redis_connect import SENTINEL_PORT, BadRedisUrl, RedisTarget, parse_redis_url
+from papo.redis_wait import NotReplicated, ReplicaWait
+from papo.store import StoreError
+
+
+def test_a_sentinel_url_names_the_sentinels_the_master_and_its_options() -> None:
+    target = parse_redis_url(
+        "redis+sentinel://10.0.0.1:26380,sentinel-b,[::1]:5000/mymaster"
+        "?password=p%40ss&db=2&username=papo&sentinel_password=s3"
+    )
+    assert target == RedisTarget(
+        "sentinel",
+        target.url,
+        (("10.0.0.1", 26380), ("sentinel-b", SENTINEL_PORT), ("::1", 5000)),
+        "mymaster",
+        2,
+        "papo",
+        "p@ss",
+        None,
+        "s3",
+    )
+    assert "p@ss" not in target.safe and "s3" not in target.safe and "p%40ss" not in target.safe
+    assert target.safe == (
+        "redis+sentinel://10.0.0.1:26380,sentinel-b:26379,[::1]:5000/mymaster"
+        "?db=2&password=***&sentinel_password=***"
+    )
+    assert "p%40ss" not in repr(target) and "p@ss" not in repr(target)
+
+
+def test_single_server_urls_keep_redis_py_syntax() -> None:
+    for url in ("redis://127.0.0.1:6379/0", "rediss://h:6380/3", "unix:///run/redis.sock?db=1"):
+        assert parse_redis_url(url) == RedisTarget("single", url)
+    assert parse_redis_url("redis://:hunter2@h:1/0").safe == "redis://***@h:1/0"
+    assert "hunter2" not in parse_redis_url("redis://h:1/0?password=hunter2").safe
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("127.0.0.1:6379", "--redis wants a URL like redis://"),
+        ("http://h/0", "--redis wants a URL like redis://"),
+        ("redis://h/zero", "the path is the database number"),
+        ("redis+sentinel://h", "the master's name is missing"),
+        ("redis+sentinel:///m", "no sentinel given"),
+        ("redis+sentinel://h,/m", "an empty sentinel address"),
+        ("redis+sentinel://h:0/m", "the port must be a number from 1 to 65535"),
+        ("redis+sentinel://h:x/m", "the port must be a number from 1 to 65535"),
+        ("redis+sentinel://h:/m", "has a colon but no port"),
+        ("redis+sentinel://::1/m", "write an IPv6 address in brackets"),
+        ("redis+sentinel://[::1/m", "Invalid IPv6 URL"),
+        ("redis+sentinel://[zz]:1/m", "IPv6 address"),
+        ("redis+sentinel://h/m/n", "is not a master name"),
+        ("redis+sentinel://h/m?db=-1", "db must be a whole number"),
+        ("redis+sentinel://h/m?pasword=x", "unknown parameter 'pasword'"),
+        ("redis+sentinel://h/m?db=1&db=2", "'db' is given twice"),
+        ("redis+sentinel://h/m?password", "not name=value pairs"),
+        ("redis+sentinel://u:secret@h/m", "put passwords in the query"),
+        ("redis+sentinel://h/m#x", "fragment"),
+    ],
+)
+def test_a_bad_url_is_refused_saying_what_is_wrong(url: str, says: str) -> None:
+    with pytest.raises(BadRedisUrl) as refused:
+        parse_redis_url(url)
+    assert says in str(refused.value)
+    assert "secret" not in str(refused.value)
+    assert isinstance(refused.value, StoreError)  # one exception tree
+
+
+def test_the_flags_refuse_a_bad_url_and_a_wait_without_redis() -> None:
+    url = "redis+sentinel://127.0.0.1:26379/papo"
+    settings = parse_settings(["--redis", url, "--redis-wait", "2"], {})
+    assert (settings.redis_url, settings.redis_wait) == (url, 2)
+    assert parse_settings(["--redis", url], {"PAPO_REDIS_WAIT": "0"}).redis_wait == 0
+    assert parse_settings(["--redis", url], {}).redis_wait is None  # automatic
+    for argv, says in (
+        (["--redis", "redis+sentinel://h"], "the master's name is missing"),
+        (["--redis-wait", "1"], "--redis-wait counts Redis replicas: it needs --redis"),
+        (["--redis", url, "--redis-wait", "-1"], "must not be negative"),
+    ):
+        err = io.StringIO()
+        with pytest.raises(SystemExit) as exited, contextlib.redirect_stderr(err):
+            parse_settings(argv, {})
+        assert exited.value.code == 2 and says in err.getvalue(), err.getvalue()
+
+
+hosts = st.one_of(
+    st.from_regex(r"[a-z][a-z0-9-]{0,20}(\.[a-z][a-z0-9-]{0,10}){0,2}", fullmatch=True),
+    st.ip_addresses(v=4).map(str),
+    st.ip_addresses(v=6).map(str),
+)
+texts = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=30)
+
+
+@given(
+    nodes=st.lists(st.tuples(hosts, st.integers(1, 65535)), min_size=1, max_size=5),
+    master=st.from_regex(r"[A-Za-z0-9_.-]{1,30}", fullmatch=True),
+    db=st.integers(0, 10_000),
+    password=st.none() | texts,
+    sentinel_password=st.none() | texts,
+)
+def test_any_sentinel_url_written_from_its_parts_parses_back_to_them(
+    nodes: list[tuple[str, int]],
+    master: str,
+    db: int,
+    password: str | None,
+    sentinel_password: str | None,
+) -> None:
+    netloc = ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in nodes)
+    query = [f"db={db}"]
+    if password is not None:
+        query.append("password=" + quote(password, safe=""))
+    if sentinel_password is not None:
+        query.append("sentinel_password=" + quote(sentinel_password, safe=""))
+    url = f"redis+sentinel://{netloc}/{master}?{'&'.join(query)}"
+    target = parse_redis_url(url)
+    assert target.nodes == tuple(nodes)
+    assert (target.master, target.db) == (master, db)
+    assert (target.password, target.sentinel_password) == (password, sentinel_password)
+    assert parse_redis_url(target.safe).nodes == tuple(nodes)  # what logs show parses too
+    for secret in (password, sentinel_password):
+        if secret is not None and len(secret) > 3:
+            assert quote(secret, safe="") not in target.safe.replace("***", "")
+
+
+@given(st.text(max_size=60))
+def test_any_text_either_parses_or_is_refused_with_bad_redis_url(url: str) -> None:
+    for prefix in ("", "redis+sentinel://", "redis://"):
+        with contextlib.suppress(BadRedisUrl):  # anything else escaping fails the test
+            parse_redis_url(prefix + url)
+
+
+def test_automatic_wait_follows_the_masters_replicas(caplog: pytest.LogCaptureFixture) -> None:
+    wait = ReplicaWait()
+    assert wait.automatic and wait.command() is None  # until the master is asked
+    wait.heard({"role": "master", "connected_slaves": 2})
+    assert wait.command() == ("WAIT", 1, wait.timeout_ms)
+    wait.heard({"role": "master", "connected_slaves": 0})  # a failover left none
+    assert wait.command() is None
+    wait.heard({"role": "master", "connected_slaves": 1})  # the old master came back
+    assert wait.wanted == 1
+
+
+def test_a_configured_wait_holds_and_warns_when_replicas_are_too_few(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    assert ReplicaWait(0).command() is None
+    wait = ReplicaWait(2)
+    with caplog.at_level(logging.WARNING, "papo.store_redis"):
+        wait.heard({"connected_slaves": 1})
+    assert wait.command() == ("WAIT", 2, wait.timeout_ms)
+    assert "every message is refused until enough replicas connect" in caplog.text
+    wait.check(2, 2, "stored")
+    wait.check(3, 2, "stored")
+    with pytest.raises(NotReplicated) as refused:
+        wait.check(1, 2, "the message is not on enough replicas")
+    assert "1 of 2 replica(s) confirmed it within 2 s" in str(refused.value)
+    with pytest.raises(ValueError, match="0 or more"):
+        ReplicaWait(-1)
