@@ -239,7 +239,8 @@ def connect(target: RedisTarget, **options: Any) -> Redis:
 async def disconnect(client: Redis) -> None:
     """Close a client of :func:`connect` (a Sentinel master's: its sentinels' too)."""
     await client.aclose()
-    manager = getattr(client.connection_pool, "sentinel_manager", None)
+    pool = getattr(client, "connection_pool", None)  # a cluster's client has none
+    manager = getattr(pool, "sentinel_manager", None)
     if isinstance(manager, Sentinel):
         await manager.aclose()
 
