@@ -104,6 +104,19 @@ async def world(hub: Hub) -> tuple[Session, dict[str, int]]:
     return beto, first
 
 
+class GatedLink(FakeLink):
+    """A link whose first ``drain`` holds the replay until ``gate`` is set
+    (``waiting`` says the replay got there)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate, self.waiting = asyncio.Event(), asyncio.Event()
+
+    async def drain(self) -> None:
+        self.waiting.set()
+        await self.gate.wait()
+
+
 async def test_each_conversation_is_replayed_after_its_own_position(where: Path | None) -> None:
     hub = await make_hub(where)
     _, first = await world(hub)
@@ -217,14 +230,8 @@ async def test_no_gap_and_no_duplicate_when_messages_arrive_during_the_replay(
         await say(hub, beto, f"s{i}", room="#sala")
         if i % 7 == 0:
             await say(hub, carla, f"d{i}", to="ana")
-    gate, waiting = asyncio.Event(), asyncio.Event()
-
-    class SlowLink(FakeLink):
-        async def drain(self) -> None:
-            waiting.set()
-            await gate.wait()
-
-    slow = SlowLink()
+    slow = GatedLink()
+    gate, waiting = slow.gate, slow.waiting
     session = hub.attach(slow)
     resuming = asyncio.create_task(
         hub.handle(
@@ -321,14 +328,8 @@ async def test_a_direct_conversation_opened_during_the_replay_is_delivered() -> 
     await hub.settle()
     for i in range(600):
         await say(hub, beto, f"g{i}")
-    gate, waiting = asyncio.Event(), asyncio.Event()
-
-    class SlowLink(FakeLink):
-        async def drain(self) -> None:
-            waiting.set()
-            await gate.wait()
-
-    slow = SlowLink()
+    slow = GatedLink()
+    gate, waiting = slow.gate, slow.waiting
     session = hub.attach(slow)
     resuming = asyncio.create_task(
         hub.handle(session, Hello("ana", resume=tuple({"#geral": 0}.items())))
@@ -349,14 +350,8 @@ async def test_a_room_parted_during_the_replay_stops_being_replayed() -> None:
     start = await say(hub, beto, "início")
     for i in range(600):
         await say(hub, beto, f"g{i}")
-    gate, waiting = asyncio.Event(), asyncio.Event()
-
-    class SlowLink(FakeLink):
-        async def drain(self) -> None:
-            waiting.set()
-            await gate.wait()
-
-    slow = SlowLink()
+    slow = GatedLink()
+    gate, waiting = slow.gate, slow.waiting
     ana2 = hub.attach(slow)
     task = asyncio.create_task(
         hub.handle(ana2, Hello("ana", resume=tuple({"#x": start, "#geral": 0}.items())))
