@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.sentinel import Sentinel
 from redis.connection import parse_url
 
@@ -39,6 +39,8 @@ from papo.cluster_ids import ClusterUrlError, parse_cluster_url
 from papo.store import StoreError
 
 SENTINEL_PORT = 26379
+POOL_SIZE = 100  # connections one client may open to a single Redis
+POOL_WAIT = 5.0  # seconds a command waits for a free one before it fails
 SENTINEL_SCHEME = "redis+sentinel"
 SINGLE_SCHEMES = ("redis", "rediss", "unix")
 CLUSTER_SCHEME = "redis+cluster"
@@ -214,7 +216,13 @@ def connect(target: RedisTarget, **options: Any) -> Redis:
     reader does not hold up the other commands.
     """
     if target.kind == "single":
-        return Redis.from_url(target.url, **options)
+        # redis-py's default pool refuses a command at once ("Too many
+        # connections") when 100 are in use, as when a thousand clients join at
+        # the same moment; a blocking pool makes it wait for one instead.
+        pool = BlockingConnectionPool.from_url(
+            target.url, max_connections=POOL_SIZE, timeout=POOL_WAIT, **options
+        )
+        return Redis.from_pool(pool)
     if target.kind == "cluster":
         raise BadRedisUrl("a Redis Cluster's clients are made by its store (ClusterStore)")
     sentinel_options: dict[str, Any] = {

@@ -171,3 +171,22 @@ def test_a_configured_wait_holds_and_warns_when_replicas_are_too_few(
     assert "1 of 2 replica(s) confirmed it within 2 s" in str(refused.value)
     with pytest.raises(ValueError, match="0 or more"):
         ReplicaWait(-1)
+
+
+async def test_a_single_redis_client_waits_for_a_free_connection() -> None:
+    """redis-py's default pool refuses a command at once beyond 100 connections
+    ("Too many connections": a thousand clients joining at once did it, and
+    --redis-wait 1, which holds connections longer, refused most messages of a
+    benchmark step); papo's waits for one instead."""
+    from redis.asyncio import BlockingConnectionPool
+
+    from papo.redis_connect import POOL_SIZE, POOL_WAIT, connect, disconnect, parse_redis_url
+
+    client = connect(parse_redis_url("redis://127.0.0.1:1/0"), socket_timeout=1.0)
+    try:
+        pool = client.connection_pool
+        assert isinstance(pool, BlockingConnectionPool)
+        assert pool.max_connections == POOL_SIZE
+        assert pool.timeout == POOL_WAIT
+    finally:
+        await disconnect(client)
