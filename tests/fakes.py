@@ -87,7 +87,7 @@ def link(session: Session) -> FakeLink:
     return session.link
 
 
-class CountingLink:
+class CountingLink(FakeLink):
     """A connection that only counts what it was written: for tests that count work.
 
     It encodes nothing, so ten thousand of them cost little; ``writes`` is the
@@ -95,22 +95,8 @@ class CountingLink:
     """
 
     def __init__(self, mode: Mode = "plain", address: str = "127.0.0.1", lang: str = "en") -> None:
-        self.mode: Mode = mode
-        self.address = address
-        self.lang = lang
+        super().__init__(mode, address, lang)
         self.writes = 0
-        self.close_code: int | None = None
 
     def write(self, out: Outgoing) -> None:
         self.writes += 1
-
-    async def drain(self) -> None:
-        pass
-
-    def close(self, code: int, reason: str) -> None:
-        if self.close_code is None:
-            self.close_code = code
-
-    @property
-    def closed(self) -> bool:
-        return self.close_code is not None
