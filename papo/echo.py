@@ -16,7 +16,6 @@ import logging
 
 from websockets.http11 import Request
 
-from papo import SUBPROTOCOL
 from papo.config import Settings
 from papo.metrics import TransportStats
 from papo.wsconn import Endpoint, Message, RouteResult, WsConnection
@@ -46,17 +45,7 @@ class Echo:
 
 async def serve_echo(settings: Settings) -> int:
     """Echo on ``settings.host``/``port`` until cancelled (SIGINT/SIGTERM end the process)."""
-    endpoint = Endpoint(
-        Echo(),
-        TransportStats(),
-        subprotocol=SUBPROTOCOL,
-        max_size=settings.max_size or None,
-        max_pending=settings.max_pending,
-        open_timeout=settings.open_timeout or None,
-        ping_interval=settings.ping_interval or None,
-        ping_timeout=settings.ping_timeout or None,
-        compression=settings.compression,
-    )
+    endpoint = Endpoint.configured(Echo(), TransportStats(), settings)
     server = await asyncio.get_running_loop().create_server(endpoint, settings.host, settings.port)
     log.warning("conformance echo (tests only) on ws://%s:%d/", settings.host, settings.port)
     async with server:

@@ -127,17 +127,7 @@ class Transport:
 
     async def start(self) -> Listener:
         s = self.settings
-        endpoint = Endpoint(
-            self,
-            self.stats,
-            subprotocol=SUBPROTOCOL,
-            max_size=s.max_size or None,
-            max_pending=s.max_pending,
-            open_timeout=s.open_timeout or None,
-            ping_interval=s.ping_interval or None,
-            ping_timeout=s.ping_timeout or None,
-            compression=s.compression,
-        )
+        endpoint = Endpoint.configured(self, self.stats, s)
         server = await asyncio.get_running_loop().create_server(
             endpoint,
             s.host,

@@ -31,6 +31,7 @@ import codecs
 import http
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 from typing import Protocol as Interface
 
 from websockets.datastructures import Headers
@@ -42,9 +43,13 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
+from papo import SUBPROTOCOL
 from papo.metrics import TransportStats
 from papo.protocol import Mode, Outgoing
 from papo.wsloop import Keepalive, Outbox
+
+if TYPE_CHECKING:
+    from papo.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +84,21 @@ class App(Interface):
 
 class Endpoint:
     """What all connections of one listening socket share: limits, timers, the app."""
+
+    @classmethod
+    def configured(cls, app: App, stats: TransportStats, settings: Settings) -> Endpoint:
+        """An endpoint with the connection limits and timeouts of ``settings``."""
+        return cls(
+            app,
+            stats,
+            subprotocol=SUBPROTOCOL,
+            max_size=settings.max_size or None,
+            max_pending=settings.max_pending,
+            open_timeout=settings.open_timeout or None,
+            ping_interval=settings.ping_interval or None,
+            ping_timeout=settings.ping_timeout or None,
+            compression=settings.compression,
+        )
 
     def __init__(
         self,
