@@ -74,7 +74,6 @@ from papo.store_redis_base import (
     stream_of,
     user_directs,
 )
-from papo.store_redis_reader import merged
 
 __all__ = ["ClusterStore"]
 
@@ -274,14 +273,9 @@ class ClusterStore(ClusterRooms, RedisStore):
     async def since(self, conv: str, after: int, limit: int) -> list[Stored]:
         """Entries of ``conv`` over ``after``, ascending, at most ``limit``: from Redis, and
         (when followed) only up to what was delivered here, the rest comes live."""
-        stream = stream_of(conv)
 
         async def read() -> list[Stored]:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.xrange(stream, f"(0-{after}", "+", count=limit)
-                pipe.zrangebyscore(rewritten_of(stream), f"({after}", "+inf", 0, limit)
-                entries, rewritten = await pipe.execute()
-            found = [self._stored(i, f) for i, f in merged(entries, rewritten, limit)]
+            found = await self._conv_entries(conv, after, limit)
             top = self._clog.newest.get(conv) if conv in self._followed else None
             return found if top is None else [m for m in found if m.id <= top]
 

@@ -380,17 +380,22 @@ class RedisReader(RedisBase):
         """The conversation's stream after ``after`` with its rewritten entries merged in;
         only ids up to the reader's watermark (everything below it is in its stream)."""
         committed = self.log.committed
-        stream = stream_of(conv)
 
         async def scan() -> list[Stored]:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.xrange(stream, f"(0-{after}", "+", count=limit)
-                pipe.zrangebyscore(rewritten_of(stream), f"({after}", "+inf", 0, limit)
-                entries, rewritten = await pipe.execute()
-            found = (self._stored(i, f) for i, f in merged(entries, rewritten, limit))
+            found = await self._conv_entries(conv, after, limit)
             return [m for m in found if m.id <= committed]
 
         return await self._call(scan, "cannot read the conversation from Redis")
+
+    async def _conv_entries(self, conv: str, after: int, limit: int) -> list[Stored]:
+        """Up to ``limit`` entries of ``conv`` over ``after`` as Redis has them: its
+        stream with its rewritten entries merged in, ascending."""
+        stream = stream_of(conv)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xrange(stream, f"(0-{after}", "+", count=limit)
+            pipe.zrangebyscore(rewritten_of(stream), f"({after}", "+inf", 0, limit)
+            entries, rewritten = await pipe.execute()
+        return [self._stored(i, f) for i, f in merged(entries, rewritten, limit)]
 
     async def history(self, conv: str, before: int | None, limit: int) -> tuple[list[Stored], bool]:
         stream, want = stream_of(conv), limit + 1
