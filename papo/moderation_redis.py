@@ -3,7 +3,7 @@
 Each change of the moderation state (:class:`~papo.moderation.ModerationChange`)
 is written to a hash and published on ``{papo}:events`` in one transaction;
 every other instance's event worker hands it to :attr:`RedisModeration.on_moderation`
-(the hub's :meth:`~papo.moderation_ops.ModerationOps.apply`), which applies it
+(the hub's :meth:`~papo.moderation_effects.ModerationEffects.apply`), which applies it
 and tells whom it concerns there. So a ban made on one instance closes the
 user's sessions on all of them, and a mute ends at the same time everywhere
 (its end is a time, not a countdown). The instance that made the change has
