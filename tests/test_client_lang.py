@@ -19,9 +19,9 @@ from pathlib import Path
 import pexpect
 import pytest
 
+from papo.client_options import build_parser, environment_language
 from papo.client_session import refused, unreachable, url_with_lang
 from papo.i18n import render
-from papo.tui import build_parser, environment_language
 from tests.helpers import ROOT, JsonClient, ServerProcess
 from tests.test_client import TERMINAL, TIME, locale_env, spawn
 

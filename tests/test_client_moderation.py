@@ -15,7 +15,9 @@ from datetime import UTC, datetime, timedelta, timezone
 import pexpect
 import pytest
 
+from papo.client_chat import Client
 from papo.client_format import Transcript, format_help, format_history, until_text
+from papo.client_screen import Screen
 from papo.client_session import ChatSession
 from papo.client_state import Conversations
 from papo.commands import DeleteHere, EditHere
@@ -37,7 +39,6 @@ from papo.events import (
     Welcome,
 )
 from papo.i18n import clock_time
-from papo.tui import Client, Screen
 from tests.conftest import StartServer
 from tests.helpers import JsonClient, ServerProcess
 from tests.test_client import TIME, locale_env, spawn
