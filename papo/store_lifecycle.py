@@ -6,7 +6,7 @@ it as it is now; and an entry of its own (``kind`` ``edit`` or ``delete``) is
 appended to the conversation through the store's ordinary ``append``, so that
 it is delivered, and replayed by a resume, in id order like any message (see
 :class:`~papo.store.Stored`). This module does the first half;
-:mod:`papo.moderation_ops` does both.
+:mod:`papo.moderation_lifecycle` does both.
 
 A deletion erases: the tombstone has no text, the edit entries of the
 message lose theirs too (they become deletion entries), and the SQLite store
