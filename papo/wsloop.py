@@ -7,7 +7,7 @@ costs no task and no timer (see :mod:`papo.wsconn`).
 from __future__ import annotations
 
 import asyncio
-import time
+from collections import deque
 from typing import Protocol
 
 
@@ -24,48 +24,53 @@ class Pingable(Protocol):
 
 
 class Outbox:
-    """Connections owed frames, flushed together: one write per connection per flush.
+    """Connections owed frames, written in the order they became owed, a slice at a time.
 
-    Everything a connection is owed until the next flush leaves in one
+    Everything a connection is owed until its turn leaves in one
     ``transport.write``. On loopback and LAN most of a server's time goes to
-    the kernel's per-write cost, so fewer, larger writes are the main lever.
+    the kernel's per-write cost (5-8 µs here, whatever the size), so fewer,
+    larger writes are the main lever, and the writes' order is the latency.
 
-    Flushing is self-clocking: when idle, frames leave at the end of the
-    current event-loop iteration; when the last flush took T seconds (the
-    server is write-bound), the next waits until T has passed since it ended
-    (at most ``MAX_DELAY``), so messages arriving meanwhile share the writes.
-    Latency stays near one flush time while the cost per message falls as
-    load rises.
+    The owed connections form one queue, written ``SLICE`` at a time; between
+    slices the event loop gets a turn (reads, timers), and a message that
+    arrives meanwhile is appended to the buffers of the connections still
+    waiting, so it leaves with their current write instead of one pass later.
+    When idle, a message leaves at the end of the current event-loop
+    iteration. Under load, a connection's next write comes one pass of the
+    queue after its last, so everything it was sent during that pass shares
+    one write: the cost per message falls as load rises, and a message waits
+    at most about one pass (uniformly less on average) instead of the rest of
+    a flush plus a paced gap plus its place in the next flush.
     """
 
-    MAX_DELAY = 0.02
+    #: Connections written before the event loop gets a turn (~0.5 ms of writes).
+    SLICE = 64
 
-    __slots__ = ("dirty", "loop", "next_at", "scheduled")
+    __slots__ = ("loop", "owed", "scheduled")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.dirty: list[Flushable] = []
+        self.owed: deque[Flushable] = deque()
         self.scheduled = False
-        self.next_at = 0.0
 
     def owe(self, link: Flushable) -> None:
-        self.dirty.append(link)
+        self.owed.append(link)
         if not self.scheduled:
             self.scheduled = True
-            wait = self.next_at - time.monotonic()
-            if wait > 0:
-                self.loop.call_later(wait, self.flush)
-            else:
-                self.loop.call_soon(self.flush)
+            self.loop.call_soon(self.flush)
 
     def flush(self) -> None:
-        started = time.monotonic()
-        self.scheduled = False
-        dirty, self.dirty = self.dirty, []
-        for link in dirty:
-            link.flush()
-        ended = time.monotonic()
-        self.next_at = ended + min(ended - started, self.MAX_DELAY)
+        """Write the next slice of owed connections; come back for the rest."""
+        owed = self.owed
+        pop = owed.popleft
+        try:
+            for _ in range(min(self.SLICE, len(owed))):
+                pop().flush()
+        finally:  # even if a write raised: the rest must not wait forever
+            if owed:
+                self.loop.call_soon(self.flush)
+            else:
+                self.scheduled = False
 
 
 class Keepalive:

@@ -23,7 +23,7 @@ from websockets.streams import StreamReader
 
 from papo.metrics import TransportStats
 from papo.wsconn import INBOX_HIGH, Endpoint, Message, WsConnection, _ServerProtocol
-from papo.wsloop import Keepalive
+from papo.wsloop import Keepalive, Outbox
 
 KEY = base64.b64encode(os.urandom(16)).decode()
 
@@ -367,3 +367,88 @@ def test_no_keepalive_when_the_interval_is_off(interval: float | None) -> None:
     keepalive = Keepalive(loop, interval, 10.0)  # type: ignore[arg-type]
     keepalive.add(Peer())
     assert loop.timers == []
+
+
+# ---------------------------------------------------------------- outbox
+
+
+class SoonLoop:
+    """Records ``call_soon`` callbacks; :meth:`step` runs one event-loop turn's worth."""
+
+    def __init__(self) -> None:
+        self.ready: list[Any] = []
+
+    def call_soon(self, callback: Any) -> None:
+        self.ready.append(callback)
+
+    def step(self) -> None:
+        ready, self.ready = self.ready, []
+        for callback in ready:
+            callback()
+
+
+class Owed:
+    """A link that records the order of its flushes in a shared list."""
+
+    def __init__(self, name: str, written: list[str], outbox: Outbox) -> None:
+        self.name, self.written, self.outbox = name, written, outbox
+        self.frames: list[str] | None = None
+
+    def write(self, frame: str) -> None:
+        if self.frames is None:
+            self.frames = [frame]
+            self.outbox.owe(self)
+        else:
+            self.frames.append(frame)
+
+    def flush(self) -> None:
+        if self.frames is not None:
+            self.written.append(f"{self.name}:{'+'.join(self.frames)}")
+            self.frames = None
+
+
+def test_outbox_writes_when_idle_at_the_end_of_the_loop_turn() -> None:
+    loop, written = SoonLoop(), list[str]()
+    outbox = Outbox(loop)  # type: ignore[arg-type]
+    a = Owed("a", written, outbox)
+    a.write("1")
+    a.write("2")
+    assert written == [] and len(loop.ready) == 1  # one flush scheduled, not one per frame
+    loop.step()
+    assert written == ["a:1+2"] and loop.ready == [] and not outbox.scheduled
+
+
+def test_outbox_writes_a_slice_per_turn_and_late_frames_join_the_waiting_writes() -> None:
+    loop, written = SoonLoop(), list[str]()
+    outbox = Outbox(loop)  # type: ignore[arg-type]
+    links = [Owed(str(i), written, outbox) for i in range(Outbox.SLICE + 2)]
+    for link in links:
+        link.write("m1")
+    loop.step()  # the first slice
+    assert written == [f"{i}:m1" for i in range(Outbox.SLICE)]
+    for link in links:  # a second message arrives between slices
+        link.write("m2")
+    while loop.ready:
+        loop.step()
+    # The two still waiting took both messages in one write; the others, written
+    # already, got m2 one pass later, in the order they first became owed.
+    n = Outbox.SLICE
+    assert written[n:] == [f"{n}:m1+m2", f"{n + 1}:m1+m2"] + [f"{i}:m2" for i in range(n)]
+    assert not outbox.scheduled
+
+
+def test_outbox_keeps_going_after_a_write_raises() -> None:
+    loop, written = SoonLoop(), list[str]()
+    outbox = Outbox(loop)  # type: ignore[arg-type]
+
+    class Broken(Owed):
+        def flush(self) -> None:
+            raise OSError("gone")
+
+    Broken("x", written, outbox).write("1")
+    b = Owed("b", written, outbox)
+    b.write("1")
+    with pytest.raises(OSError):
+        loop.step()
+    loop.step()  # the one behind it was not forgotten
+    assert written == ["b:1"] and not outbox.scheduled
