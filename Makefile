@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 ARGS   ?=
 
-.PHONY: run test lint typecheck pytest bench bench-resume screenshot clean
+.PHONY: run test lint typecheck pytest bench bench-compare bench-resume screenshot clean
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ $(VENV)/.bench: bench/requirements.txt $(VENV)/.runtime
 
 bench: $(VENV)/.bench  ## start the server, load it, print numbers, write docs/bench.png
 	$(PY) bench/run.py $(ARGS)
+
+bench-compare: $(VENV)/.runtime  ## durable vs --memory in ../shared/bench, three runs (ARGS="--variants durable,memory,redis")
+	$(PY) bench/compare.py $(ARGS)
 
 bench-resume: $(VENV)/.dev  ## time a resume of 10 000 missed messages across 50 rooms
 	$(PY) bench/resume_rooms.py $(ARGS)
