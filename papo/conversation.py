@@ -2,8 +2,9 @@
 
 A :class:`Room` exists in a hub while at least one of its members has a
 session (or a grace period) on this instance; the store knows every member.
-Its fan-out writes one encoded :class:`~papo.protocol.Outgoing` to every
-session of every local member, so a message to a 10-member room costs work
+Its fan-out writes one encoded :class:`~papo.protocol.Outgoing` (or, for
+several messages committed together, one :class:`~papo.protocol.OutgoingRun`)
+to every session of every local member, so a message to a 10-member room costs work
 for those members only, whatever the number of connections on the server.
 The default room (``home``) is everyone's: the hub fans out its messages to
 every live session without a member list.
@@ -11,8 +12,10 @@ every live session without a member list.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from papo.directory import Session, User
-from papo.protocol import Outgoing
+from papo.protocol import Outgoing, OutgoingRun
 from papo.store import Stored
 
 
@@ -23,6 +26,30 @@ def write_each(sessions: dict[int, Session], out: Outgoing, origin: int | None =
         if session_id != origin:
             session.link.write(out)
             count += 1
+    return count
+
+
+def write_run_each(
+    sessions: dict[int, Session], run: OutgoingRun, origins: Sequence[int | None]
+) -> int:
+    """Write ``run`` to every session of ``sessions``; how many events were written.
+
+    ``origins`` holds, for each event of the run, the session it came from (or
+    None): a session never gets its own messages back, so an origin gets the
+    run's other events one by one, and everyone else the whole run at once.
+    """
+    senders = {origin for origin in origins if origin is not None}
+    size = len(run.outs)
+    count = 0
+    for session_id, session in sessions.items():
+        if session_id in senders:
+            for out, origin in zip(run.outs, origins, strict=True):
+                if origin != session_id:
+                    session.link.write(out)
+                    count += 1
+        else:
+            session.link.write_run(run)
+            count += size
     return count
 
 
@@ -52,6 +79,18 @@ class Room:
                 pending.append((stored, origin))
                 continue
             count += write_each(user.sessions, out, origin)
+        return count
+
+    def deliver_run(self, items: Sequence[tuple[Stored, int | None]], run: OutgoingRun) -> int:
+        """:meth:`deliver` for a run of messages to this room (``run`` encodes ``items``)."""
+        origins = [origin for _, origin in items]
+        count = 0
+        for user in self.members.values():
+            pending = user.pending.get(self.key) if user.pending else None
+            if pending is not None:
+                pending.extend(items)
+                continue
+            count += write_run_each(user.sessions, run, origins)
         return count
 
     def notify(self, out: Outgoing, *, skip: str | None = None) -> int:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from papo.limits import TokenBucket
-from papo.protocol import Mode, Outgoing
+from papo.protocol import Mode, Outgoing, OutgoingRun
 from papo.store import Stored
 
 GUEST_PREFIX = "guest-"
@@ -30,6 +30,9 @@ class Link(Protocol):
 
     def write(self, out: Outgoing) -> None:
         """Queue ``out`` for this peer without waiting; never raises."""
+
+    def write_run(self, run: OutgoingRun) -> None:
+        """Queue every event of ``run``, in order, as :meth:`write` would; never raises."""
 
     async def drain(self) -> None:
         """Wait until this peer's pending output is low again; never raises."""

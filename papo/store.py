@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -226,9 +226,11 @@ class Page:
     oldest: int  # the oldest id still kept (0 when nothing is)
 
 
-#: Called with each stored message, in id order, and the local session it came
-#: from (None when it came from elsewhere): the hub delivers it.
-Deliver = Callable[[Stored, "int | None"], None]
+#: Called with stored messages, in id order, each with the local session it came
+#: from (None when it came from elsewhere): the hub delivers them. One call
+#: carries what one commit (or one read of the shared log) made visible, so
+#: that a run of messages to the same room is fanned out in one pass.
+Deliver = Callable[[Sequence[tuple[Stored, "int | None"]]], None]
 #: Called when a user joined the chat (first session anywhere) or left it (last
 #: session anywhere, after the grace period): ``(event, key, name)``.
 Announce = Callable[[Literal["join", "leave"], str, str], None]
@@ -467,7 +469,7 @@ class LocalPresence:
         return message_id <= self.log.committed
 
 
-def no_delivery(message: Stored, origin: int | None) -> None:
+def no_delivery(batch: Sequence[tuple[Stored, int | None]]) -> None:
     """The :attr:`Store.on_message` of a store no hub is using yet."""
 
 

@@ -342,8 +342,7 @@ class ClusterReader(RedisLifecycle):
             for stored, _ in batch:
                 if stored.kind:
                     self._rewrite_ring(stored)
-            for stored, origin in batch:
-                self.on_message(stored, origin)
+            self.on_message(batch)
         self._release()
         return full
 

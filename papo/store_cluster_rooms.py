@@ -221,5 +221,6 @@ class ClusterRooms(ClusterReader):
         await super()._load_conv(conv)
         if conv in self._begun:
             self._begun.discard(conv)
-            for message in list(self._clog.convs.get(conv, ())):
-                self.on_message(message, None)
+            loaded = [(message, None) for message in self._clog.convs.get(conv, ())]
+            if loaded:
+                self.on_message(loaded)

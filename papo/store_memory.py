@@ -114,7 +114,7 @@ class MemoryStore(MemoryLifecycle, LocalRooms):
             del kept[: len(kept) - self.retention]
             self.log.trim_conversation(stored.conv, kept[0].id)
         self._directs_of((stored,))
-        self.on_message(stored, origin)
+        self.on_message(((stored, origin),))
         return stored, True
 
     async def page(self, key: str, convs: Collection[str], after: int, limit: int) -> Page:

@@ -259,8 +259,8 @@ class RedisReader(RedisBase):
                 if stored.kind:  # an edit or deletion, perhaps made on another instance
                     self._rewrite_ring(stored)
         self.log.committed = max(self.log.committed, seq if limit is None else limit)
-        for stored, origin in batch:
-            self.on_message(stored, origin)
+        if batch:
+            self.on_message(batch)
         self._release()
         return limit is not None
 

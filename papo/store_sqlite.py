@@ -216,8 +216,9 @@ class SqliteStore(SqliteLifecycle, SqliteModeration, LocalRooms):
             for conv, kept in trims.items():
                 self.log.trim_conversation(conv, kept)
             self._directs_of(messages)
-            for stored, (_, origin, _) in zip(messages, batch, strict=True):
-                self.on_message(stored, origin)
+            self.on_message(
+                [(stored, origin) for stored, (_, origin, _) in zip(messages, batch, strict=True)]
+            )
             for stored, (_, _, future) in zip(messages, batch, strict=True):
                 if not future.done():
                     future.set_result(stored)

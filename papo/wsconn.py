@@ -45,7 +45,7 @@ from websockets.typing import Subprotocol
 
 from papo import SUBPROTOCOL
 from papo.metrics import TransportStats
-from papo.protocol import Mode, Outgoing
+from papo.protocol import Mode, Outgoing, OutgoingRun
 from papo.wsloop import Keepalive, Outbox
 
 if TYPE_CHECKING:
@@ -318,6 +318,18 @@ class WsConnection(asyncio.Protocol):
         frame = out.frame(self.mode, self.lang)
         if frame is not None:
             self.write_frame(frame)
+
+    def write_run(self, run: OutgoingRun) -> None:
+        """Queue a run of events: one append of their frames, joined once for all recipients."""
+        if self._closing:
+            return
+        if not self.raw:
+            for out in run.outs:
+                self.write(out)
+            return
+        data = run.joined(self.mode, self.lang)
+        if data:
+            self.write_frame(data)
 
     def write_frame(self, frame: bytes) -> None:
         """Queue a whole pre-built server frame, written at the next flush."""

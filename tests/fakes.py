@@ -16,7 +16,7 @@ from papo.accounts import Accounts, Tokens
 from papo.directory import Session
 from papo.hub import Hub
 from papo.limits import AttemptLimiter
-from papo.protocol import Hello, Mode, Outgoing
+from papo.protocol import Hello, Mode, Outgoing, OutgoingRun
 from papo.store import Store
 from papo.store_memory import MemoryStore
 from papo.store_sqlite import SqliteStore
@@ -39,6 +39,10 @@ class FakeLink:
         if payload is not None:
             text = payload.decode()
             self.sent.append(json.loads(text) if self.mode == "json" else text)
+
+    def write_run(self, run: OutgoingRun) -> None:
+        for out in run.outs:
+            self.write(out)
 
     async def drain(self) -> None:
         pass

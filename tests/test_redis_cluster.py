@@ -9,7 +9,7 @@ without redis-server and redis-cli, they are skipped with the reason.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -193,8 +193,8 @@ async def test_a_late_follow_event_still_delivers_the_first_direct_messages(
     delivered: list[Stored] = []
     arrived = asyncio.Event()
 
-    def deliver(message: Stored, origin: int | None) -> None:
-        delivered.append(message)
+    def deliver(batch: Sequence[tuple[Stored, int | None]]) -> None:
+        delivered.extend(message for message, _ in batch)
         arrived.set()
 
     async def until(ids: list[int]) -> None:
