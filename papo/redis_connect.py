@@ -36,11 +36,10 @@ from redis.asyncio.sentinel import Sentinel
 from redis.connection import parse_url
 
 from papo.cluster_ids import ClusterUrlError, parse_cluster_url
+from papo.redis_pools import POOL_SIZE, POOL_WAIT, SentinelBlockingPool
 from papo.store import StoreError
 
 SENTINEL_PORT = 26379
-POOL_SIZE = 100  # connections one client may open to a single Redis
-POOL_WAIT = 5.0  # seconds a command waits for a free one before it fails
 SENTINEL_SCHEME = "redis+sentinel"
 SINGLE_SCHEMES = ("redis", "rediss", "unix")
 CLUSTER_SCHEME = "redis+cluster"
@@ -209,18 +208,23 @@ _PARSERS: dict[str, Callable[[str], RedisTarget]] = {
 }
 
 
-def connect(target: RedisTarget, **options: Any) -> Redis:
+def connect(
+    target: RedisTarget,
+    *,
+    pool_size: int = POOL_SIZE,
+    pool_wait: float = POOL_WAIT,
+    **options: Any,
+) -> Redis:
     """A client of ``target`` (options: redis-py connection keywords, e.g. timeouts).
 
     Each call makes a client with a connection pool of its own, so a blocking
-    reader does not hold up the other commands.
+    reader does not hold up the other commands. The pool opens at most
+    ``pool_size`` connections; a command finding them all busy waits up to
+    ``pool_wait`` seconds for one (see :mod:`papo.redis_pools`).
     """
     if target.kind == "single":
-        # redis-py's default pool refuses a command at once ("Too many
-        # connections") when 100 are in use, as when a thousand clients join at
-        # the same moment; a blocking pool makes it wait for one instead.
         pool = BlockingConnectionPool.from_url(
-            target.url, max_connections=POOL_SIZE, timeout=POOL_WAIT, **options
+            target.url, max_connections=pool_size, timeout=pool_wait, **options
         )
         return Redis.from_pool(pool)
     if target.kind == "cluster":
@@ -236,6 +240,9 @@ def connect(target: RedisTarget, **options: Any) -> Redis:
     sentinel = Sentinel(nodes, sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
     master: Redis = sentinel.master_for(
         target.master,
+        connection_pool_class=SentinelBlockingPool,
+        max_connections=pool_size,
+        timeout=pool_wait,
         db=target.db,
         username=target.username,
         password=target.password,

@@ -56,6 +56,7 @@ from papo.cluster_ids import (
     slot_of_id,
 )
 from papo.redis_cluster_scripts import APPEND
+from papo.redis_pools import WaitingCluster
 from papo.redis_wait import WAIT_TIMEOUT_MS, NotReplicated
 from papo.store import Stored, StoreError
 from papo.store_cluster_reader import trim_key
@@ -110,9 +111,11 @@ class ClusterStore(ClusterRooms, RedisStore):
             "socket_timeout": READ_BLOCK_MS / 1000 + 5.0,
             "retry": Retry(NoBackoff(), 0),
         }
+        # Clients whose commands wait for a turn when many run at once, instead
+        # of failing with "Too many connections" (see papo.redis_pools).
         startup = [ClusterNode(host, port) for host, port in nodes]
-        self._cluster = RedisCluster(startup_nodes=startup, socket_timeout=5.0, **options)
-        blocking = RedisCluster(
+        self._cluster = WaitingCluster(startup_nodes=startup, socket_timeout=5.0, **options)
+        blocking = WaitingCluster(
             startup_nodes=startup, socket_timeout=READ_BLOCK_MS / 1000 + 5.0, **options
         )
         return cast(Redis, self._cluster), cast(Redis, blocking)

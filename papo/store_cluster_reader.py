@@ -39,6 +39,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from papo.cluster_ids import SLOTS, key_slot, slot_tag
 from papo.redis_cluster_scripts import LOAD
+from papo.redis_pools import node_client
 from papo.redis_wait import WAIT_TIMEOUT_MS, NotReplicated
 from papo.store import RING_SIZE, Stored
 from papo.store_cluster_log import ClusterLog
@@ -110,7 +111,7 @@ class ClusterReader(RedisLifecycle):
         if client is None:
             node = self._cluster.get_node(node_name=name)
             host, port = (node.host, node.port) if node else name.rsplit(":", 1)
-            client = Redis(host=host, port=int(port), **self._node_kwargs)
+            client = node_client(host, int(port), **self._node_kwargs)
             self._nodes[name] = client
         return client
 

@@ -16,11 +16,14 @@ from typing import Any
 
 import pytest
 import redis as redis_py
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.exceptions import MaxConnectionsError
 
 from papo.client_session import ChatSession
 from papo.cluster_ids import slot_of_id
 from papo.names import direct_key
 from papo.protocol import Hello, Join, Message, RoomJoined
+from papo.redis_pools import WaitingCluster
 from papo.store import RoomRecord, Stored
 from papo.store_cluster import ClusterStore
 from tests.conftest import StartServer
@@ -101,6 +104,43 @@ async def test_rooms_on_three_shards_route_across_two_instances(
         assert (got["text"], got["id"]) == (f"de volta em {room}", ack["id"])
     # the instance registry and accounts stay in one small global slot
     assert cluster.keyslot("{papo}:instances") == cluster.keyslot("{papo}:account:ana")
+
+
+async def test_a_cluster_client_waits_for_a_turn_instead_of_failing(
+    cluster: RedisClusterServers,
+) -> None:
+    """More commands and pipelines at once than the client's pool size: redis-py's own
+    RedisCluster refuses the extra ones at once (MaxConnectionsError, as it has no
+    blocking pool); papo's WaitingCluster lets them wait for a turn (papo/redis_pools.py),
+    so all are served, and no node got more connections than the turns."""
+    startup = [ClusterNode("127.0.0.1", node.port) for node in cluster.masters()]
+    client = WaitingCluster(startup_nodes=startup, pool_size=2, pool_wait=30.0)
+    plain = RedisCluster(startup_nodes=startup, max_connections=2)
+    try:
+        await client.initialize()
+        before = {node.name: len(node._connections) for node in client.get_nodes()}
+
+        async def piped(i: int) -> list[Any]:
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.set(f"k{i}", i)
+                pipe.blpop([f"nothing{i}"], 0.2)
+                return await pipe.execute()
+
+        # each BLPOP holds a connection for 0.2 s (the lists stay empty)
+        waited = await asyncio.gather(
+            *(client.blpop([f"nothing{i}"], 0.2) for i in range(8)),
+            *(piped(i) for i in range(4)),
+        )
+        assert waited == [None] * 8 + [[True, None]] * 4
+        for node in client.get_nodes():
+            assert len(node._connections) <= before[node.name] + 2, node
+        refused = await asyncio.gather(
+            *(plain.blpop(["nothing"], 0.2) for _ in range(8)), return_exceptions=True
+        )
+        assert any(isinstance(r, MaxConnectionsError) for r in refused), refused
+    finally:
+        await client.aclose()
+        await plain.aclose()
 
 
 async def test_direct_messages_and_history_across_instances(

@@ -1,8 +1,9 @@
-"""``--redis`` URLs (papo/redis_connect.py) and the replica count of ``--redis-wait``
-(papo/redis_wait.py): pure, in-process, no Redis."""
+"""``--redis`` URLs (papo/redis_connect.py), the replica count of ``--redis-wait``
+(papo/redis_wait.py) and the pools that wait (papo/redis_pools.py): in-process, no Redis."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import logging
@@ -11,9 +12,26 @@ from urllib.parse import quote
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from redis.asyncio import BlockingConnectionPool
+from redis.asyncio.sentinel import SentinelConnectionPool, SentinelManagedConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from papo.config import parse_settings
-from papo.redis_connect import SENTINEL_PORT, BadRedisUrl, RedisTarget, parse_redis_url
+from papo.redis_connect import (
+    SENTINEL_PORT,
+    BadRedisUrl,
+    RedisTarget,
+    connect,
+    disconnect,
+    parse_redis_url,
+)
+from papo.redis_pools import (
+    POOL_SIZE,
+    POOL_WAIT,
+    SentinelBlockingPool,
+    WaitingCluster,
+    node_client,
+)
 from papo.redis_wait import NotReplicated, ReplicaWait
 from papo.store import StoreError
 
@@ -178,10 +196,6 @@ async def test_a_single_redis_client_waits_for_a_free_connection() -> None:
     ("Too many connections": a thousand clients joining at once did it, and
     --redis-wait 1, which holds connections longer, refused most messages of a
     benchmark step); papo's waits for one instead."""
-    from redis.asyncio import BlockingConnectionPool
-
-    from papo.redis_connect import POOL_SIZE, POOL_WAIT, connect, disconnect, parse_redis_url
-
     client = connect(parse_redis_url("redis://127.0.0.1:1/0"), socket_timeout=1.0)
     try:
         pool = client.connection_pool
@@ -190,3 +204,61 @@ async def test_a_single_redis_client_waits_for_a_free_connection() -> None:
         assert pool.timeout == POOL_WAIT
     finally:
         await disconnect(client)
+
+
+async def test_a_sentinel_masters_client_waits_for_a_free_connection_too() -> None:
+    """The same bounded pool that waits, with the Sentinel pool's connections (which ask
+    the sentinels where the master is): tests/test_redis_sentinel.py runs it for real."""
+    target = parse_redis_url("redis+sentinel://127.0.0.1:1/papo")
+    client = connect(target, pool_size=7, pool_wait=0.5, socket_timeout=1.0)
+    try:
+        pool = client.connection_pool
+        assert isinstance(pool, SentinelBlockingPool)
+        assert isinstance(pool, SentinelConnectionPool) and isinstance(pool, BlockingConnectionPool)
+        assert (pool.max_connections, pool.timeout) == (7, 0.5)
+        assert pool.service_name == "papo" and pool.is_master
+        # get_connection and release are the blocking pool's, the connections Sentinel's
+        assert type(pool).get_connection is BlockingConnectionPool.get_connection
+        assert type(pool).release is BlockingConnectionPool.release
+        assert issubclass(pool.connection_class, SentinelManagedConnection)
+    finally:
+        await disconnect(client)
+
+
+def test_a_cluster_nodes_client_waits_for_a_free_connection() -> None:
+    client = node_client("127.0.0.1", 1, socket_timeout=1.0)
+    pool = client.connection_pool
+    assert isinstance(pool, BlockingConnectionPool)
+    assert (pool.max_connections, pool.timeout) == (POOL_SIZE, POOL_WAIT)
+    assert pool.connection_kwargs["port"] == 1
+
+
+async def test_a_cluster_client_gives_turns_and_a_task_holding_one_needs_no_second() -> None:
+    """WaitingCluster's turns, without a cluster (tests/test_redis_cluster.py runs it on a
+    real one): two run at once, a third waits (and fails after ``pool_wait``), a task that
+    holds one (a pipeline re-sending a redirected command) does not wait for another."""
+    cluster = WaitingCluster(host="127.0.0.1", port=1, pool_size=2, pool_wait=0.05)
+    assert cluster.nodes_manager.connection_kwargs["max_connections"] == 4  # the nodes' ceiling
+    holding = asyncio.Semaphore(0)
+    done = asyncio.Event()
+
+    async def hold() -> None:
+        async with cluster.turn():
+            holding.release()
+            await done.wait()
+
+    holders = [asyncio.create_task(hold()) for _ in range(2)]
+    for _ in holders:
+        await holding.acquire()
+    with pytest.raises(RedisConnectionError, match="No connection available"):
+        async with cluster.turn():
+            raise AssertionError("a third turn while two are held")
+    third = asyncio.create_task(hold())
+    done.set()
+    async with asyncio.timeout(10):
+        await asyncio.gather(*holders, third)
+    single = WaitingCluster(host="127.0.0.1", port=1, pool_size=1, pool_wait=0.05)
+    async with single.turn(), single.turn():  # nested: the task's own turn
+        pass
+    async with single.turn():  # and it was given back
+        pass

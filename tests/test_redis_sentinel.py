@@ -22,10 +22,14 @@ from typing import Any, cast
 
 import pytest
 import redis as redis_py
-from websockets.asyncio.client import ClientConnection, connect
+from redis.asyncio.sentinel import Sentinel
+from redis.exceptions import MaxConnectionsError
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
+from papo.redis_connect import connect, disconnect, parse_redis_url
 from tests.conftest import StartServer
 from tests.helpers import ROOT, RedisServer, ServerProcess, need, redis_missing
 from tests.sentinel import SentinelSetup, ask
@@ -107,7 +111,7 @@ class Peer:
         return max((m["id"] for m in self.received), default=0)
 
     async def open(self, server: ServerProcess, *, resume: bool = False) -> Peer:
-        ws = await connect(server.url, subprotocols=[Subprotocol("papo.v1")], open_timeout=10)
+        ws = await ws_connect(server.url, subprotocols=[Subprotocol("papo.v1")], open_timeout=10)
         hello: dict[str, Any] = {"type": "hello", "name": self.name}
         if resume:
             hello |= {"token": self.token, "resume_from": self.last_id}
@@ -184,6 +188,31 @@ async def test_two_instances_through_sentinel_acknowledge_what_the_replica_has(
     assert ana.refused == 0
     await ana.close()
     await bia.close()
+
+
+async def test_a_sentinel_masters_client_waits_for_a_free_connection(
+    sentinels: SentinelSetup,
+) -> None:
+    """More commands at once than the pool has connections: redis-py's own Sentinel pool
+    refuses the extra ones at once ("Too many connections"); papo's waits for a free one
+    (papo/redis_pools.py), so every command is served, over at most that many."""
+    target = parse_redis_url(sentinels.url)
+    client = connect(target, pool_size=2, pool_wait=30.0, socket_timeout=10.0)
+    sentinel = Sentinel([target.nodes[0]])  # type: ignore[no-untyped-call]
+    plain = sentinel.master_for(target.master, max_connections=2)
+    try:
+        # each BLPOP holds its connection for 0.2 s (the list stays empty)
+        waited = await asyncio.gather(*(client.blpop([f"nothing{i}"], 0.2) for i in range(12)))
+        assert waited == [None] * 12
+        pool = client.connection_pool
+        assert len(pool._available_connections) + len(pool._in_use_connections) <= 2
+        refused = await asyncio.gather(
+            *(plain.blpop([f"nothing{i}"], 0.2) for i in range(12)), return_exceptions=True
+        )
+        assert any(isinstance(r, MaxConnectionsError) for r in refused), refused
+    finally:
+        await disconnect(client)
+        await disconnect(plain)
 
 
 async def test_sigkill_of_the_master_during_traffic_loses_no_acknowledged_message(
