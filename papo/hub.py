@@ -235,8 +235,9 @@ class Hub:
             self.refused(session)
         except StoreError as exc:
             log.error("store failure for conn %d: %s", session.id, exc)
-            message = t("the server cannot store this now; nothing was sent, try again")
-            self.send(session, Error("store_unavailable", message, _cid(event)))
+            cid = _cid(event)
+            refusal = exc.refusal(resendable=cid is not None)  # may it have been stored?
+            self.send(session, Error("store_unavailable", refusal, cid))
 
     def take(self, session: Session, user: User) -> None:
         """Spend one of the user's rate tokens, or refuse (and close a flood with 1008)."""

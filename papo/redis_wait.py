@@ -7,9 +7,10 @@ connection wrote so far. The Redis store uses it in two places:
 
 - the writer: a batch of appends is acknowledged (and its senders told) only
   after ``WAIT`` confirms it; a ``WAIT`` that times out fails the batch with
-  :class:`NotReplicated` (the sender gets ``store_unavailable``; its retry
-  with the same ``cid`` is deduplicated, as the message may have been
-  replicated after all);
+  :class:`NotReplicated` (the sender gets ``store_unavailable`` saying the
+  message was not confirmed and may still arrive: it is on the master, and
+  is delivered once it reaches the replicas; its retry with the same ``cid``
+  is deduplicated);
 - the reader: after reading the streams it writes a marker and ``WAIT``\\s for
   it, in the same pipeline; a write made after a read reaches a replica only
   after everything the read saw, so what the read returned is delivered only
@@ -27,15 +28,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from papo.store import StoreError
+from papo.store import StoreUnconfirmed
 
 log = logging.getLogger("papo.store_redis")
 
 WAIT_TIMEOUT_MS = 2_000  # how long a write waits for its replicas before it is refused
 
 
-class NotReplicated(StoreError):
-    """Fewer replicas than ``--redis-wait`` confirmed a write in time."""
+class NotReplicated(StoreUnconfirmed):
+    """Fewer replicas than ``--redis-wait`` confirmed a write in time (it is on the master)."""
 
 
 class ReplicaWait:

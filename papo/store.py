@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from papo.i18n import Text, t
 from papo.protocol import Deleted, Edited, Message, UserInfo
 
 if TYPE_CHECKING:
@@ -46,6 +47,35 @@ RING_SIZE = 20_000
 
 class StoreError(RuntimeError):
     """The store cannot do what was asked (disk full, file not writable, ...)."""
+
+    def refusal(self, *, resendable: bool) -> Text:
+        """What the client is told (``store_unavailable``): here, that nothing was stored.
+
+        ``resendable``: the request carries a ``cid`` (sent again, it is stored once).
+        """
+        return t("the server cannot store this now; nothing was sent, try again")
+
+
+class StoreUnconfirmed(StoreError):
+    """A write that may have been made, though the store cannot confirm it.
+
+    Raised instead of :class:`StoreError` when the write reached the store but
+    its confirmation did not come: Redis replicas that did not confirm it in
+    time (:class:`papo.redis_wait.NotReplicated`), a Redis command sent but not
+    answered. The message may still be delivered; the same message sent again
+    with the same ``cid`` is stored once (see :meth:`Store.append`).
+    """
+
+    def refusal(self, *, resendable: bool) -> Text:
+        if resendable:
+            return t(
+                "the server could not confirm this message in time; it may still "
+                "arrive, and sending it again will not send it twice"
+            )
+        return t(
+            "the server could not confirm this in time; it may still take effect, "
+            "so check before you send it again"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,7 +340,8 @@ class Store(Protocol):
         whatever is answered to the sender comes after every earlier message
         was delivered here. When the same sender already sent the same
         ``cid``, nothing is stored again and the earlier message comes back
-        with ``new`` False.
+        with ``new`` False: also after a :class:`StoreUnconfirmed` for it,
+        whether or not that first write took effect.
         """
 
     async def page(self, key: str, convs: Collection[str], after: int, limit: int) -> Page:

@@ -69,6 +69,7 @@ from papo.store_redis_base import (
     REDIS_FAILURES,
     ROOMS,
     _fields,
+    append_failure,
     log,
     rewritten_of,
     room_stream,
@@ -233,7 +234,7 @@ class ClusterStore(ClusterRooms, RedisStore):
         except Exception as exc:  # Redis, a failover, too few replicas: the loop must live on
             if not isinstance(exc, (*REDIS_FAILURES, OSError, StoreError)):
                 log.exception("appending failed unexpectedly")
-            error = StoreError(f"cannot store the message in Redis: {exc}")
+            error = append_failure(exc)  # not replicated in time: it may still arrive
             self.health.failed(str(error))
             for _, _, future in items:
                 if not future.done():

@@ -102,6 +102,7 @@ from papo.store_redis_base import (
     _backoff,
     _cancel,
     _entry,
+    append_failure,
     log,
     user_devices,
 )
@@ -250,9 +251,7 @@ class RedisStore(RedisModeration, RedisLifecycle):
             except Exception as exc:  # Redis or the connection to it; the loop must live on
                 if not isinstance(exc, RedisError | OSError | NotReplicated):
                     log.exception("appending failed unexpectedly")
-                error = StoreError(f"cannot store the message in Redis: {exc}")
-                if isinstance(exc, NotReplicated):
-                    error = NotReplicated(str(exc))
+                error = append_failure(exc)
                 self.health.failed(str(error))
                 for _, future in batch:
                     if not future.done():

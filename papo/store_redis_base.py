@@ -23,6 +23,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from papo import redis_scripts
 from papo.health import WriteHealth
@@ -41,6 +42,7 @@ from papo.store import (
     RoomRecord,
     Stored,
     StoreError,
+    StoreUnconfirmed,
     no_announcement,
     no_delivery,
     no_devices_ended,
@@ -338,6 +340,22 @@ def _entry(message: Stored, origin: str) -> list[str | int]:
     if message.to is not None and message.to_key is not None:
         direct = [message.sender_key, message.sender, message.to_key, message.to]
     return [cid_key, message.conv, stream_of(message.conv), *direct, len(fields), *fields]
+
+
+def append_failure(exc: BaseException) -> StoreError:
+    """What the senders of an append batch that failed with ``exc`` are told.
+
+    Not replicated in time (:class:`~papo.redis_wait.NotReplicated`): the batch
+    is on the master, and is delivered once the replicas have it. No answer in
+    time (a Redis timeout): the script may have run. Both are
+    :class:`~papo.store.StoreUnconfirmed` (the message may still arrive; sent
+    again with its ``cid`` it is stored once); anything else stored nothing.
+    """
+    if isinstance(exc, StoreUnconfirmed):
+        return type(exc)(str(exc))
+    if isinstance(exc, RedisTimeoutError):
+        return StoreUnconfirmed(f"no answer from Redis about the message: {exc}")
+    return StoreError(f"cannot store the message in Redis: {exc}")
 
 
 def _id(entry_id: str) -> int:

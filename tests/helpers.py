@@ -24,6 +24,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
+from papo.redis_wait import NotReplicated
+from papo.store import Store, Stored
+
 ROOT = Path(__file__).resolve().parent.parent
 LISTENING = re.compile(r"listening on (wss?)://([^/]+)/")
 
@@ -348,3 +351,15 @@ def redis_missing() -> str | None:
     if shutil.which("redis-server") is None:
         return "redis-server is not installed (apt-get install redis-server)"
     return None
+
+
+async def resent(store: Store, message: Stored, timeout: float = 30.0) -> tuple[Stored, bool]:
+    """``message`` appended again, as a client re-sends it (same cid) after
+    ``store_unavailable``, until the store confirms it (Redis replicas back)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await store.append(message)
+        except NotReplicated:
+            if time.monotonic() > deadline:
+                raise

@@ -159,6 +159,10 @@ class RedisClusterServers:
         """Until a replica took over every slot of a killed master."""
         self._until(time.monotonic() + timeout, self.healthy, "no failover happened")
 
+    def until_healthy(self, timeout: float = 90.0) -> None:
+        """Until every node is well again (after a node was stopped for a moment)."""
+        self._until(time.monotonic() + timeout, self.healthy, "the cluster is not well again")
+
     def rejoin(self, node: ClusterNode, timeout: float = 90.0) -> None:
         """Start a killed node again (it comes back as a replica) and wait until every
         master has a replica again."""

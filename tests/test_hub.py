@@ -26,6 +26,8 @@ from papo.protocol import (
     Say,
     SetTopic,
 )
+from papo.redis_wait import NotReplicated
+from papo.store import Stored, StoreError
 from tests.fakes import FakeLink, connect, link, make_hub
 
 
@@ -547,3 +549,65 @@ async def test_plain_history_pages_back_from_what_was_shown() -> None:
     assert link(plain).take()[-1] == "ana: g9"  # the recent context
     await do(hub, plain, History(Conversation(room="#geral"), limit=3))
     assert "ana: g9" not in link(plain).take()
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+async def test_a_write_not_confirmed_is_told_it_may_arrive_and_a_resend_is_stored_once(
+    kind: str, tmp_path: Path
+) -> None:
+    """A store that wrote a message but could not confirm it (Redis replicas that did not
+    confirm it in time: NotReplicated) delivers it all the same: its sender is told that
+    it may still arrive, not that nothing was sent, and sending it again under its cid
+    stores nothing twice (the earlier message is acknowledged; nobody gets it again).
+    A failure that stored nothing says so. Each in the reader's language."""
+    hub = await make_hub(tmp_path if kind == "sqlite" else None)
+    ana = await connect(hub, "ana")
+    beto = hub.attach(FakeLink(lang="pt-BR"))
+    carla = hub.attach(FakeLink("plain"))
+    await do(hub, beto, Hello("beto"))
+    await do(hub, carla, Hello("carla"))
+    clear(ana, beto, carla)
+    append = hub.store.append
+    failures: list[StoreError] = []
+
+    async def unconfirmed(message: Stored, origin: int | None = None) -> tuple[Stored, bool]:
+        if not failures:
+            return await append(message, origin)
+        failure = failures.pop(0)
+        if isinstance(failure, NotReplicated):
+            await append(message, origin)  # on the master, delivered: only unconfirmed
+        raise failure
+
+    hub.store.append = unconfirmed  # type: ignore[method-assign]
+    failures.append(NotReplicated("0 of 1 replica(s) confirmed it within 2 s"))
+    refused = await say(hub, ana, "oi", cid="c1")
+    assert (refused["type"], refused["code"], refused["cid"]) == (
+        "error",
+        "store_unavailable",
+        "c1",
+    )
+    assert refused["message"] == (
+        "the server could not confirm this message in time; it may still arrive, "
+        "and sending it again will not send it twice"
+    )
+    arrived = link(beto).of("message")
+    assert [m["text"] for m in arrived] == ["oi"]  # it did arrive
+    acked = await say(hub, ana, "oi", cid="c1")  # sent again, as the clients do
+    assert (acked["type"], acked["id"], acked["cid"]) == ("ack", arrived[0]["id"], "c1")
+    assert link(beto).of("message") == []  # not twice
+    assert [m.text for m in hub.store.log.ring if m.sender_key == "ana"] == ["oi"]
+
+    failures.append(NotReplicated("0 of 1 replica(s) confirmed it within 2 s"))
+    answer = await say(hub, beto, "olá", cid="c2")
+    assert answer["message"] == (
+        "o servidor não conseguiu confirmar esta mensagem a tempo; ela ainda pode chegar, "
+        "e enviá-la de novo não a envia duas vezes"
+    )
+    failures.append(NotReplicated("0 of 1 replica(s) confirmed it within 2 s"))
+    await do(hub, carla, Say("sem cid"))  # plain text: no cid, a resend is a new message
+    assert any("check before you send it again" in line for line in link(carla).take())
+    assert [m["text"] for m in link(ana).of("message")] == ["olá", "sem cid"]  # they arrived
+    failures.append(StoreError("Redis is not there"))
+    nothing = await say(hub, ana, "tchau", cid="c3")
+    assert nothing["message"] == "the server cannot store this now; nothing was sent, try again"
+    await hub.store.close()

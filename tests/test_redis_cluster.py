@@ -9,6 +9,7 @@ without redis-server and redis-cli, they are skipped with the reason.
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
@@ -24,10 +25,11 @@ from papo.cluster_ids import slot_of_id
 from papo.names import direct_key
 from papo.protocol import Hello, Join, Message, RoomJoined
 from papo.redis_pools import WaitingCluster
+from papo.redis_wait import NotReplicated
 from papo.store import RoomRecord, Stored
 from papo.store_cluster import ClusterStore
 from tests.conftest import StartServer
-from tests.helpers import JsonClient, ServerProcess, need
+from tests.helpers import JsonClient, ServerProcess, need, resent
 from tests.redis_cluster import RedisClusterServers, cluster_missing, command
 from tests.test_crash_proof import Row, prove_no_gap_no_duplicate
 
@@ -270,6 +272,55 @@ async def test_a_late_follow_event_still_delivers_the_first_direct_messages(
     finally:
         await one.close()
         await other.close()
+
+
+async def test_a_message_not_confirmed_on_a_shard_still_arrives_and_is_stored_once(
+    cluster: RedisClusterServers,
+) -> None:
+    """The replica of the shard that took a message is stopped: WAIT times out, the
+    append fails with NotReplicated, yet the message is on the shard's master and is
+    delivered once the replica has it; re-sent with its cid it is stored once."""
+    store = ClusterStore(cluster.url, wait=1)
+    delivered: list[Stored] = []
+    arrived = asyncio.Event()
+
+    def deliver(message: Stored, origin: int | None) -> None:
+        delivered.append(message)
+        arrived.set()
+
+    store.on_message = deliver
+    await store.open()
+    key = stream("#geral")
+    master = cluster.master_of(key)
+    replica = next(
+        n for n in cluster.nodes
+        if n.alive() and n.role() == "slave"
+        and int(n.info("replication")["master_port"]) == master.port
+    )  # fmt: skip
+    assert replica.proc is not None
+    message = Stored(
+        0, "ana", "ana", "não confirmada", "2026-01-01T00:00:00Z", cid="c1",
+        room="#geral", conv="#geral", home=True,
+    )  # fmt: skip
+    try:
+        replica.proc.send_signal(signal.SIGSTOP)
+        try:
+            with pytest.raises(NotReplicated):
+                await store.append(message)
+            assert command(master.port, "XLEN", key) == 1  # on the master
+        finally:
+            replica.proc.send_signal(signal.SIGCONT)
+        stored, new = await resent(store, message)
+        assert not new
+        assert command(master.port, "XLEN", key) == 1
+        async with asyncio.timeout(30):
+            while not delivered:
+                arrived.clear()
+                await arrived.wait()
+        assert [m.id for m in delivered] == [stored.id]
+    finally:
+        await store.close()
+        await asyncio.to_thread(cluster.until_healthy)
 
 
 # ---------------------------------------------------------------- a master dies

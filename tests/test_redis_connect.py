@@ -1,5 +1,6 @@
 """``--redis`` URLs (papo/redis_connect.py), the replica count of ``--redis-wait``
-(papo/redis_wait.py) and the pools that wait (papo/redis_pools.py): in-process, no Redis."""
+(papo/redis_wait.py), what a failed append tells its sender, and the pools that wait
+(papo/redis_pools.py): in-process, no Redis."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.sentinel import SentinelConnectionPool, SentinelManagedConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from papo.config import parse_settings
 from papo.redis_connect import (
@@ -33,7 +35,8 @@ from papo.redis_pools import (
     node_client,
 )
 from papo.redis_wait import NotReplicated, ReplicaWait
-from papo.store import StoreError
+from papo.store import StoreError, StoreUnconfirmed
+from papo.store_redis_base import append_failure
 
 
 def test_a_sentinel_url_names_the_sentinels_the_master_and_its_options() -> None:
@@ -189,6 +192,21 @@ def test_a_configured_wait_holds_and_warns_when_replicas_are_too_few(
     assert "1 of 2 replica(s) confirmed it within 2 s" in str(refused.value)
     with pytest.raises(ValueError, match="0 or more"):
         ReplicaWait(-1)
+
+
+def test_a_failed_append_says_whether_the_message_may_still_arrive() -> None:
+    """What the writers (one Redis, a cluster) tell the senders of a batch that failed,
+    and what those are told (``store_unavailable``'s message, papo/store.py)."""
+    late = append_failure(NotReplicated("0 of 1 replica(s) confirmed it within 2 s"))
+    assert isinstance(late, NotReplicated)  # on the master: it may still arrive
+    unanswered = append_failure(RedisTimeoutError("Timeout reading from socket"))
+    assert isinstance(unanswered, StoreUnconfirmed)  # the script may have run
+    refused = append_failure(RedisConnectionError("Connection refused"))
+    assert type(refused) is StoreError
+    assert "nothing was sent" in str(refused.refusal(resendable=True))
+    for maybe in (late, unanswered):
+        assert "it may still arrive" in str(maybe.refusal(resendable=True))
+        assert "check before you send it again" in str(maybe.refusal(resendable=False))
 
 
 async def test_a_single_redis_client_waits_for_a_free_connection() -> None:

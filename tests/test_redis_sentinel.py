@@ -30,8 +30,11 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from papo.redis_connect import connect, disconnect, parse_redis_url
+from papo.redis_wait import NotReplicated
+from papo.store import Stored, StoreUnconfirmed
+from papo.store_redis import RedisStore
 from tests.conftest import StartServer
-from tests.helpers import ROOT, RedisServer, ServerProcess, need, redis_missing
+from tests.helpers import ROOT, RedisServer, ServerProcess, need, redis_missing, resent
 from tests.sentinel import SentinelSetup, ask
 
 STREAM = "{r:#geral}:messages"
@@ -213,6 +216,41 @@ async def test_a_sentinel_masters_client_waits_for_a_free_connection(
     finally:
         await disconnect(client)
         await disconnect(plain)
+
+
+async def test_a_message_not_confirmed_in_time_still_arrives_and_its_resend_is_stored_once(
+    sentinels: SentinelSetup,
+) -> None:
+    """WAIT times out (the replica is stopped): the append fails with NotReplicated, yet the
+    message is on the master, and is delivered once the replica has it (so the sender is
+    told it may still arrive: papo/store.py); sent again with its cid it is not stored
+    again: the earlier id comes back, not new, and it is delivered once."""
+    store = RedisStore(sentinels.url, wait=1)
+    delivered: list[Stored] = []
+    store.on_message = lambda message, origin: delivered.append(message)
+    await store.open()
+    message = Stored(
+        0, "ana", "ana", "não confirmada", "2026-01-01T00:00:00Z", cid="c1",
+        room="#geral", conv="#geral", home=True,
+    )  # fmt: skip
+    replica = sentinels.replica.proc
+    assert replica is not None
+    try:
+        replica.send_signal(signal.SIGSTOP)
+        try:
+            with pytest.raises(NotReplicated) as refused:
+                await store.append(message)
+            assert isinstance(refused.value, StoreUnconfirmed)
+            assert [text for _, _, text in stream(sentinels.master)] == ["não confirmada"]
+        finally:
+            replica.send_signal(signal.SIGCONT)
+        stored, new = await resent(store, message)
+        assert not new
+        assert stream(sentinels.master) == [(stored.id, "ana", "não confirmada")]
+        await until(lambda: bool(delivered), "the message is delivered", 30)
+        assert [m.id for m in delivered] == [stored.id]
+    finally:
+        await store.close()
 
 
 async def test_sigkill_of_the_master_during_traffic_loses_no_acknowledged_message(
