@@ -10,6 +10,11 @@ acknowledged, under the same ``cid``, so the server stores it once. Messages
 typed while disconnected wait in the outbox and go out after the reconnect.
 A message's ``room`` (or ``to``) is part of what is re-sent.
 
+A message the server refuses with ``store_unavailable`` (its store failed,
+or could not confirm the write) stays in the outbox and is sent again by
+itself, under the same ``cid``, after a short backoff, a few times
+(:mod:`papo.client_resend`); only then is it dropped and its error shown.
+
 What it says to people (``status``) is a :class:`~papo.i18n.Text`, rendered
 by the screen in its language: one line when the connection is lost, one when
 it is back. The technical detail (exceptions, close codes, ids, each retry)
@@ -41,7 +46,7 @@ import re
 import socket
 import ssl as ssl_module
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -51,6 +56,7 @@ from websockets.typing import Subprotocol
 
 from papo import SUBPROTOCOL
 from papo.client_positions import Positions
+from papo.client_resend import Resends
 from papo.i18n import Text, t
 from papo.names import name_key, room_key
 from papo.protocol import (
@@ -136,6 +142,7 @@ class ChatSession:
         status: Callable[[Text], None] = lambda text: None,
         max_backoff: float = 30.0,
         ssl: ssl_module.SSLContext | None = None,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
         self.url = url  # as the user wrote it (what errors show)
         self.lang = lang
@@ -155,6 +162,8 @@ class ChatSession:
         #: private one the recipient's name as the server spells it.
         self.on_ack: Callable[[int, Say, str | None], None] = lambda message_id, say, to: None
         self.unacked: OrderedDict[str, Say] = OrderedDict()
+        #: Messages refused with ``store_unavailable``, waiting to be sent again.
+        self.resends = Resends(self._send_again, status, sleep=sleep)
         self.closing = False
         self.resumed = False  # a reconnect happened: older ids are duplicates
         self.live = False  # joined on the current connection: sending is allowed
@@ -306,9 +315,11 @@ class ChatSession:
             code = self.ws.close_code
             if self.closing or code in FINAL_CLOSE_CODES:
                 log.info("connection closed: code %s (%s)", code, self.ws.close_reason or "-")
+                self.resends.stop()
                 return
             log.info("connection lost: code %s (%s)", code, self.ws.close_reason or "-")
             if not await self._reconnect():
+                self.resends.stop()
                 return
 
     @property
@@ -351,17 +362,30 @@ class ChatSession:
             self._settle_cid(event.cid, event.id, event.to)
             return False
         if isinstance(event, Error) and event.cid is not None:
+            say = self.unacked.get(event.cid)
+            if (
+                event.code == "store_unavailable"
+                and say is not None
+                and self.resends.refused(event.cid, say)
+            ):
+                return False  # sent again soon (the user was told)
             self._settle_cid(event.cid, None)
         return True
 
     def _settle_cid(self, cid: str, message_id: int | None, to: str | None = None) -> None:
         """The server answered for ``cid``: stored as ``message_id``, or refused (None)."""
         say = self.unacked.pop(cid, None)
+        self.resends.settled(cid)
         if say is not None and message_id is not None:
             self.own_ids.add(message_id)
             self.on_ack(message_id, say, to)
         if not self.unacked:
             self._acked.set()
+
+    async def _send_again(self, cid: str) -> None:
+        say = self.unacked.get(cid)
+        if say is not None:  # (offline: it goes with the others after the reconnect)
+            await self._send(say)
 
     async def _reconnect(self) -> bool:
         """Dial again until joined (True) or hopeless (False); one status line each way."""
@@ -425,6 +449,7 @@ class ChatSession:
 
     async def close(self) -> None:
         self.closing = True
+        self.resends.stop()
         if self.ws is not None:
             await self.ws.close(1000, "bye")
 

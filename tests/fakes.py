@@ -4,10 +4,15 @@
 it decodes every frame written to it, so a test reads exactly the events a
 real client would have received, in order, in microseconds. :func:`make_hub`
 builds a hub over a real store (memory or SQLite) and real accounts.
+:class:`FakeServer` is the other end for the client's side
+(:class:`~papo.client_session.ChatSession`): what the client sends, and
+events the test plays as the server; :class:`FakeClock` a clock (and a
+``sleep``) that moves only when the test says.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -104,3 +109,71 @@ class CountingLink(FakeLink):
 
     def write(self, out: Outgoing) -> None:
         self.writes += 1
+
+
+class FakeClock:
+    """A clock that moves only when told; ``sleep`` waits for it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self._sleepers.append((self.now + seconds, future))
+        await future
+
+    async def advance(self, seconds: float) -> None:
+        self.now += seconds
+        for wake, future in list(self._sleepers):
+            if wake <= self.now and not future.done():
+                future.set_result(None)
+        self._sleepers = [s for s in self._sleepers if not s[1].done()]
+        await settle()
+
+    @property
+    def sleeping(self) -> int:
+        self._sleepers = [s for s in self._sleepers if not s[1].done()]
+        return len(self._sleepers)
+
+
+async def settle() -> None:
+    """Let every ready task run (no time passes)."""
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+class FakeServer:
+    """The client's WebSocket without a socket: what the client sent (decoded), and
+    the events the test plays as the server's (``play``), until ``end``."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+        self._inbox: asyncio.Queue[str | None] = asyncio.Queue()
+
+    async def send(self, text: str) -> None:
+        self.sent.append(json.loads(text))
+
+    def play(self, **event: Any) -> None:
+        self._inbox.put_nowait(json.dumps(event))
+
+    def end(self, code: int = 1000) -> None:
+        self.close_code = code
+        self._inbox.put_nowait(None)
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        self.end(code)
+
+    def __aiter__(self) -> FakeServer:
+        return self
+
+    async def __anext__(self) -> str:
+        raw = await self._inbox.get()
+        if raw is None:
+            raise StopAsyncIteration
+        return raw

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import sqlite3
 from typing import Any
 
 from tests.conftest import StartServer
@@ -17,6 +19,9 @@ from tests.helpers import JsonClient, ServerProcess
 # Without playwright the browser fixture says what is missing (and CI fails).
 with contextlib.suppress(ImportError):
     from playwright.async_api import Browser, Page, expect
+
+
+PENDING = re.compile(r"\bpending\b")
 
 
 async def join(browser: Browser, server: ServerProcess, name: str, password: str = "") -> Page:
@@ -126,6 +131,29 @@ async def test_reload_resumes_without_duplicates(browser: Browser, server: Serve
     await expect(log(ana)).to_contain_text("depois do reload")
     for i in range(5):
         await expect(log(ana).get_by_text(f"mensagem {i}", exact=False)).to_have_count(1)
+
+
+async def test_a_message_the_store_refused_is_sent_again_by_itself(
+    browser: Browser, server: ServerProcess
+) -> None:
+    """store_unavailable (here: another process holds the database) leaves the message
+    pending and the page sends it again under its cid, saying so, until it is stored."""
+    ana = await join(browser, server, "ana")
+    beto = await JsonClient.open(server.url, "beto")
+    locker = sqlite3.connect(server.data_dir / "papo.db", isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        await say(ana, "espera a base")
+        await expect(log(ana)).to_contain_text("your message is not confirmed yet", timeout=30_000)
+        await expect(ana.locator(".msg.own")).to_have_class(PENDING)
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    await expect(ana.locator(".msg.own")).not_to_have_class(PENDING, timeout=30_000)
+    assert (await beto.expect("message", timeout=30))["text"] == "espera a base"
+    assert [e for e in await beto.quiet(0.3) if e["type"] == "message"] == []  # once
+    await expect(log(ana).get_by_text("espera a base")).to_have_count(1)
+    await expect(log(ana)).not_to_contain_text("error:")
 
 
 async def test_page_reconnects_after_a_server_crash_and_shows_what_it_missed(

@@ -6,8 +6,6 @@ No sockets and no real sleeps: :class:`Conversations` is fed events,
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -28,6 +26,7 @@ from papo.events import (
     RoomTopic,
     Welcome,
 )
+from tests.fakes import FakeClock, settle
 
 TS = "2024-05-01T12:34:56Z"
 
@@ -267,40 +266,6 @@ def test_topic_and_history_update_what_is_known() -> None:
 
 # --------------------------------------------------------------------------
 # Read markers: at most one per conversation per interval
-
-
-class FakeClock:
-    """A clock that moves only when told; ``sleep`` waits for it."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        future = asyncio.get_running_loop().create_future()
-        self._sleepers.append((self.now + seconds, future))
-        await future
-
-    async def advance(self, seconds: float) -> None:
-        self.now += seconds
-        for wake, future in list(self._sleepers):
-            if wake <= self.now and not future.done():
-                future.set_result(None)
-        self._sleepers = [s for s in self._sleepers if not s[1].done()]
-        await settle()
-
-    @property
-    def sleeping(self) -> int:
-        return len(self._sleepers)
-
-
-async def settle() -> None:
-    """Let every ready task run (no time passes)."""
-    for _ in range(10):
-        await asyncio.sleep(0)
 
 
 class Sent:

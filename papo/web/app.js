@@ -48,6 +48,11 @@
   let status = { kind: "", text: () => "" };
   let joinError = "";
   const outbox = new Map();   // cid -> {text, to, room, conv, item}: sent or to send, not yet acknowledged
+  // A message refused with store_unavailable is sent again, same cid, after a short growing
+  // wait (0.25-0.5 s, then doubling, at most 2.5-5 s), this many times; then it is given up.
+  const RESEND_TRIES = 5;
+  const RESEND_CAP = 5;       // s
+  const refusals = new Map(); // cid -> {tries, timer}: refused messages waiting to go again
   const cidPrefix = Math.random().toString(36).slice(2, 10) + "-";
   let cidCount = 0;
   let seq = 0;                // orders notices and pending messages among messages
@@ -1265,6 +1270,7 @@
           showChat(false);
           return;
         }
+        if (ev.code === "store_unavailable" && ev.cid && outbox.has(ev.cid) && resendLater(ev.cid)) break;
         for (const conv of convs.values()) conv.loading = false;  // a history request may have failed
         if (ev.code !== "rate_limited") wantRoom = null;  // the join may be what failed
         if (ev.cid && outbox.has(ev.cid)) {
@@ -1378,9 +1384,40 @@
     return null;
   }
 
+  // Our message `cid` could not be stored just now (store_unavailable: the server's store
+  // failed, or could not confirm it; sent again under its cid it is stored once). It stays
+  // pending and goes again after a short wait (true), or, after RESEND_TRIES, is given up
+  // (false: the caller drops it and shows the server's error). The user is told either way.
+  function resendLater(cid) {
+    const m = outbox.get(cid);
+    const r = refusals.get(cid) || { tries: 0, timer: null };
+    clearTimeout(r.timer);
+    r.tries += 1;
+    if (r.tries > RESEND_TRIES) {
+      refusals.delete(cid);
+      const { tries } = r;
+      notice(() => t("gave up sending your message after {n} tries: {text}", { n: tries, text: m.text }), true, m.conv);
+      return false;
+    }
+    const ceiling = Math.min(RESEND_CAP, 0.5 * 2 ** (r.tries - 1));
+    const delay = ceiling / 2 + Math.random() * ceiling / 2;
+    if (r.tries === 1) {
+      const seconds = Math.max(1, Math.ceil(delay));
+      notice(() => t("your message is not confirmed yet; sending it again in {seconds} s…", { seconds }), false, m.conv);
+    }
+    r.timer = setTimeout(() => {
+      r.timer = null;  // offline: it goes with the rest of the outbox after the rejoin
+      if (joined && outbox.has(cid)) send(sayEvent(cid, outbox.get(cid)));
+    }, delay * 1000);
+    refusals.set(cid, r);
+    return true;
+  }
+
   function confirm(cid, id, to) {
     const m = outbox.get(cid);
     outbox.delete(cid);
+    const refused = refusals.get(cid);
+    if (refused) { clearTimeout(refused.timer); refusals.delete(cid); }
     const { conv, item } = m;
     if (to && item.m.to) {  // the server's spelling of the name ("joao" typed, "João" it is)
       item.m.to = to;
@@ -1507,6 +1544,8 @@
     for (const conv of convs.values()) clearTimeout(conv.readTimer);
     convs.clear();
     outbox.clear();
+    for (const r of refusals.values()) clearTimeout(r.timer);
+    refusals.clear();
     users = [];
     homeKey = roomKey(DEFAULT_ROOM);
     current = homeKey;
