@@ -20,7 +20,9 @@ connection wrote so far. The Redis store uses it in two places:
 :class:`ReplicaWait` decides N: the configured number, or (``--redis-wait``
 not given) 1 when the master has replicas and 0 when it has none, as the
 master's ``INFO replication`` says at start and at every heartbeat (so after
-a failover too: the promoted replica may have none left).
+a failover too: the promoted replica may have none left). With
+``--redis-wait 0`` nothing waits and nothing asks: no ``WAIT``, no
+``INFO replication``, and the health check's probe is a plain ``SET``.
 """
 
 from __future__ import annotations
@@ -54,6 +56,13 @@ class ReplicaWait:
     @property
     def automatic(self) -> bool:
         return self.configured is None
+
+    @property
+    def asks(self) -> bool:
+        """Whether the master's replicas are worth asking about: they choose N
+        (automatic) or may be too few (configured N); not with ``--redis-wait 0``,
+        which never waits for any."""
+        return self.configured != 0
 
     def heard(self, info: Mapping[str, object]) -> None:
         """The master's ``INFO replication``: choose N (automatic), warn when too few."""

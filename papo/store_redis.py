@@ -152,8 +152,8 @@ class RedisStore(RedisModeration, RedisLifecycle):
     async def open(self) -> None:
         """Load the recent history, register this instance and start the loops."""
         where = f"cannot use Redis at {self.target.safe}"
-        try:
-            await self._call(self._check_replication, where)
+        try:  # (first contact: with --redis-wait 0 no replica check, a PING)
+            await self._call(self._check_replication if self.replicas.asks else self._ping, where)
         except StoreError as exc:
             if isinstance(exc.__cause__, MasterNotFoundError):
                 raise StoreError(
@@ -300,21 +300,27 @@ class RedisStore(RedisModeration, RedisLifecycle):
         if problem is not None:
             raise StoreError(problem)
 
+    async def _ping(self) -> None:
+        await self._redis.ping()
+
     async def _probe_write(self) -> None:
         """The health check's small write, confirmed by as many replicas as a message
-        must be (so /healthz says 200 only when a message could be stored)."""
+        must be (so /healthz says 200 only when a message could be stored): a plain
+        ``SET`` when messages wait for none."""
+        key, now = f"{PREFIX}health:{self.instance}", int(time.time())
         wait = self.replicas.command()
+        if wait is None:
+            await self._redis.set(key, now, ex=60)
+            return
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.set(f"{PREFIX}health:{self.instance}", int(time.time()), ex=60)
-            if wait is not None:
-                pipe.execute_command(*wait)
+            pipe.set(key, now, ex=60)
+            pipe.execute_command(*wait)
             replies = await pipe.execute()
-        if wait is not None:
-            try:
-                self.replicas.check(replies[1], wait[1], "a write is not on enough replicas")
-            except NotReplicated as exc:
-                self.health.failed(str(exc))
-                raise
+        try:
+            self.replicas.check(replies[1], wait[1], "a write is not on enough replicas")
+        except NotReplicated as exc:
+            self.health.failed(str(exc))
+            raise
 
     # ---------------------------------------------------------------- presence
 

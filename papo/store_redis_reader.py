@@ -204,8 +204,10 @@ class RedisReader(RedisBase):
                 self._wake_cursor = entries[-1][0]
 
     async def _check_replication(self) -> None:
-        """Ask the master how many replicas it has (for an automatic ``--redis-wait``)."""
-        self.replicas.heard(cast(dict[str, object], await self._redis.info("replication")))
+        """Ask the master how many replicas it has (for an automatic ``--redis-wait``, and
+        to warn when a configured one is beyond them); with ``--redis-wait 0``, nothing."""
+        if self.replicas.asks:
+            self.replicas.heard(cast(dict[str, object], await self._redis.info("replication")))
 
     async def _raise_seq(self) -> None:
         """``{papo}:seq`` is below an id this instance already delivered: Redis lost

@@ -197,3 +197,32 @@ async def test_redis_health_follows_its_writes(
         assert time.monotonic() < deadline, answer
         await asyncio.sleep(0.1)
     await ana.close()
+
+
+@pytest.mark.parametrize("wait", [0, None])
+async def test_with_redis_wait_0_nothing_asks_about_replicas_and_the_probe_is_a_set(
+    redis_server: RedisServer, wait: int | None
+) -> None:
+    """``--redis-wait 0``: no INFO replication at start nor at a heartbeat's check, and
+    the health probe (while writes fail) is one SET, no WAIT. Without ``--redis-wait``
+    (automatic) the master is asked, and with no replicas the probe still sends no WAIT."""
+    import redis as redis_py
+
+    from papo.store_redis import RedisStore
+
+    r = redis_py.Redis(port=redis_server.port, decode_responses=True)
+    store = RedisStore(redis_server.url, wait=wait)
+    try:
+        r.config_resetstat()
+        await store.open()
+        await store._check_replication()  # what every heartbeat does
+        store.health.failed("a write failed")
+        await store.ping()  # the probe write
+        assert store.health.problem is None
+        assert r.exists(f"{{papo}}:health:{store.instance}")  # the probe's SET
+        stats = r.info("commandstats")
+    finally:
+        await store.close()
+        r.close()
+    assert ("cmdstat_info" in stats) == (wait is None), stats.keys()
+    assert "cmdstat_wait" not in stats

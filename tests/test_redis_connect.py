@@ -180,6 +180,8 @@ def test_a_configured_wait_holds_and_warns_when_replicas_are_too_few(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     assert ReplicaWait(0).command() is None
+    assert not ReplicaWait(0).asks  # --redis-wait 0: the replicas are never asked about
+    assert ReplicaWait(2).asks and ReplicaWait().asks
     wait = ReplicaWait(2)
     with caplog.at_level(logging.WARNING, "papo.store_redis"):
         wait.heard({"connected_slaves": 1})
