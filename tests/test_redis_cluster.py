@@ -284,8 +284,8 @@ async def test_a_message_not_confirmed_on_a_shard_still_arrives_and_is_stored_on
     delivered: list[Stored] = []
     arrived = asyncio.Event()
 
-    def deliver(message: Stored, origin: int | None) -> None:
-        delivered.append(message)
+    def deliver(batch: Sequence[tuple[Stored, int | None]]) -> None:
+        delivered.extend(message for message, _ in batch)
         arrived.set()
 
     store.on_message = deliver

@@ -227,7 +227,7 @@ async def test_a_message_not_confirmed_in_time_still_arrives_and_its_resend_is_s
     again: the earlier id comes back, not new, and it is delivered once."""
     store = RedisStore(sentinels.url, wait=1)
     delivered: list[Stored] = []
-    store.on_message = lambda message, origin: delivered.append(message)
+    store.on_message = lambda batch: delivered.extend(message for message, _ in batch)
     await store.open()
     message = Stored(
         0, "ana", "ana", "não confirmada", "2026-01-01T00:00:00Z", cid="c1",
