@@ -159,14 +159,14 @@ class JsonClient:
         await self.send(event)
         return await self.expect("ack", "error")
 
-    async def recv(self, timeout: float = 5.0) -> dict[str, Any]:
+    async def recv(self, timeout: float = 15.0) -> dict[str, Any]:
         if self.backlog:
             return self.backlog.popleft()
         raw = await asyncio.wait_for(self.ws.recv(), timeout)
         data: dict[str, Any] = json.loads(raw)
         return data
 
-    async def expect(self, *types: str, timeout: float = 5.0) -> dict[str, Any]:
+    async def expect(self, *types: str, timeout: float = 15.0) -> dict[str, Any]:
         """The next event of one of ``types``; events before it stay queued for ``recv``."""
         deadline = time.monotonic() + timeout
         skipped: list[dict[str, Any]] = []
@@ -223,12 +223,12 @@ class PlainClient:
     async def send(self, line: str) -> None:
         await self.ws.send(line)
 
-    async def recv(self, timeout: float = 5.0) -> str:
+    async def recv(self, timeout: float = 15.0) -> str:
         raw = await asyncio.wait_for(self.ws.recv(), timeout)
         assert isinstance(raw, str)
         return raw
 
-    async def until(self, predicate: str, timeout: float = 5.0) -> str:
+    async def until(self, predicate: str, timeout: float = 15.0) -> str:
         """The first line that contains ``predicate`` (earlier lines are skipped)."""
         deadline = time.monotonic() + timeout
         while True:

@@ -134,9 +134,9 @@ async def test_routing_presence_and_who_across_two_instances(
     # plain-text clients on both instances see the same conversation
     plain_a = await PlainClient.open(a.url + "?name=dora")
     plain_b = await PlainClient.open(b.url + "?name=edu")
-    await plain_a.until("* edu joined", timeout=5)
+    await plain_a.until("* edu joined", timeout=15)
     await plain_b.send("oi dora")
-    assert await plain_a.until("edu: oi dora", timeout=5)
+    assert await plain_a.until("edu: oi dora", timeout=15)
     for client in (beto_b, carla_a, ana_again):
         await client.close()
     await plain_a.close()
