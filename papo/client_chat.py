@@ -46,6 +46,7 @@ from datetime import UTC, datetime
 from prompt_toolkit import PromptSession
 
 from papo.client_format import Transcript, format_help, format_message, format_prompt, format_unread
+from papo.client_resend import RESEND_WINDOW
 from papo.client_screen import Screen
 from papo.client_session import ChatSession
 from papo.client_state import Conversations, ReadMarks
@@ -93,6 +94,8 @@ log = logging.getLogger(__name__)
 
 #: How long a piped client waits for the answer to a request before reading on.
 ANSWER_TIMEOUT = 10.0
+#: How long a piped client waits for the acks of what it sent before it exits.
+ACK_WAIT = 10.0
 
 #: For a piped client: the event that answers each request (an ``error`` answers any).
 ANSWERS: dict[type[ClientEvent], type[ServerEvent]] = {
@@ -176,7 +179,7 @@ class Client:
                     log.info("closed by the server: code %s", code)
                     screen.fail(t("the server closed the connection"))
                 return 1
-            if not self.interactive and not await session.wait_acked(10.0):
+            if not self.interactive and not await self._acked(session):
                 count = len(session.unacked)
                 screen.fail(
                     tn(
@@ -193,6 +196,17 @@ class Client:
                 task.cancel()
 
     # ---- incoming
+
+    @staticmethod
+    async def _acked(session: ChatSession) -> bool:
+        """Whether every message sent got its ack before a piped client exits.
+
+        Ten seconds, or as long as a refused message may still be re-sent
+        (:data:`papo.client_resend.RESEND_WINDOW`) while one is.
+        """
+        if await session.wait_acked(ACK_WAIT):
+            return True
+        return bool(session.resends.retrying) and await session.wait_acked(RESEND_WINDOW)
 
     async def receive(self) -> None:
         async for event in self.session.events():

@@ -29,6 +29,10 @@ log = logging.getLogger("papo.client_session")
 #: before each time, in seconds (from 0.25-0.5 up to 2.5-5 s: 12.5 s in all at most).
 RESEND_TRIES = 5
 RESEND_CAP = 5.0
+#: How long a message being re-sent may still take to be acknowledged: the waits
+#: (12.5 s at most) plus a server's own wait for replicas (``--redis-wait``, up to
+#: 2 s) on each try, with room to spare.
+RESEND_WINDOW = 30.0
 
 
 def resend_delay(attempt: int, cap: float = RESEND_CAP) -> float:
@@ -98,6 +102,11 @@ class Resends:
         task = self._waiting.pop(cid, None)
         if task is not None and task is not asyncio.current_task():
             task.cancel()
+
+    @property
+    def retrying(self) -> int:
+        """How many refused messages are still being sent again (waiting or sent)."""
+        return len(self._refused)
 
     @property
     def waiting(self) -> int:

@@ -30,15 +30,20 @@ def write_each(sessions: dict[int, Session], out: Outgoing, origin: int | None =
 
 
 def write_run_each(
-    sessions: dict[int, Session], run: OutgoingRun, origins: Sequence[int | None]
+    sessions: dict[int, Session],
+    run: OutgoingRun,
+    origins: Sequence[int | None],
+    senders: set[int | None] | None = None,
 ) -> int:
     """Write ``run`` to every session of ``sessions``; how many events were written.
 
     ``origins`` holds, for each event of the run, the session it came from (or
-    None): a session never gets its own messages back, so an origin gets the
+    None): a session never gets its own messages back, so an origin (one of
+    ``senders``, the set of ``origins``, computed here unless given) gets the
     run's other events one by one, and everyone else the whole run at once.
     """
-    senders = {origin for origin in origins if origin is not None}
+    if senders is None:
+        senders = set(origins)
     size = len(run.outs)
     count = 0
     for session_id, session in sessions.items():
@@ -84,13 +89,14 @@ class Room:
     def deliver_run(self, items: Sequence[tuple[Stored, int | None]], run: OutgoingRun) -> int:
         """:meth:`deliver` for a run of messages to this room (``run`` encodes ``items``)."""
         origins = [origin for _, origin in items]
+        senders = set(origins)
         count = 0
         for user in self.members.values():
             pending = user.pending.get(self.key) if user.pending else None
             if pending is not None:
                 pending.extend(items)
                 continue
-            count += write_run_each(user.sessions, run, origins)
+            count += write_run_each(user.sessions, run, origins, senders)
         return count
 
     def notify(self, out: Outgoing, *, skip: str | None = None) -> int:

@@ -91,7 +91,8 @@ class Metrics:
         )
         self.fanout = Histogram(
             "papo_fanout_seconds",
-            "Time to write one message to all its recipients",
+            "Time to write one message (or one commit's run of messages to a room) "
+            "to all its recipients",
             registry=self.registry,
             buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
         )
