@@ -1,7 +1,10 @@
 """The embedded store: SQLite (WAL) in the data directory, written by group commit.
 
-SQLite connections are not shared across threads, so every statement runs on
-one dedicated worker thread; the event loop never blocks on the disk.
+SQLite connections are not shared across threads. The messages' inserts and
+commits run on the event loop on a connection of their own (a WAL commit does
+not wait for the disk; :mod:`papo.sqlite_writer` says why and how checkpoints
+stay off the loop); every other statement runs on one dedicated worker thread
+with the store's main connection.
 
 Messages are written by one writer task: every message appended while the
 previous batch was being committed goes into the next batch, in one
@@ -51,6 +54,7 @@ from papo.sqlite_schema import (
     SCHEMA,
     row_to_stored,
 )
+from papo.sqlite_writer import Busy, LoopWriter
 from papo.store import (
     DEFAULT_RETENTION,
     RING_SIZE,
@@ -91,6 +95,8 @@ class SqliteStore(SqliteLifecycle, SqliteModeration, LocalRooms):
         self._queue: list[tuple[Stored, int | None, asyncio.Future[Stored]]] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
+        self._loop_writer: LoopWriter | None = None
+        self._checkpointing: asyncio.Task[None] | None = None
         self._closing = False
         #: Called with the seconds each batch commit took (metrics set it).
         self.observe_commit: Callable[[float], None] = lambda seconds: None
@@ -156,6 +162,7 @@ class SqliteStore(SqliteLifecycle, SqliteModeration, LocalRooms):
 
         recent, last_id, oldest = await self._run(load)
         self.log.load(recent, last_id, oldest)
+        self._loop_writer = LoopWriter(self.path, self._checkpoint)
         self._writer = asyncio.get_running_loop().create_task(self._write_loop())
         log.info("store %s: %d messages kept, last id %d", self.path, len(recent), last_id)
 
@@ -164,6 +171,11 @@ class SqliteStore(SqliteLifecycle, SqliteModeration, LocalRooms):
             self._closing = True
             self._wake.set()
             await self._writer
+        if self._checkpointing is not None:
+            await self._checkpointing
+        if self._loop_writer is not None:
+            self._loop_writer.close()
+            self._loop_writer = None
 
         def shut() -> None:
             if self._db is not None:
@@ -200,7 +212,7 @@ class SqliteStore(SqliteLifecycle, SqliteModeration, LocalRooms):
             messages = [self.log.assign(message) for message, _, _ in batch]
             started = time.perf_counter()
             try:
-                oldest, trims = await self._run(partial(self._insert, messages=messages))
+                oldest, trims = await self._write(messages)
             except StoreError as exc:
                 log.error("could not store %d message(s): %s", len(batch), exc)
                 self.log.assigned = before  # nothing was stored: the ids are not used up
@@ -222,6 +234,39 @@ class SqliteStore(SqliteLifecycle, SqliteModeration, LocalRooms):
             for stored, (_, _, future) in zip(messages, batch, strict=True):
                 if not future.done():
                     future.set_result(stored)
+
+    async def _write(self, messages: list[Stored]) -> tuple[int, dict[str, int]]:
+        """Insert a batch on the event loop (:mod:`papo.sqlite_writer`), else on the thread."""
+        insert = partial(self._insert, messages=messages)
+        writer = self._loop_writer
+        if writer is not None:
+            try:
+                return writer.write(insert, len(messages))
+            except Busy:
+                log.debug("store busy on its thread: %d message(s) written there", len(messages))
+            except StoreError as exc:
+                self.health.failed(str(exc))
+                raise StoreError(f"{self.path}: {exc}") from exc
+        result = await self._run(insert)
+        if writer is not None:
+            writer.wrote(len(messages))
+        return result
+
+    def _checkpoint(self) -> None:
+        """A passive checkpoint on the store's thread (asked for by the loop's writer)."""
+        if self._checkpointing is not None and not self._checkpointing.done():
+            return  # the last one is still running
+
+        def checkpoint(db: sqlite3.Connection) -> None:
+            db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+        async def run() -> None:
+            try:
+                await self._run(checkpoint, transaction=False)
+            except StoreError as exc:
+                log.warning("checkpoint of %s failed: %s", self.path, exc)
+
+        self._checkpointing = asyncio.get_running_loop().create_task(run())
 
     def _insert(
         self, db: sqlite3.Connection, *, messages: list[Stored]
