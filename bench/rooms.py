@@ -12,6 +12,22 @@ that it is seen not to be the bottleneck.
 One server serves every step of one layout (connecting and joining 10 000
 clients costs far more than a step); steps are separated by a drain, so a
 step's messages are counted in that step only.
+
+The load generator is ``bench/roomgen.c`` (C, one thread, epoll; built into
+``bench/.build/roomgen`` by ``bench/roomgen.py`` when missing or older than
+its source), run as a subprocess pinned to the load generator's CPU. It
+joins each client to ``#b<room>`` with the plain-text ``/join``, waits for
+every confirmation and for the server to be quiet, runs the steps and prints
+one JSON line per step, with the server's CPU read from ``/proc/PID/stat`` at
+the step's start and at the end of its drain. It times every delivery (kernel
+receive timestamps), and also counts deliveries to a client of another room
+(``cross_room``) and sequence numbers out of order per sender and receiver
+(``out_of_order``): either fails the step. ``python bench/roomgen.py
+--selfcheck`` runs it against a C stand-in server with known faults.
+
+Without ``gcc`` (or with ``bench/run.py --python-loadgen``) the scenario runs
+on the Python ``bench/loadgen.py`` instead, which tops out near 30 000
+deliveries/s and times ~100 probe clients only.
 """
 
 from __future__ import annotations
@@ -19,8 +35,10 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
+import roomgen
 from loadgen import Client, Tally, open_clients, send_spread
 
 #: A step passes when this share of the deliveries arrived, with p99 below P99_MS.
@@ -30,6 +48,7 @@ P99_MS = 250.0
 
 class BenchServer(Protocol):
     port: int
+    pid: int
 
     def cpu_seconds(self) -> float: ...
 
@@ -53,7 +72,11 @@ async def _until(predicate: Any, seconds: float) -> bool:
 
 @dataclass(frozen=True)
 class Layout:
-    """``clients`` in rooms of ``size``; ``steps``: total messages/s, each for ``seconds``."""
+    """``clients`` in rooms of ``size``; ``steps``: total messages/s, each for ``seconds``.
+
+    ``pin``: the command prefix that pins roomgen to its CPU; ``python``: use
+    ``bench/loadgen.py`` even when roomgen can be built.
+    """
 
     clients: int
     size: int
@@ -61,6 +84,8 @@ class Layout:
     steps: list[int]
     seconds: float
     message_size: int = 64
+    pin: tuple[str, ...] = ()
+    python: bool = False
 
 
 async def _quiet(server: BenchServer, *, busy: float = 0.1, seconds: float = 60) -> None:
@@ -75,6 +100,74 @@ async def _quiet(server: BenchServer, *, busy: float = 0.1, seconds: float = 60)
 
 async def rooms(server: BenchServer, spec: Layout, report: Any = print) -> dict[str, Any]:
     """Connect the clients in their rooms; step the total rate up until a step fails."""
+    binary = None if spec.python else roomgen.build()
+    if binary is None and not spec.python:
+        report("rooms: gcc is not installed, so the Python load generator drives this")
+    if binary is None:
+        return await _rooms_python(server, spec, report)
+    return await _rooms_c(server, spec, binary, report)
+
+
+async def _rooms_c(server: BenchServer, spec: Layout, binary: Path, report: Any) -> dict[str, Any]:
+    """The layout driven by roomgen (see the module's docstring)."""
+    cmd = roomgen.command(
+        binary, server.port, clients=spec.clients, room_size=spec.size,
+        senders_per_room=spec.senders_per_room, steps=spec.steps, seconds=spec.seconds,
+        size=spec.message_size, server_pid=server.pid, pin=spec.pin,
+    )  # fmt: skip
+    started = time.monotonic()
+    layout: dict[str, Any] = {}
+    results: list[dict[str, Any]] = []
+    best: dict[str, Any] | None = None
+    async for event in roomgen.events(cmd):
+        if event["event"] == "ready":
+            layout = {
+                "clients": event["clients"],
+                "rooms": event["rooms"],
+                "room_size": event["room_size"],
+                "senders": event["senders"],
+                "loadgen": "roomgen (C)",
+            }
+        elif event["event"] == "quiet":
+            layout["setup_s"] = round(time.monotonic() - started, 1)
+            report(f"rooms {layout['rooms']} x {layout['room_size']}: {layout}")
+        elif event["event"] == "step":
+            step = _from_roomgen(event)
+            results.append(step)
+            ok = bool(event["ok"])  # RATIO and P99_MS on unrounded numbers, and no errors
+            rate = event["offered_msgs_per_s"]
+            report(
+                f"rooms {layout['rooms']} x {layout['room_size']} {rate:>6} msg/s: "
+                f"{step} {'ok' if ok else 'FAIL'}"
+            )
+            if ok:
+                best = step
+    return {**layout, "steps": results, "best": best}
+
+
+def _from_roomgen(event: dict[str, Any]) -> dict[str, Any]:
+    """A roomgen step line as the Python path's step dict (plus its error counts)."""
+    if event["server_cpu_s"] is None:
+        raise RuntimeError("roomgen could not read the server's CPU from /proc")
+    errors = {k: event[k] for k in ("cross_room", "out_of_order", "bad_tokens") if event[k]}
+    return {
+        "offered_msgs_per_s": round(event["offered_msgs_per_s"]),
+        "msgs_in_per_s": round(event["msgs_in_per_s"]),
+        "deliveries_per_s": round(event["deliveries_per_s"]),
+        "ratio": round(event["ratio"], 4),
+        "p50_ms": round(event["p50_ms"], 2),
+        "p99_ms": round(event["p99_ms"], 2),
+        "server_cpu_pct": event["server_cpu_pct"],
+        "us_per_msg_in": event["us_per_msg_in"],
+        "us_per_delivery": event["us_per_delivery"],
+        "loadgen_cpu_pct": event["loadgen_cpu_pct"],
+        "closed": event["closed"],  # connections the server closed so far (should stay 0)
+        "errors": errors,  # deliveries to another room, out of order, unknown senders
+    }
+
+
+async def _rooms_python(server: BenchServer, spec: Layout, report: Any) -> dict[str, Any]:
+    """The layout driven by ``bench/loadgen.py`` in this process (no gcc)."""
     clients, size, senders_per_room = spec.clients, spec.size, spec.senders_per_room
     tally = Tally()
     started = time.monotonic()
@@ -100,6 +193,7 @@ async def rooms(server: BenchServer, spec: Layout, report: Any = print) -> dict[
         "senders": len(senders),
         "probes": sum(c.probe for c in conns),
         "setup_s": round(setup, 1),
+        "loadgen": "loadgen.py",
     }
     report(f"rooms {count} x {size}: {layout}")
     results = []
