@@ -113,7 +113,13 @@ def command(
 
 
 async def _against_mock(
-    roomgen: Path, mock: Path, faults: list[str], clients: int, steps: list[int], *more: str
+    roomgen: Path,
+    mock: Path,
+    faults: list[str],
+    clients: int,
+    steps: list[int],
+    *more: str,
+    senders_per_room: int = 2,
 ) -> list[dict[str, Any]]:
     from run import free_port, pin
 
@@ -130,8 +136,8 @@ async def _against_mock(
                     raise
                 await asyncio.sleep(0.05)
         cmd = command(
-            roomgen, port, clients=clients, room_size=10, senders_per_room=2, steps=steps,
-            seconds=2, server_pid=server.pid, pin=pin(1),
+            roomgen, port, clients=clients, room_size=10, senders_per_room=senders_per_room,
+            steps=steps, seconds=3, server_pid=server.pid, pin=pin(1),
         )  # fmt: skip
         return [e async for e in events([*cmd, *more]) if e["event"] == "step"]
     finally:
@@ -168,14 +174,16 @@ def selfcheck(clients: int, top: list[int]) -> int:
     (echo,) = run(_against_mock(roomgen, mock, ["--echo"], 1000, [1000]))
     ok = echo["echo"] == echo["sent"] and echo["ratio"] == 1
     check("--echo: echoes counted apart, not as deliveries", ok, echo)
-    print(f"capacity: {clients} clients in rooms of 10, 2 senders each, steps {top}")
-    for step in run(_against_mock(roomgen, mock, [], clients, top, "--keep-going")):
+    print(f"capacity: {clients} clients in rooms of 10, 1 sender each, steps {top} (msgs/s)")
+    capacity = _against_mock(roomgen, mock, [], clients, top, "--keep-going", senders_per_room=1)
+    for step in run(capacity):
         per = 1e4 * step["loadgen_cpu_pct"] / max(1, step["deliveries_per_s"])
         print(
             f"  {step['offered_msgs_per_s']:>7} msgs/s: {step['deliveries_per_s']:,} "
             f"deliveries/s, ratio {step['ratio']:.4f}, p99 {step['p99_ms']} ms; mock CPU "
             f"{step['server_cpu_pct']} %, roomgen CPU {step['loadgen_cpu_pct']} % "
-            f"({per:.2f} µs per delivery; its core busy {step['loadgen_core_busy_pct']} %)",
+            f"({per:.2f} µs per delivery; its core busy {step['loadgen_core_busy_pct']} %, "
+            f"sends up to {step['sched_lag_max_ms']} ms late)",
             flush=True,
         )
     return 1 if failures else 0
@@ -185,7 +193,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--selfcheck", action="store_true", help="run roomgen against roommock")
     parser.add_argument("--clients", type=int, default=10_000, help="for the capacity steps")
-    parser.add_argument("--steps", default="5000,10000,20000,40000", help="capacity steps")
+    parser.add_argument(
+        "--steps", default="10000,20000,30000,40000,50000,60000,80000", help="capacity steps"
+    )
     args = parser.parse_args()
     if not args.selfcheck:
         parser.print_help()

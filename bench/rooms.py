@@ -17,13 +17,25 @@ The load generator is ``bench/roomgen.c`` (C, one thread, epoll; built into
 ``bench/.build/roomgen`` by ``bench/roomgen.py`` when missing or older than
 its source), run as a subprocess pinned to the load generator's CPU. It
 joins each client to ``#b<room>`` with the plain-text ``/join``, waits for
-every confirmation and for the server to be quiet, runs the steps and prints
+every confirmation, for one warm-up message per room to be delivered (papo
+confirms a join before its store has written it: without this the first step
+waited behind the joins' writes) and for the server to be quiet, runs the
+steps and prints
 one JSON line per step, with the server's CPU read from ``/proc/PID/stat`` at
 the step's start and at the end of its drain. It times every delivery (kernel
 receive timestamps), and also counts deliveries to a client of another room
 (``cross_room``) and sequence numbers out of order per sender and receiver
 (``out_of_order``): either fails the step. ``python bench/roomgen.py
 --selfcheck`` runs it against a C stand-in server with known faults.
+
+roomgen sends each room's messages evenly spaced (senders taken room by room
+in turn) and does not make the server wake it for every arrival (it reads on
+a 1 ms tick; over loopback a woken reader costs the sender a cross-CPU
+wake-up). The Python path takes a room's senders one after the other, so a
+room of 1 000 gets its ten senders' messages in a row and papo shares its
+writes between them: there it measured ~5 000-6 000 µs of server CPU per
+message in where roomgen measures ~9 000 (``roomgen --sender-order clients``
+reproduces it). Its numbers for rooms of 1 000 are not comparable.
 
 Without ``gcc`` (or with ``bench/run.py --python-loadgen``) the scenario runs
 on the Python ``bench/loadgen.py`` instead, which tops out near 30 000
@@ -128,8 +140,9 @@ async def _rooms_c(server: BenchServer, spec: Layout, binary: Path, report: Any)
                 "senders": event["senders"],
                 "loadgen": "roomgen (C)",
             }
-        elif event["event"] == "quiet":
+        elif event["event"] == "quiet":  # joined, warm-up delivered, the server idle
             layout["setup_s"] = round(time.monotonic() - started, 1)
+            layout["warmup_s"] = round(event["warm_s"], 1)
             report(f"rooms {layout['rooms']} x {layout['room_size']}: {layout}")
         elif event["event"] == "step":
             step = _from_roomgen(event)
