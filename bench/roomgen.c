@@ -51,8 +51,9 @@
  *    before it has written them (papo's store works in the background):
  *    this message is delivered after them, its CPU use would not show it.
  *  - --server-pid PID: the server's CPU (utime + stime of all its threads,
- *    /proc/PID/stat) from a step's start to the end of its drain (per
- *    message in, per delivery, and as a share of that time, like ours), and
+ *    /proc/PID/stat): per message in and per delivery from a step's start
+ *    to the end of its drain, as a share of a CPU (like ours) over the
+ *    window, and
  *    after the warm-up a wait until the server is quiet (under --quiet of a
  *    CPU for 0.5 s, at most --quiet-timeout s).
  *  - Output: one JSON line on stdout per event: "ready" (connected and
@@ -68,17 +69,18 @@
  * msgs_in_per_s (sent in the window / D), expected (sent * (K - 1)),
  * deliveries and deliveries_per_s (at most expected, / D), ratio
  * (deliveries / expected), p50/p90/p99/p999/max_ms (every delivery of the
- * step), server_cpu_s, server_cpu_pct, us_per_msg_in, us_per_delivery
- * (null without --server-pid), loadgen_cpu_pct (ours) and
- * loadgen_core_busy_pct (our CPU, all processes: is it shared?) over the
- * window and drain, server_core and server_core_busy_pct (the same for the
- * server's CPU when it is pinned to one: busy well above server_cpu_pct
- * means other processes took its CPU), drain_s, open, closed (connections lost so far),
- * server_closes (close frames), cross_room, echo, out_of_order, bad_tokens,
- * unmeasured (tokens of an earlier step), batched_tokens (tokens beyond the
- * first in a frame), send_dropped (our backlog over 8 MiB), sched_lag_max_ms
- * (how late our sends went out), rx_frames, other_frames (no token), rx_bytes,
- * reads (recvmsg calls), pings, latency_clock, ok.
+ * step); with --server-pid (else null) server_cpu_s (window and drain),
+ * us_per_msg_in and us_per_delivery (from it), server_cpu_pct (over the
+ * window); loadgen_cpu_pct (ours, over the window), loadgen_core and
+ * loadgen_core_busy_pct (our CPU, all processes: is it shared?),
+ * server_core and server_core_busy_pct (the same for the server's CPU when
+ * it is pinned to one: well above server_cpu_pct, other processes took it);
+ * drain_s, open, closed (connections lost so far), server_closes (close
+ * frames), cross_room, echo, out_of_order, bad_tokens, unmeasured (tokens of
+ * an earlier step), batched_tokens (tokens beyond the first in a frame),
+ * send_dropped (our backlog over 8 MiB), sched_lag_max_ms (how late our sends
+ * went out), rx_frames, other_frames (no token), rx_bytes, reads (recvmsg
+ * calls), pings, latency_clock, ok.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -179,8 +181,8 @@ static struct {
     uint64_t sent, send_dropped, deliveries, echo, unmeasured, out_of_order, dup_tokens;
     uint64_t cross_room, bad_tokens, rx_msgs0, other_msgs0, rx_bytes0, reads;
     int64_t sched_lag_max;
-    double cpu0, server_cpu0;
-    long long core_busy0, core_total0, server_busy0, server_total0;
+    struct sample { int64_t t; double own, server; long long busy, total, sbusy, stotal; }
+        start, end;                       /* at the window's start and end */
 } ss;
 
 /* ------------------------------------------------------------ helpers */
@@ -690,19 +692,26 @@ static void fail(const char *fmt, int a, int b) {
     exit(1);
 }
 
+/* CPU counters now: ours, the server's, and both CPUs' (all processes). */
+static void sample(struct sample *s, int64_t t) {
+    s->t = t;
+    s->own = cpu_seconds();
+    s->server = server_cpu_seconds();
+    s->busy = s->total = s->sbusy = s->stotal = 0;
+    if (my_cpu >= 0) core_jiffies(my_cpu, &s->busy, &s->total);
+    if (server_cpu >= 0) core_jiffies(server_cpu, &s->sbusy, &s->stotal);
+}
+
 static void begin_step(int64_t t) {
     memset(&ss, 0, sizeof ss);
     hist_reset();
     m_start = t;
     m_end = t + (int64_t)(opt.step_seconds * 1e9);
     step_next = 0;
-    ss.cpu0 = cpu_seconds();
     ss.rx_msgs0 = st.rx_msgs;
     ss.other_msgs0 = st.other_msgs;
     ss.rx_bytes0 = st.rx_bytes;
-    ss.server_cpu0 = server_cpu_seconds();
-    if (my_cpu >= 0) core_jiffies(my_cpu, &ss.core_busy0, &ss.core_total0);
-    if (server_cpu >= 0) core_jiffies(server_cpu, &ss.server_busy0, &ss.server_total0);
+    sample(&ss.start, t);
     phase = PH_RUN;
 }
 
@@ -744,24 +753,20 @@ static void after_warm(int64_t t) {
 
 /* The step's line; returns whether it passed. */
 static int end_step(int64_t t) {
-    /* Rates over the window (d); CPU shares over the window and its drain (span),
-     * which is when these CPU seconds were spent. */
-    double d = opt.step_seconds, span = (t - m_start) / 1e9, own = cpu_seconds() - ss.cpu0;
-    double server_now = server_cpu_seconds();                /* -1: none, or gone */
-    double server = ss.server_cpu0 >= 0 && server_now >= 0 ? server_now - ss.server_cpu0 : -1;
-    double core_busy = -1;
-    if (my_cpu >= 0) {
-        long long b, tt;
-        core_jiffies(my_cpu, &b, &tt);
-        if (tt > ss.core_total0) core_busy = 100.0 * (b - ss.core_busy0) / (tt - ss.core_total0);
-    }
-    double server_core_busy = -1;                  /* all processes on the server's CPU */
-    if (server_cpu >= 0) {
-        long long b, tt;
-        core_jiffies(server_cpu, &b, &tt);
-        if (tt > ss.server_total0)
-            server_core_busy = 100.0 * (b - ss.server_busy0) / (tt - ss.server_total0);
-    }
+    /* Rates over the window (d). CPU shares over the window too (what the
+     * step's rate took); the server's CPU per message and per delivery over
+     * the window and its drain (what the step's messages cost). */
+    struct sample *a = &ss.start, *w = &ss.end, drained;
+    sample(&drained, t);
+    double d = opt.step_seconds, win = (w->t - a->t) / 1e9;
+    double own_pct = win > 0 ? 100.0 * (w->own - a->own) / win : 0;
+    double server = a->server >= 0 && drained.server >= 0 ? drained.server - a->server : -1;
+    double server_pct = a->server >= 0 && w->server >= 0 && win > 0
+                            ? 100.0 * (w->server - a->server) / win : -1;
+    double core_busy = w->total > a->total
+                           ? 100.0 * (w->busy - a->busy) / (w->total - a->total) : -1;
+    double server_core_busy = w->stotal > a->stotal
+                                  ? 100.0 * (w->sbusy - a->sbusy) / (w->stotal - a->stotal) : -1;
     uint64_t expected = ss.sent * (uint64_t)(opt.room_size - 1);
     uint64_t delivered = ss.deliveries < expected ? ss.deliveries : expected;
     double ratio = expected ? (double)ss.deliveries / expected : 0;
@@ -774,7 +779,7 @@ static int end_step(int64_t t) {
     if (server >= 0)
         snprintf(srv, sizeof srv, "\"server_cpu_s\":%.3f,\"server_cpu_pct\":%.1f,"
                  "\"us_per_msg_in\":%.2f,\"us_per_delivery\":%.3f", server,
-                 100.0 * server / span, ss.sent ? 1e6 * server / ss.sent : 0.0,
+                 server_pct, ss.sent ? 1e6 * server / ss.sent : 0.0,
                  delivered ? 1e6 * server / delivered : 0.0);
     printf("{\"event\":\"step\",\"step\":%d,\"offered_msgs_per_s\":%g,\"sent\":%llu,"
            "\"msgs_in_per_s\":%.0f,\"expected\":%llu,\"deliveries\":%llu,"
@@ -789,7 +794,7 @@ static int end_step(int64_t t) {
            "\"rx_bytes\":%llu,\"reads\":%llu,\"pings\":%llu,\"latency_clock\":\"%s\",\"ok\":%s}\n",
            step, opt.steps[step], (unsigned long long)ss.sent, ss.sent / d,
            (unsigned long long)expected, (unsigned long long)ss.deliveries, delivered / d,
-           ratio, p50, p90, p99, p999, hist_max_ns / 1e6, srv, 100.0 * own / span, my_cpu,
+           ratio, p50, p90, p99, p999, hist_max_ns / 1e6, srv, own_pct, my_cpu,
            core_busy, server_cpu, server_core_busy, (t - m_end) / 1e9, st.connected, st.disconnects, st.server_closes,
            (unsigned long long)ss.cross_room, (unsigned long long)ss.echo,
            (unsigned long long)ss.out_of_order, (unsigned long long)ss.bad_tokens,
@@ -805,13 +810,14 @@ static int end_step(int64_t t) {
     return ok;
 }
 
-/* Send every message of the step due by t: message m at m_start + m / rate,
+/* Send every message of the step due by t and before `before` (the window's
+ * end): message m at m_start + m / rate,
  * from sender m mod nsenders (loadgen's stagger with one global counter). */
-static void send_due(int64_t t) {
+static void send_due(int64_t t, int64_t before) {
     double per_ns = opt.steps[step] / 1e9;
     for (;;) {
         int64_t due = m_start + (int64_t)(step_next / per_ns);
-        if (due > t) break;
+        if (due > t || due >= before) break;
         if (t - due > ss.sched_lag_max) ss.sched_lag_max = t - due;
         client_t *c = &cl[senders[step_next % (uint64_t)nsenders]];
         step_next++;
@@ -890,9 +896,12 @@ static void on_tick(int64_t t) {
     }
     if (phase == PH_RUN) {
         if (t >= m_end) {
+            send_due(t, m_end);           /* those due since the last tick, ... */
+            m_end = t + 1;                /* ... stamped t: still in this window */
+            sample(&ss.end, t);
             phase = PH_DRAIN;
             drain_end = m_end + (int64_t)(opt.drain * 1e9);
-        } else send_due(t);
+        } else send_due(t, m_end);
     }
     if (phase == PH_DRAIN) {
         uint64_t expected = ss.sent * (uint64_t)(opt.room_size - 1);

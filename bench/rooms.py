@@ -176,6 +176,9 @@ def _from_roomgen(event: dict[str, Any]) -> dict[str, Any]:
         "loadgen_cpu_pct": event["loadgen_cpu_pct"],
         "closed": event["closed"],  # connections the server closed so far (should stay 0)
         "errors": errors,  # deliveries to another room, out of order, unknown senders
+        # All processes on the server's and roomgen's CPUs: is either shared?
+        "server_core_busy_pct": event["server_core_busy_pct"],
+        "loadgen_core_busy_pct": event["loadgen_core_busy_pct"],
     }
 
 
