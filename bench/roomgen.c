@@ -74,7 +74,9 @@
  * window); loadgen_cpu_pct (ours, over the window), loadgen_core and
  * loadgen_core_busy_pct (our CPU, all processes: is it shared?),
  * server_core and server_core_busy_pct (the same for the server's CPU when
- * it is pinned to one: well above server_cpu_pct, other processes took it);
+ * it is pinned to one: well above server_cpu_pct, other processes took it;
+ * /proc/stat samples CPUs on the tick, so on a CPU often idle it can also
+ * read below a process's own share, which is exact: a rough figure);
  * drain_s, open, closed (connections lost so far), server_closes (close
  * frames), cross_room, echo, out_of_order, bad_tokens, unmeasured (tokens of
  * an earlier step), batched_tokens (tokens beyond the first in a frame),
