@@ -20,12 +20,13 @@ joins each client to ``#b<room>`` with the plain-text ``/join``, waits for
 every confirmation, for one warm-up message per room to be delivered (papo
 confirms a join before its store has written it: without this the first step
 waited behind the joins' writes) and for the server to be quiet, runs the
-steps and prints
-one JSON line per step, with the server's CPU read from ``/proc/PID/stat`` at
-the step's start and at the end of its drain. It times every delivery (kernel
-receive timestamps), and also counts deliveries to a client of another room
-(``cross_room``) and sequence numbers out of order per sender and receiver
-(``out_of_order``): either fails the step. ``python bench/roomgen.py
+steps and prints one JSON line per step, with the server's CPU read from
+``/proc/PID/stat`` at the step's start, the window's end and the end of its
+drain. It times every delivery (kernel receive timestamps), and also counts
+deliveries to a client of another room (``cross_room``) and sequence numbers
+out of order per sender and receiver (``out_of_order``): either fails the
+step. Server CPU % is over the window; µs per message in and per delivery
+over the window and the drain. ``python bench/roomgen.py
 --selfcheck`` runs it against a C stand-in server with known faults.
 
 roomgen sends each room's messages evenly spaced (senders taken room by room
