@@ -18,8 +18,9 @@ not a thousand times.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from papo.devices import MAX_DEVICE_ID
@@ -801,9 +802,34 @@ def encode_json(event: ServerEvent, lang: str = DEFAULT_LANGUAGE) -> bytes:
 
 
 def utc_timestamp(now: datetime | None = None) -> str:
-    """An ISO 8601 UTC timestamp with milliseconds, e.g. ``2026-11-22T21:40:00.123Z``."""
-    moment = now or datetime.now(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    """An ISO 8601 UTC timestamp with milliseconds, e.g. ``2026-11-22T21:40:00.123Z``.
+
+    Every message is stamped: the current second's text is formatted once a
+    second (``strftime`` costs more than the rest of the stamp), the
+    milliseconds' text is looked up.
+    """
+    if now is not None:
+        return now.strftime("%Y-%m-%dT%H:%M:%S.") + _MILLIS[now.microsecond // 1000]
+    second, milli = divmod(time.time_ns() // 1_000_000, 1000)
+    last = _last_second
+    if second != last.number:
+        last.number = second
+        last.text = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
+    return last.text + _MILLIS[milli]
+
+
+class _Second:
+    """The second :func:`utc_timestamp` formatted last, and its text."""
+
+    __slots__ = ("number", "text")
+
+    def __init__(self) -> None:
+        self.number = -1
+        self.text = ""
+
+
+_MILLIS = tuple(f"{milli:03d}Z" for milli in range(1000))
+_last_second = _Second()
 
 
 @dataclass(slots=True)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from unicodedata import normalize
+from unittest.mock import patch
 
 import pytest
 from hypothesis import given
@@ -68,6 +71,7 @@ from papo.protocol import (
     parse_client,
     render_plain,
     to_wire,
+    utc_timestamp,
 )
 from papo.protocol_client import encode_client, parse_server
 from papo.wsframe import text_frame
@@ -456,3 +460,13 @@ def test_ids_beyond_what_a_store_can_hold_are_refused() -> None:
     with pytest.raises(ProtocolError) as caught:
         parse_client('{"type":"history","room":"#geral","before":9223372036854775808}')
     assert caught.value.code == "bad_field"
+
+
+@given(st.integers(min_value=0, max_value=4_102_444_800_000_000_000))
+def test_timestamps_of_now_read_as_those_of_a_datetime(ns: int) -> None:
+    # utc_timestamp() formats the current second once; it must read as strftime would.
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1000)
+    with patch("papo.protocol.time.time_ns", return_value=ns):
+        now = utc_timestamp()
+    assert now == utc_timestamp(moment)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", now)
