@@ -30,7 +30,7 @@ import asyncio
 import bisect
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from papo.i18n import Text, t
@@ -139,8 +139,16 @@ class Stored:
         return not self.kind and self.by is not None
 
     def with_id(self, message_id: int) -> Stored:
-        """The same message under the id the store gave it."""
-        return replace(self, id=message_id)
+        """The same message under the id the store gave it.
+
+        Once per message, so every field is written out (``dataclasses.replace``
+        looks them up each time, which costs as much again).
+        """
+        return Stored(
+            message_id, self.sender, self.sender_key, self.text, self.ts, self.to, self.to_key,
+            self.cid, self.room, self.conv, self.home, self.kind, self.target, self.edited_ts,
+            self.by,
+        )  # fmt: skip
 
     def visible_to(self, key: str, rooms: Collection[str]) -> bool:
         """Whether the user ``key``, a member of ``rooms`` (keys), may see this message."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from unicodedata import normalize
@@ -74,6 +75,7 @@ from papo.protocol import (
     utc_timestamp,
 )
 from papo.protocol_client import encode_client, parse_server
+from papo.store import Stored
 from papo.wsframe import text_frame
 
 json_values = st.recursive(
@@ -470,3 +472,12 @@ def test_timestamps_of_now_read_as_those_of_a_datetime(ns: int) -> None:
         now = utc_timestamp()
     assert now == utc_timestamp(moment)
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", now)
+
+
+def test_a_stored_message_under_its_id_keeps_every_other_field() -> None:
+    # Stored.with_id writes its fields out: one added to Stored must be added there too.
+    values: dict[str, Any] = {}
+    for number, f in enumerate(fields(Stored)):
+        values[f.name] = {"int": number, "bool": True}.get(str(f.type), f"v{number}")
+    message = Stored(**values)
+    assert message.with_id(12345) == replace(message, id=12345)
