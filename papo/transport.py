@@ -23,7 +23,6 @@ import ssl
 import time
 from collections import Counter
 from collections.abc import Awaitable
-from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.datastructures import Headers
@@ -328,7 +327,9 @@ class Transport:
             hub.send(session, Error(exc.code, exc.message))
             hub.refused(session)
             return
-        if isinstance(command, Quit):
+        if isinstance(command, Say):  # a line of text (Hub.say: to the session's room), /msg
+            await hub.handle(session, command)
+        elif isinstance(command, Quit):
             session.link.close(1000, "bye")
         elif isinstance(command, Help):
             hub.send(session, Notice(HELP))
@@ -345,8 +346,6 @@ class Transport:
             await hub.handle(session, History(room, limit=command.limit))
         elif isinstance(command, RoomCommand):  # /kick, /mute, /edit ...: about this room
             await hub.handle(session, command.at(self._current(session)))
-        elif isinstance(command, Say) and command.to is None:
-            await hub.handle(session, replace(command, room=session.room))
         else:
             await hub.handle(session, command)
 
