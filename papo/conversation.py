@@ -77,13 +77,18 @@ class Room:
         history gets the message queued after it instead. Returns the number
         of sessions written to.
         """
+        key = self.key
         count = 0
-        for user in self.members.values():
-            pending = user.pending.get(self.key) if user.pending else None
-            if pending is not None:
-                pending.append((stored, origin))
-                continue
-            count += write_each(user.sessions, out, origin)
+        for user in self.members.values():  # write_each's loop, inlined: once per recipient
+            if user.pending:
+                pending = user.pending.get(key)
+                if pending is not None:
+                    pending.append((stored, origin))
+                    continue
+            for session_id, session in user.sessions.items():
+                if session_id != origin:
+                    session.link.write(out)
+                    count += 1
         return count
 
     def deliver_run(self, items: Sequence[tuple[Stored, int | None]], run: OutgoingRun) -> int:

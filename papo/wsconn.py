@@ -316,8 +316,13 @@ class WsConnection(asyncio.Protocol):
                 self._check_pending()
             return
         frame = out.frame(self.mode, self.lang)
-        if frame is not None:
-            self.write_frame(frame)
+        if frame is not None:  # write_frame, inlined: once per recipient
+            buf = self._buf
+            if buf is None:
+                self._buf = [frame]
+                self.endpoint.outbox.owe(self)
+            else:
+                buf.append(frame)
 
     def write_run(self, run: OutgoingRun) -> None:
         """Queue a run of events: one append of their frames, joined once for all recipients."""
