@@ -183,6 +183,47 @@ class Server:
         await self.store.close()
 
 
+async def populate(server: Server, clients: int, size: int) -> list[WsConnection]:
+    """Open ``clients`` connections (guests, in the default room), each also in its room."""
+    hub = server.hub
+    conns = [server.connect(n) for n in range(clients)]
+    await until(lambda: sum(1 for u in hub.users.values() if u.sessions) >= clients)
+    for n, conn in enumerate(conns):
+        conn.data_received(client_frame(f"/join #b{n // size}"))
+    await until(lambda: len(hub.rooms) >= clients // size + 1)
+    await until(lambda: sum(len(r.members) for r in hub.rooms.values() if not r.home) >= clients)
+    await hub.settle()
+    return conns
+
+
+async def one_round(
+    hub: Hub, waiter: Waiter, senders: list[WsConnection], args: argparse.Namespace
+) -> tuple[int, float, float]:
+    """Send ``args.messages``, ``args.concurrency`` at a time; (sent, CPU s, wall s)."""
+    frames = [
+        client_frame(f"bench {r:05d} 000001 1234567890123456789".ljust(64))
+        for r in range(len(senders))
+    ]
+    per_message = args.room_size - 1  # every member but the sender (#geral is silent)
+    sent = 0
+    delivered0 = hub.stats.deliveries
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    while sent < args.messages:
+        batch = min(args.concurrency, args.messages - sent)
+        for i in range(batch):
+            r = (sent + i) % len(senders)
+            senders[r].data_received(frames[r])
+        sent += batch
+        target = delivered0 + sent * per_message
+        if hub.stats.deliveries < target:
+            waiter.target = target
+            await waiter.wait()
+    await hub.settle()
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    assert hub.stats.deliveries - delivered0 >= sent * per_message
+    return sent, cpu, wall
+
+
 async def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="papo-hotpath-") as data:
         settings = parse_settings(
@@ -196,25 +237,12 @@ async def run(args: argparse.Namespace) -> None:
         await server.start()
         hub = server.hub
         started = time.perf_counter()
-        conns = [server.connect(n) for n in range(args.clients)]
-        await until(lambda: sum(1 for u in hub.users.values() if u.sessions) >= args.clients)
         size = args.room_size
-        for n, conn in enumerate(conns):
-            conn.data_received(client_frame(f"/join #b{n // size}"))
-        await until(lambda: len(hub.rooms) >= args.clients // size + 1)
-        await until(
-            lambda: sum(len(r.members) for r in hub.rooms.values() if not r.home) >= len(conns)
-        )
-        await hub.settle()
-        setup = time.perf_counter() - started
+        conns = await populate(server, args.clients, size)
         rooms = args.clients // size
-        senders = [conns[r * size] for r in range(rooms)]
-        frames = [
-            client_frame(f"bench {r:05d} 000001 1234567890123456789".ljust(64))
-            for r in range(rooms)
-        ]
         print(
-            f"{args.clients} sessions, {rooms} rooms of {size}, setup {setup:.1f} s; "
+            f"{args.clients} sessions, {rooms} rooms of {size}, "
+            f"setup {time.perf_counter() - started:.1f} s; "
             f"{args.messages} messages, {args.concurrency} at a time",
             flush=True,
         )
@@ -222,37 +250,25 @@ async def run(args: argparse.Namespace) -> None:
         gc.collect()
         gc.freeze()
         gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
+        if args.hold:
+            print("ready", flush=True)
+            await asyncio.to_thread(sys.stdin.readline)
         for rnd in range(args.repeat):
             profile = cProfile.Profile() if args.profile and rnd == args.repeat - 1 else None
-            per_message = size - 1  # every member but the sender (#geral is silent)
-            k = args.concurrency
-            sent = 0
-            delivered0 = hub.stats.deliveries
-            cpu0, wall0 = time.process_time(), time.perf_counter()
             if profile is not None:
                 profile.enable()
-            while sent < args.messages:
-                batch = min(k, args.messages - sent)
-                for i in range(batch):
-                    r = (sent + i) % rooms
-                    frame = frames[r]
-                    senders[r].data_received(frame)
-                sent += batch
-                target = delivered0 + sent * per_message
-                if hub.stats.deliveries < target:
-                    waiter.target = target
-                    await waiter.wait()
-            await hub.settle()
+            sent, cpu, wall = await one_round(hub, waiter, conns[::size], args)
             if profile is not None:
                 profile.disable()
                 profile.dump_stats(args.profile)
-            cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
             print(
                 f"round {rnd + 1}: {1e6 * cpu / sent:6.2f} µs CPU/msg, "
                 f"{1e6 * wall / sent:6.2f} µs wall/msg ({sent / wall:,.0f} msg/s)",
                 flush=True,
             )
-        assert hub.stats.deliveries - delivered0 >= sent * per_message
+        if args.hold:
+            print("done", flush=True)
+            await asyncio.to_thread(sys.stdin.readline)
         await server.stop()
 
 
@@ -265,6 +281,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--profile", default="", help="write a cProfile of the last round here")
     parser.add_argument("--asyncio", action="store_true", help="asyncio's loop, not uvloop")
+    parser.add_argument(
+        "--hold",
+        action="store_true",
+        help="wait for a line on stdin before the rounds and after them (to attach a profiler "
+        "to the rounds only: py-spy, or callgrind_control -i on/off for instruction counts)",
+    )
     args = parser.parse_args()
     if args.asyncio:
         asyncio.run(run(args))
