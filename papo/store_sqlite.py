@@ -35,7 +35,6 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Collection
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -68,6 +67,7 @@ from papo.store import (
 )
 from papo.store_lifecycle import SqliteLifecycle, prepare_lifecycle
 from papo.store_local import LocalRooms
+from papo.store_thread import StoreThread
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class SqliteStore(SqliteLifecycle, SqliteModeration, LocalRooms):
         self.path = data_dir / "papo.db"
         self.retention = retention
         self.log = MessageLog(retention, RING_SIZE)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="papo-sqlite")
+        self._thread = StoreThread("papo-sqlite")
         self._db: sqlite3.Connection | None = None
         self._queue: list[tuple[Stored, int | None, asyncio.Future[Stored]]] = []
         self._wake = asyncio.Event()
@@ -118,7 +118,7 @@ class SqliteStore(SqliteLifecycle, SqliteModeration, LocalRooms):
                 raise StoreError(f"{self.path}: {exc}") from exc
 
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+            return await self._thread.run(call)
         except StoreError as exc:
             self.health.failed(str(exc))
             raise
@@ -150,7 +150,7 @@ class SqliteStore(SqliteLifecycle, SqliteModeration, LocalRooms):
                 raise StoreError(f"cannot open the store at {self.path}: {exc}") from exc
             self._db = db
 
-        await asyncio.get_running_loop().run_in_executor(self._executor, connect)
+        await self._thread.run(connect)
 
         def load(db: sqlite3.Connection) -> tuple[list[Stored], int, int]:
             rows = db.execute(
@@ -182,8 +182,8 @@ class SqliteStore(SqliteLifecycle, SqliteModeration, LocalRooms):
                 self._db.close()
                 self._db = None
 
-        await asyncio.get_running_loop().run_in_executor(self._executor, shut)
-        self._executor.shutdown(wait=True)
+        await self._thread.run(shut)
+        self._thread.stop()
 
     # ---------------------------------------------------------------- messages
 
@@ -495,7 +495,7 @@ class SqliteStore(SqliteLifecycle, SqliteModeration, LocalRooms):
             return value
 
         try:
-            value = await asyncio.get_running_loop().run_in_executor(self._executor, load)
+            value = await self._thread.run(load)
         except OSError as exc:
             raise StoreError(f"cannot read or create {path}: {exc}") from exc
         if len(value) < 32:
