@@ -7,7 +7,9 @@ two deques, a message assembler, several futures and weak references: about
 clients. Here one :class:`WsConnection` per socket is at the same time the
 asyncio protocol and the hub's :class:`papo.directory.Link`; it runs
 ``websockets.server.ServerProtocol`` (the library's own parser, handshake and
-closing handshake, so the wire behaviour is the library's) and keeps no task
+closing handshake, so the wire behaviour is the library's: the one frame papo
+reads itself, a chat line alone in a read, it reads exactly as the library
+would, see :func:`papo.wsframe.client_text`) and keeps no task
 while idle: a message starts a short-lived task that feeds it (and whatever
 queued behind it) to the application, in order, and ends when none is left.
 Keepalive pings come from one shared timer (:class:`papo.wsloop.Keepalive`).
@@ -46,6 +48,7 @@ from websockets.typing import Subprotocol
 from papo import SUBPROTOCOL
 from papo.metrics import TransportStats
 from papo.protocol import Mode, Outgoing, OutgoingRun
+from papo.wsframe import client_text
 from papo.wsloop import Keepalive, Outbox
 
 if TYPE_CHECKING:
@@ -248,6 +251,23 @@ class WsConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         protocol = self.protocol
+        # A chat line alone in a read, on an open connection whose parser waits
+        # for the start of a frame: read without the library (it would read it
+        # the same way and change nothing of its state but that buffer).
+        if (
+            self.raw
+            and protocol.state is OPEN
+            and not protocol.reader.buffer
+            and protocol.current_size is None
+            and (payload := client_text(data, self.endpoint.max_size)) is not None
+        ):
+            try:
+                text = payload.decode()
+            except UnicodeDecodeError:
+                pass  # the library fails the connection (1007), as for any frame
+            else:
+                self._deliver(text)
+                return
         protocol.receive_data(data)
         events = protocol.events_received()
         self._send_data()  # the library's own answers: pongs, the close echo, EOF

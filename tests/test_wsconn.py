@@ -15,14 +15,18 @@ from dataclasses import fields
 from typing import Any
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from websockets.frames import Close, Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import SEND_EOF, State
 from websockets.server import ServerProtocol
 from websockets.streams import StreamReader
+from websockets.utils import apply_mask
 
 from papo.metrics import TransportStats
 from papo.wsconn import INBOX_HIGH, Endpoint, Message, WsConnection, _ServerProtocol
+from papo.wsframe import client_text
 from papo.wsloop import Keepalive, Outbox
 
 KEY = base64.b64encode(os.urandom(16)).decode()
@@ -121,6 +125,108 @@ def test_a_client_close_is_echoed_then_eof_and_too_big_is_1009() -> None:
     closing.receive_data(client_frame(Opcode.CLOSE, Close(1000, "bye").serialize()))
     *echo, eof = closing.data_to_send()
     assert eof == SEND_EOF and server_frames(b"\r\n\r\n" + b"".join(echo))[0].opcode is Opcode.CLOSE
+
+
+def test_the_parser_state_papo_reads_before_reading_a_frame_itself() -> None:
+    # WsConnection.data_received reads a lone text frame itself (papo.wsframe.client_text)
+    # only while the library's parser waits for a frame's first byte: it checks these.
+    protocol = ServerProtocol()
+    protocol.receive_data(handshake())
+    [request] = protocol.events_received()
+    assert isinstance(request, Request)
+    protocol.send_response(protocol.accept(request))
+    assert isinstance(protocol.reader.buffer, bytearray) and protocol.current_size is None
+    protocol.receive_data(client_frame(Opcode.TEXT, b"dois ", fin=False)[:3])
+    assert protocol.reader.buffer  # half a header: the parser is inside a frame
+    protocol.receive_data(client_frame(Opcode.TEXT, b"dois ", fin=False)[3:])
+    assert not protocol.reader.buffer and protocol.current_size == 5  # inside a message
+    protocol.receive_data(client_frame(Opcode.CONT, b"ok"))
+    assert protocol.current_size is None
+
+
+def raw_frame(first: int, data: bytes, mask: bool) -> bytes:
+    """A frame as any client could send it, reserved bits and unknown opcodes included."""
+    n, masked = len(data), 0x80 if mask else 0
+    if n < 126:
+        head = bytes([first, masked | n])
+    elif n < 1 << 16:
+        head = bytes([first, masked | 126]) + n.to_bytes(2)
+    else:
+        head = bytes([first, masked | 127]) + n.to_bytes(8)
+    key = os.urandom(4)
+    return head + (key + apply_mask(data, key) if mask else data)
+
+
+frames = st.builds(
+    raw_frame,
+    st.just(0x81) | st.just(0x01) | st.just(0x80) | st.integers(0, 255),
+    st.binary(max_size=70_000) | st.text(max_size=200).map(str.encode) | st.just(b""),
+    st.just(True) | st.booleans(),
+)
+
+
+@settings(max_examples=300)
+@given(st.lists(frames, min_size=1, max_size=3), st.integers(0, 3), st.integers(0, 10))
+@example(sent=[raw_frame(0x81, b"unmasked", mask=False)], cut=3, extra=4)  # as long as a masked one
+@example(sent=[raw_frame(0xC1, b"rsv1", mask=True)], cut=0, extra=0)
+@example(sent=[raw_frame(0x91, b"rsv3", mask=True)], cut=0, extra=0)
+@example(sent=[raw_frame(0x8A, b"pong", mask=True)], cut=0, extra=0)
+@example(sent=[raw_frame(0x81, b"x" * 65_001, mask=True)], cut=0, extra=0)  # over max_size
+def test_a_lone_text_frame_reads_as_the_library_reads_it(
+    sent: list[bytes], cut: int, extra: int
+) -> None:
+    data = b"".join(sent)
+    if cut:  # or part of it, or one more byte
+        data = data[:-cut] if cut < 3 else data + b"\x00" * extra
+    protocol = ServerProtocol(max_size=65_000)
+    protocol.receive_data(handshake())
+    [request] = protocol.events_received()
+    assert isinstance(request, Request)
+    protocol.send_response(protocol.accept(request))
+    protocol.data_to_send()
+    payload = client_text(data, 65_000)
+    protocol.receive_data(data)
+    events = protocol.events_received()
+    frame = events[0] if len(events) == 1 else None
+    alone = (
+        isinstance(frame, Frame)
+        and frame.opcode is Opcode.TEXT
+        and frame.fin
+        and not protocol.reader.buffer
+        and protocol.state is State.OPEN
+        and not protocol.data_to_send()
+    )
+    if payload is not None:  # read the same, and the library would have changed nothing else
+        assert alone and isinstance(frame, Frame) and bytes(frame.data) == payload
+        assert protocol.current_size is None
+    elif alone and isinstance(frame, Frame) and len(frame.data) < 1 << 16:
+        assert len(sent) > 1 or cut  # what it refuses is never a lone frame it could read
+
+
+async def test_what_is_not_a_lone_text_frame_goes_to_the_library() -> None:
+    app = Recorder()
+    _, conn, transport = make(app)
+    line = client_frame(Opcode.TEXT, "olá".encode())
+    conn.data_received(line[:3])  # a frame over two reads
+    conn.data_received(line[3:])
+    conn.data_received(line)  # read by papo itself
+    conn.data_received(client_frame(Opcode.TEXT, b"x" * 300))  # a 16-bit length
+    conn.data_received(client_frame(Opcode.PING, b"p") + line)  # answered by the library
+    await until(lambda: len(app.messages) == 4)
+    assert app.messages == ["olá", "olá", "x" * 300, "olá"]
+    assert server_frames(bytes(transport.out))[0].opcode is Opcode.PONG
+    conn.data_received(client_frame(Opcode.TEXT, b"x" * 1001))  # over max_size: 1009
+    close = conn.protocol.close_sent
+    assert close is not None and close.code == 1009
+
+
+async def test_invalid_utf8_in_a_lone_frame_fails_with_1007() -> None:
+    app = Recorder()
+    _, conn, transport = make(app)
+    conn.data_received(client_frame(Opcode.TEXT, b"ok \xff"))
+    close = conn.protocol.close_sent
+    assert close is not None and close.code == 1007 and transport.eof
+    assert app.messages == []
 
 
 # ---------------------------------------------------------------- the connection
