@@ -31,7 +31,7 @@ import bisect
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from papo.i18n import Text, t
 from papo.protocol import Deleted, Edited, Message, UserInfo
@@ -463,6 +463,20 @@ class Store(Protocol):
         """Whether every entry of ``conv`` up to ``message_id`` has come through here
         (waiting a little, as :meth:`reach`): a per-conversation resume asks before
         replaying, or what this instance reads later would repeat what the client has."""
+
+
+@runtime_checkable
+class Enqueues(Protocol):
+    """A store that can queue a new message without a coroutine (the embedded ones).
+
+    The hub's fast path for room messages (:meth:`papo.hub.Hub.handle_now`)
+    uses it; with any other store a message takes :meth:`Store.append`.
+    """
+
+    def enqueue(self, message: Stored, origin: int | None = None) -> asyncio.Future[Stored]:
+        """Store ``message`` as :meth:`Store.append` does, its ``cid`` known to be new
+        (:meth:`MessageLog.duplicate` said None just before): the future is done once
+        it is committed and has gone through :attr:`Store.on_message`."""
 
 
 class LocalPresence:

@@ -7,6 +7,7 @@ durable store is measured against. Each conversation keeps its own newest
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import heapq
 import secrets
@@ -106,6 +107,15 @@ class MemoryStore(MemoryLifecycle, LocalRooms):
         earlier = self.log.duplicate(message.sender_key, message.cid)
         if isinstance(earlier, Stored):
             return earlier, False
+        return self._append(message, origin), True
+
+    def enqueue(self, message: Stored, origin: int | None = None) -> asyncio.Future[Stored]:
+        """Store a message whose ``cid`` is new (see :class:`~papo.store.Enqueues`): at once."""
+        future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
+        future.set_result(self._append(message, origin))
+        return future
+
+    def _append(self, message: Stored, origin: int | None) -> Stored:
         stored = self.log.assign(message)
         self.log.commit([stored])
         kept = self._convs.setdefault(stored.conv, [])
@@ -115,7 +125,7 @@ class MemoryStore(MemoryLifecycle, LocalRooms):
             self.log.trim_conversation(stored.conv, kept[0].id)
         self._directs_of((stored,))
         self.on_message(((stored, origin),))
-        return stored, True
+        return stored
 
     async def page(self, key: str, convs: Collection[str], after: int, limit: int) -> Page:
         runs = []

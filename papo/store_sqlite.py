@@ -191,13 +191,17 @@ class SqliteStore(SqliteLifecycle, SqliteModeration, LocalRooms):
         earlier = self.log.duplicate(message.sender_key, message.cid)
         if earlier is not None:
             return (await earlier if isinstance(earlier, asyncio.Future) else earlier), False
+        return await self.enqueue(message, origin), True
+
+    def enqueue(self, message: Stored, origin: int | None = None) -> asyncio.Future[Stored]:
+        """Queue a message whose ``cid`` is new for the next batch (see :class:`~papo.store.Enqueues`)."""
         # The id is given when the message's batch is written, so a batch that
         # fails gives its ids back: a failed message consumes none.
         future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
         self.log.pending(message, future)
         self._queue.append((message, origin, future))
         self._wake.set()
-        return await future, True
+        return future
 
     async def _write_loop(self) -> None:
         while True:

@@ -31,6 +31,7 @@ from websockets.http11 import Request, Response
 from papo import SUBPROTOCOL
 from papo.commands import (
     HELP,
+    Command,
     Help,
     HistoryHere,
     Nick,
@@ -253,17 +254,21 @@ class Transport:
         log.info("conn %d open from %s (%s)", session.id, _peer(conn.peer), mode)
         return self._plain_start(session, query) if mode == "plain" else None
 
-    async def received(self, conn: WsConnection, raw: str | bytes) -> None:
-        """One message from the client: a protocol event (JSON) or a line (plain)."""
+    def received(self, conn: WsConnection, raw: str | bytes) -> Awaitable[object] | None:
+        """One message from the client: a protocol event (JSON) or a line (plain).
+
+        A room message is queued for the store at once (:meth:`Hub.handle_now`):
+        what is returned, if anything, finishes the message before the next one.
+        """
         session = conn.session
         assert isinstance(session, Session)
         if isinstance(raw, bytes):
             self.hub.send(session, Error("binary", t("binary frames are not supported; send text")))
             self.hub.refused(session)
-        elif conn.mode == "json":
-            await self._json_frame(session, raw)
-        else:
-            await self._plain_line(session, raw)
+            return None
+        if conn.mode == "json":
+            return self._json_frame(session, raw)
+        return self._plain_line(session, raw)
 
     def closed(self, conn: WsConnection) -> None:
         """Release its address's count; detach (the user leaves after the grace period)."""
@@ -287,14 +292,14 @@ class Transport:
         header = request.headers.get("Accept-Language") if request is not None else None
         return choose_language([asked, *accept_language(header)], self.settings.lang)
 
-    async def _json_frame(self, session: Session, raw: str) -> None:
+    def _json_frame(self, session: Session, raw: str) -> Awaitable[object] | None:
         try:
             event = parse_client(raw, max_text=self.settings.max_text)
         except ProtocolError as exc:
             self.hub.send(session, Error(exc.code, exc.message))
             self.hub.refused(session)
-            return
-        await self.hub.handle(session, event)
+            return None
+        return self.hub.handle_now(session, event)
 
     async def _plain_start(self, session: Session, query_string: str) -> None:
         hub = self.hub
@@ -319,17 +324,20 @@ class Transport:
                 session, Notice(t("this server needs a name and password: /nick NAME PASSWORD"))
             )
 
-    async def _plain_line(self, session: Session, line: str) -> None:
-        hub = self.hub
+    def _plain_line(self, session: Session, line: str) -> Awaitable[object] | None:
         try:
             command = parse_line(line, max_text=self.settings.max_text)
         except ProtocolError as exc:
-            hub.send(session, Error(exc.code, exc.message))
-            hub.refused(session)
-            return
+            self.hub.send(session, Error(exc.code, exc.message))
+            self.hub.refused(session)
+            return None
         if isinstance(command, Say):  # a line of text (Hub.say: to the session's room), /msg
-            await hub.handle(session, command)
-        elif isinstance(command, Quit):
+            return self.hub.handle_now(session, command)
+        return self._plain_command(session, command)
+
+    async def _plain_command(self, session: Session, command: Command) -> None:
+        hub = self.hub
+        if isinstance(command, Quit):
             session.link.close(1000, "bye")
         elif isinstance(command, Help):
             hub.send(session, Notice(HELP))

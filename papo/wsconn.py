@@ -10,8 +10,10 @@ asyncio protocol and the hub's :class:`papo.directory.Link`; it runs
 closing handshake, so the wire behaviour is the library's: the one frame papo
 reads itself, a chat line alone in a read, it reads exactly as the library
 would, see :func:`papo.wsframe.client_text`) and keeps no task
-while idle: a message starts a short-lived task that feeds it (and whatever
-queued behind it) to the application, in order, and ends when none is left.
+while idle: a message is handed to the application as it arrives; what the
+application leaves under way (a commit, waited for without a task, or a
+coroutine, run in a short-lived task) holds the messages behind it, which are
+then fed to it in order by a task that ends when none is left.
 Keepalive pings come from one shared timer (:class:`papo.wsloop.Keepalive`).
 
 This module and :mod:`papo.wsloop` are papo's only users of ``websockets``'
@@ -33,7 +35,7 @@ import codecs
 import http
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from typing import Protocol as Interface
 
 from websockets.datastructures import Headers
@@ -78,8 +80,14 @@ class App(Interface):
     def opened(self, conn: WsConnection, request: Request) -> Awaitable[None] | None:
         """The connection is open; what it returns runs before its first message."""
 
-    async def received(self, conn: WsConnection, message: Message) -> None:
-        """One whole message (str: text, bytes: binary), in arrival order."""
+    def received(self, conn: WsConnection, message: Message) -> Awaitable[object] | None:
+        """One whole message (str: text, bytes: binary), in arrival order.
+
+        Called as it arrives when nothing of the connection's is under way. What
+        it returns holds the next message until it is done: an awaitable is run
+        (in a task), an ``asyncio.Future`` only waited for (its outcome is the
+        app's own: the connection does not look at it). None: handled already.
+        """
 
     def closed(self, conn: WsConnection) -> None:
         """The connection is gone and its last message was handled (also one never opened)."""
@@ -233,7 +241,8 @@ class WsConnection(asyncio.Protocol):
         self._paused = False
         self._unwritable: asyncio.Future[None] | None = None  # drain() waits on it
         self._inbox: list[Message] | None = None
-        self._worker: asyncio.Task[None] | None = None
+        #: what the app's answer to the last message left under way: a task, or a future
+        self._worker: asyncio.Future[Any] | None = None
         self._parts: _Fragments | None = None
         self._timer: asyncio.TimerHandle | None = None  # open or close deadline
 
@@ -547,18 +556,43 @@ class WsConnection(asyncio.Protocol):
             self._send_data()
 
     def _deliver(self, message: Message) -> None:
+        if self._worker is None:  # nothing of ours under way: the app takes it now
+            self._receive(message)
+            return
         # Like the library's own connection: what arrived before a close is still read.
         inbox = self._inbox
         if inbox is None:
             inbox = self._inbox = []
         inbox.append(message)
-        if self._worker is None:
-            self._worker = self.endpoint.loop.create_task(self._work(None))
-        elif len(inbox) >= INBOX_HIGH and not self._paused and self.transport is not None:
+        if len(inbox) >= INBOX_HIGH and not self._paused and self.transport is not None:
             self._paused = True
             self.transport.pause_reading()
 
-    async def _work(self, first: Awaitable[None] | None) -> None:
+    def _receive(self, message: Message) -> None:
+        """Hand ``message`` to the app now; what it leaves under way holds the next ones."""
+        try:
+            pending = self.endpoint.app.received(self, message)
+        except Exception:
+            log.exception("connection from %s failed", _peer(self.peer))
+            self.close(1011, "internal error")
+            return
+        if isinstance(pending, asyncio.Future):  # e.g. a commit: no task to wait for it
+            self._worker = pending
+            pending.add_done_callback(self._resume)
+        elif pending is not None:
+            self._worker = self.endpoint.loop.create_task(self._work(pending))
+
+    def _resume(self, done: asyncio.Future[object]) -> None:
+        """What the app's answer to a message waited for is done: go on with the next."""
+        self._worker = None
+        if self._inbox:
+            self._worker = self.endpoint.loop.create_task(self._work(None))
+            return
+        self._inbox = None
+        if self._lost:
+            self._finish()
+
+    async def _work(self, first: Awaitable[object] | None) -> None:
         """Feed queued messages to the app one by one; end when there are none."""
         app = self.endpoint.app
         try:
@@ -570,7 +604,11 @@ class WsConnection(asyncio.Protocol):
                     self._paused = False
                     if self.transport is not None and not self._lost:
                         self.transport.resume_reading()
-                await app.received(self, message)
+                pending = app.received(self, message)
+                if isinstance(pending, asyncio.Future):
+                    await asyncio.wait((pending,))  # its outcome is the app's own
+                elif pending is not None:
+                    await pending
         except Exception:
             log.exception("connection from %s failed", _peer(self.peer))
             self._inbox = None

@@ -21,7 +21,7 @@ from papo.accounts import Accounts, Tokens
 from papo.directory import Session
 from papo.hub import Hub
 from papo.limits import AttemptLimiter
-from papo.protocol import Hello, Mode, Outgoing, OutgoingRun
+from papo.protocol import ClientEvent, Hello, Mode, Outgoing, OutgoingRun
 from papo.store import Store
 from papo.store_memory import MemoryStore
 from papo.store_sqlite import SqliteStore
@@ -80,6 +80,16 @@ async def make_hub(tmp_path: Path | None = None, **options: Any) -> Hub:
     hub = Hub(store, accounts, **options)
     await hub.moderation.open()
     return hub
+
+
+async def send(hub: Hub, session: Session, event: ClientEvent) -> None:
+    """Hand ``event`` to the hub as the transport does (a room message is queued at once,
+    :meth:`Hub.handle_now`) and wait for what that leaves under way, as the connection does."""
+    pending = hub.handle_now(session, event)
+    if isinstance(pending, asyncio.Future):
+        await asyncio.wait((pending,))  # its outcome is the hub's own
+    elif pending is not None:
+        await pending
 
 
 async def connect(hub: Hub, name: str, mode: Mode = "json", **hello: Any) -> Session:

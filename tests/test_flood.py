@@ -23,7 +23,7 @@ from papo.hub import Hub
 from papo.limits import SlidingWindow
 from papo.protocol import Hello, Say
 from tests.conftest import StartServer
-from tests.fakes import FakeLink, link, make_hub
+from tests.fakes import FakeLink, link, make_hub, send
 from tests.helpers import JsonClient, closed_with
 
 
@@ -69,7 +69,7 @@ async def flood(hub: Hub, session: Session, clock: Clock, rate: float, seconds: 
     """Send at ``rate`` messages a second for ``seconds`` (or until closed); how many went."""
     sent = 0
     while sent < rate * seconds and not link(session).closed:
-        await hub.handle(session, Say(f"m{sent}"))
+        await send(hub, session, Say(f"m{sent}"))  # as the transport hands them over
         sent += 1
         clock.now += 1 / rate
     return sent

@@ -28,7 +28,7 @@ from papo.protocol import (
 )
 from papo.redis_wait import NotReplicated
 from papo.store import Stored, StoreError
-from tests.fakes import FakeLink, connect, link, make_hub
+from tests.fakes import FakeLink, connect, link, make_hub, send
 
 
 def texts(session: Session) -> list[str]:
@@ -36,7 +36,8 @@ def texts(session: Session) -> list[str]:
 
 
 async def say(hub: Hub, session: Session, text: str, **where: Any) -> dict[str, Any]:
-    await hub.handle(session, Say(text, **where))
+    """Say ``text`` as a client does (through the transport's way in); its ack or error."""
+    await send(hub, session, Say(text, **where))
     await hub.settle()
     sent = link(session).take()
     answers: list[dict[str, Any]] = [e for e in sent if e["type"] in ("ack", "error")]
@@ -579,6 +580,7 @@ async def test_a_write_not_confirmed_is_told_it_may_arrive_and_a_resend_is_store
         raise failure
 
     hub.store.append = unconfirmed  # type: ignore[method-assign]
+    hub._enqueue = None  # as with the Redis stores, where such failures come from: no enqueue
     failures.append(NotReplicated("0 of 1 replica(s) confirmed it within 2 s"))
     refused = await say(hub, ana, "oi", cid="c1")
     assert (refused["type"], refused["code"], refused["cid"]) == (
@@ -611,3 +613,75 @@ async def test_a_write_not_confirmed_is_told_it_may_arrive_and_a_resend_is_store
     nothing = await say(hub, ana, "tchau", cid="c3")
     assert nothing["message"] == "the server cannot store this now; nothing was sent, try again"
     await hub.store.close()
+
+
+# ---------------------------------------------------------------- room messages without a task
+
+
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
+async def test_a_room_message_is_queued_at_once_and_done_once_delivered_and_acked(
+    store: str, tmp_path: Path
+) -> None:
+    hub = await make_hub(tmp_path if store == "sqlite" else None)
+    ana, beto = await connect(hub, "ana"), await connect(hub, "beto")
+    await do(hub, ana, Join("#sala"))
+    await do(hub, beto, Join("#sala"))
+    clear(ana, beto)
+    received, stored = hub.stats.received, hub.stats.stored
+    pending = hub.handle_now(ana, Say("oi", room="#sala", cid="c1"))
+    assert isinstance(pending, asyncio.Future)  # no coroutine, no task
+    assert hub.stats.received == received + 1
+    await asyncio.wait((pending,))  # as the connection waits: a callback
+    [ack] = link(ana).of("ack")  # sent before whoever waits on it hears it is done
+    [message] = link(beto).of("message")
+    assert ack["cid"] == "c1" and ack["id"] == message["id"] and message["text"] == "oi"
+    assert hub.stats.stored == stored + 1
+    await hub.store.close()
+
+
+async def test_what_a_room_message_must_wait_for_takes_the_coroutine() -> None:
+    hub = await make_hub()
+    ana, beto = await connect(hub, "ana"), await connect(hub, "beto")
+    await do(hub, ana, Join("#sala"))
+    first = hub.handle_now(ana, Say("x", room="#sala", cid="c1"))
+    assert isinstance(first, asyncio.Future)
+    await asyncio.wait((first,))
+    [ack] = link(ana).of("ack")
+    cases: list[tuple[Session, Say]] = [
+        (beto, Say("not a member", room="#sala")),  # which refusal: the store says
+        (beto, Say("to ana", to="ana")),  # is the recipient online? the store says
+        (ana, Say("x", room="#sala", cid="c1")),  # a retry: the earlier answer
+    ]
+    for session, event in cases:
+        pending = hub.handle_now(session, event)
+        assert pending is not None and not isinstance(pending, asyncio.Future), event
+        await pending
+    assert errors(beto) == ["not_member"]
+    assert link(ana).of("ack") == [ack]  # the same id again, nothing stored twice
+    not_joined = hub.attach(FakeLink())
+    pending = hub.handle_now(not_joined, Say("who am I?"))
+    assert pending is not None and not isinstance(pending, asyncio.Future)
+    await pending
+    assert errors(not_joined) == ["not_joined"]
+
+
+async def test_a_refusal_at_once_is_sent_and_leaves_nothing_under_way() -> None:
+    hub = await make_hub(rate=1, burst=1)
+    ana = await connect(hub, "ana")
+    assert hub.handle_now(ana, Say("um")) is not None
+    assert hub.handle_now(ana, Say("dois")) is None  # the bucket is empty
+    await hub.settle()
+    assert errors(ana) == ["rate_limited"] and len(link(ana).of("ack")) == 0
+
+
+async def test_a_room_message_the_store_could_not_keep_is_an_error_to_its_sender() -> None:
+    hub = await make_hub()
+    ana = await connect(hub, "ana")
+    failed: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
+    failed.set_exception(StoreError("disk full"))
+    hub._enqueue = lambda message, origin=None: failed
+    stored = hub.stats.stored
+    await send(hub, ana, Say("perdida", cid="c9"))
+    [error] = link(ana).of("error")
+    assert error["code"] == "store_unavailable" and error["cid"] == "c9"
+    assert hub.stats.stored == stored

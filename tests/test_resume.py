@@ -41,7 +41,7 @@ from papo.protocol import (
 from papo.protocol_client import encode_client
 from papo.store import Stored
 from papo.store_memory import MemoryStore
-from tests.fakes import FakeLink, connect, link, make_hub
+from tests.fakes import FakeLink, connect, link, make_hub, send
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -51,7 +51,7 @@ def where(request: pytest.FixtureRequest, tmp_path: Path) -> Path | None:
 
 
 async def say(hub: Hub, session: Session, text: str, **where: Any) -> int:
-    await hub.handle(session, Say(text, **where))
+    await send(hub, session, Say(text, **where))
     await hub.settle()
     acks = [e for e in link(session).take() if e["type"] == "ack"]
     assert acks, text

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+from collections.abc import Awaitable
 from dataclasses import fields
 from typing import Any
 
@@ -289,7 +290,10 @@ class Recorder:
         conn.session = "a session"
         conn.lang = request.headers.get("Host", "")  # headers are still there in opened()
 
-    async def received(self, conn: WsConnection, message: Message) -> None:
+    def received(self, conn: WsConnection, message: Message) -> Awaitable[object] | None:
+        return self.record(message)
+
+    async def record(self, message: Message) -> None:
         if self.gate is not None:
             await self.gate.wait()
         self.messages.append(message)
@@ -406,6 +410,63 @@ async def test_a_lost_connection_is_closed_for_the_app_after_its_last_message() 
     await until(lambda: app.closed_count == 1)
     assert app.messages == ["last words"] and conn not in endpoint.connections
     assert conn.session is None  # no cycle left behind
+
+
+class Committing(Recorder):
+    """An app that answers each message with a future (a commit, say) the test settles."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: list[asyncio.Future[None]] = []
+
+    def received(self, conn: WsConnection, message: Message) -> asyncio.Future[None]:
+        self.messages.append(message)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.pending.append(future)
+        return future
+
+
+async def test_a_message_answered_with_a_future_holds_the_next_without_a_task() -> None:
+    app = Committing()
+    _, conn, _ = make(app)
+    conn.data_received(client_frame(Opcode.TEXT, b"um"))
+    assert app.messages == ["um"]  # handed over as it arrived
+    assert conn._worker is app.pending[0] and not isinstance(conn._worker, asyncio.Task)
+    conn.data_received(client_frame(Opcode.TEXT, b"dois"))
+    conn.data_received(client_frame(Opcode.TEXT, b"tres"))
+    assert app.messages == ["um"]  # the others wait for it
+    app.pending[0].set_exception(RuntimeError("the app's own business"))
+    await until(lambda: len(app.messages) == 2)
+    assert app.pending[0].exception() is not None  # (retrieved: the app would have)
+    app.pending[1].set_result(None)
+    await until(lambda: len(app.messages) == 3)
+    app.pending[2].set_result(None)
+    await until(lambda: conn._worker is None)
+    assert app.messages == ["um", "dois", "tres"] and not conn.closed
+    conn.data_received(client_frame(Opcode.TEXT, b"quatro"))  # idle again: at once
+    assert app.messages[-1] == "quatro"
+
+
+async def test_a_connection_lost_under_a_future_is_closed_for_the_app_after_it() -> None:
+    app = Committing()
+    endpoint, conn, _ = make(app)
+    conn.data_received(client_frame(Opcode.TEXT, b"last words"))
+    conn.connection_lost(ConnectionResetError())
+    assert app.closed_count == 0
+    app.pending[0].set_result(None)
+    await until(lambda: app.closed_count == 1)
+    assert conn not in endpoint.connections and conn.session is None
+
+
+async def test_an_app_that_fails_at_once_closes_the_connection_with_1011() -> None:
+    class Failing(Recorder):
+        def received(self, conn: WsConnection, message: Message) -> None:
+            raise RuntimeError("bug")
+
+    _, conn, _ = make(Failing())
+    conn.data_received(client_frame(Opcode.TEXT, b"boom"))
+    close = conn.protocol.close_sent
+    assert close is not None and close.code == 1011
 
 
 # ---------------------------------------------------------------- keepalive
