@@ -271,7 +271,7 @@ class Hub:
         except PapoError as exc:
             self._refuse(session, event, exc)
             return None
-        future = enqueue(_room_message(user, room, event), session.id)
+        future = enqueue(partial(_room_message, user, room, event), session.id)
         future.add_done_callback(partial(self._said, session, event))
         return future
 
@@ -576,10 +576,10 @@ def _cid(event: ClientEvent) -> str | None:
     return event.cid if isinstance(event, Say) else None
 
 
-def _room_message(user: User, room: Room, say: Say) -> Stored:
-    """What ``user`` says in ``room``, to be stored (the store gives its id)."""
+def _room_message(user: User, room: Room, say: Say, message_id: int = 0) -> Stored:
+    """What ``user`` says in ``room``, to be stored (under the id the store gives)."""
     return Stored(
-        0, user.name, user.key, say.text, utc_timestamp(), cid=say.cid,
+        message_id, user.name, user.key, say.text, utc_timestamp(), cid=say.cid,
         room=room.name, conv=room.key, home=room.home,
     )  # fmt: skip
 

@@ -473,10 +473,16 @@ class Enqueues(Protocol):
     uses it; with any other store a message takes :meth:`Store.append`.
     """
 
-    def enqueue(self, message: Stored, origin: int | None = None) -> asyncio.Future[Stored]:
-        """Store ``message`` as :meth:`Store.append` does, its ``cid`` known to be new
-        (:meth:`MessageLog.duplicate` said None just before): the future is done once
-        it is committed and has gone through :attr:`Store.on_message`."""
+    def enqueue(
+        self, make: Callable[[int], Stored], origin: int | None = None
+    ) -> asyncio.Future[Stored]:
+        """Store the message ``make`` builds (at once) with the id it is given, as
+        :meth:`Store.append` does, its ``cid`` known to be new (:meth:`MessageLog.duplicate`
+        said None just before): the future is done once it is committed and has gone
+        through :attr:`Store.on_message`.
+
+        The message is built once, under its id (``append`` copies it).
+        """
 
 
 class LocalPresence:
@@ -568,9 +574,10 @@ class MessageLog:
     def duplicate(self, sender_key: str, cid: str | None) -> Stored | asyncio.Future[Stored] | None:
         return None if cid is None else self._cids.get((sender_key, cid))
 
-    def assign(self, message: Stored) -> Stored:
+    def next_id(self) -> int:
+        """Hand out the next id (a store that could not keep it sets ``assigned`` back)."""
         self.assigned += 1
-        return message.with_id(self.assigned)
+        return self.assigned
 
     def pending(self, message: Stored, future: asyncio.Future[Stored]) -> None:
         if message.cid is not None:

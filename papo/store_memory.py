@@ -12,7 +12,7 @@ import bisect
 import heapq
 import secrets
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 from papo.devices import Device, beyond_limit
 from papo.store import (
@@ -107,16 +107,17 @@ class MemoryStore(MemoryLifecycle, LocalRooms):
         earlier = self.log.duplicate(message.sender_key, message.cid)
         if isinstance(earlier, Stored):
             return earlier, False
-        return self._append(message, origin), True
+        return self._append(message.with_id(self.log.next_id()), origin), True
 
-    def enqueue(self, message: Stored, origin: int | None = None) -> asyncio.Future[Stored]:
+    def enqueue(
+        self, make: Callable[[int], Stored], origin: int | None = None
+    ) -> asyncio.Future[Stored]:
         """Store a message whose ``cid`` is new (see :class:`~papo.store.Enqueues`): at once."""
         future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
-        future.set_result(self._append(message, origin))
+        future.set_result(self._append(make(self.log.next_id()), origin))
         return future
 
-    def _append(self, message: Stored, origin: int | None) -> Stored:
-        stored = self.log.assign(message)
+    def _append(self, stored: Stored, origin: int | None) -> Stored:
         self.log.commit([stored])
         kept = self._convs.setdefault(stored.conv, [])
         kept.append(stored)

@@ -191,12 +191,15 @@ class SqliteStore(SqliteLifecycle, SqliteModeration, LocalRooms):
         earlier = self.log.duplicate(message.sender_key, message.cid)
         if earlier is not None:
             return (await earlier if isinstance(earlier, asyncio.Future) else earlier), False
-        return await self.enqueue(message, origin), True
+        return await self.enqueue(message.with_id, origin), True
 
-    def enqueue(self, message: Stored, origin: int | None = None) -> asyncio.Future[Stored]:
+    def enqueue(
+        self, make: Callable[[int], Stored], origin: int | None = None
+    ) -> asyncio.Future[Stored]:
         """Queue a message whose ``cid`` is new for the next batch (see :class:`~papo.store.Enqueues`)."""
-        # The id is given when the message's batch is written, so a batch that
-        # fails gives its ids back: a failed message consumes none.
+        # Ids are given in the order messages are queued, which is the order their
+        # batches are written in; a batch that fails gives its ids back (_write_loop).
+        message = make(self.log.next_id())
         future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
         self.log.pending(message, future)
         self._queue.append((message, origin, future))
@@ -212,14 +215,16 @@ class SqliteStore(SqliteLifecycle, SqliteModeration, LocalRooms):
                 self._wake.clear()
                 continue
             batch, self._queue = self._queue, []
-            before = self.log.assigned  # only this loop gives ids
-            messages = [self.log.assign(message) for message, _, _ in batch]
+            messages = [message for message, _, _ in batch]
             started = time.perf_counter()
             try:
                 oldest, trims = await self._write(messages)
             except StoreError as exc:
                 log.error("could not store %d message(s): %s", len(batch), exc)
-                self.log.assigned = before  # nothing was stored: the ids are not used up
+                # Nothing was stored, so a failed message consumes no id: the batch's
+                # ids go to the messages queued since, numbered again.
+                self.log.assigned = messages[0].id - 1
+                self._queue = [(m.with_id(self.log.next_id()), o, f) for m, o, f in self._queue]
                 for message, _, future in batch:
                     self.log.failed(message)
                     if not future.done():

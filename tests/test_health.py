@@ -13,16 +13,19 @@ import errno
 import os
 import sqlite3
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from papo.health import WriteHealth
 from papo.protocol import utc_timestamp
+from papo.sqlite_writer import Busy
 from papo.store import Stored, StoreError
 from papo.store_sqlite import SqliteStore
 from tests.conftest import StartServer
@@ -73,6 +76,44 @@ async def test_failed_writes_consume_no_ids(tmp_path: Path) -> None:
     after, _ = await store.append(message("depois"))
     assert after.id == first.id + 1
     assert [m.id for m in (await store.history("#geral", None, 10))[0]] == [first.id, after.id]
+    await store.close()
+
+
+async def test_messages_queued_behind_a_failed_batch_take_the_ids_it_gave_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SqliteStore(tmp_path)
+    await store.open()
+    first, _ = await store.append(message("antes"))
+    writer = store._loop_writer
+    assert writer is not None
+    insert, write = store._insert, writer.write
+    failing, queued = threading.Event(), threading.Event()
+
+    def busy_once(fn: Callable[[sqlite3.Connection], Any], rows: int) -> Any:
+        if not failing.is_set():  # the thread holds the lock: the batch goes there
+            raise Busy
+        return write(fn, rows)
+
+    def fail_once(db: sqlite3.Connection, *, messages: list[Stored]) -> tuple[int, dict[str, int]]:
+        if not failing.is_set():
+            failing.set()
+            queued.wait()  # on the store's thread, until more messages are queued behind
+            raise sqlite3.OperationalError("disk I/O error")
+        return insert(db, messages=messages)
+
+    monkeypatch.setattr(writer, "write", busy_once)
+    monkeypatch.setattr(store, "_insert", fail_once)
+    lost = asyncio.ensure_future(store.append(message("falha")))
+    await asyncio.to_thread(failing.wait)  # its batch is being written
+    behind = [store.enqueue(message(f"depois {i}").with_id) for i in range(3)]
+    queued.set()
+    with pytest.raises(StoreError):
+        await lost
+    after = [await future for future in behind]
+    assert [m.id for m in after] == [first.id + 1, first.id + 2, first.id + 3]
+    kept = (await store.history("#geral", None, 10))[0]
+    assert [(m.id, m.text) for m in kept] == [(first.id, "antes")] + [(m.id, m.text) for m in after]
     await store.close()
 
 

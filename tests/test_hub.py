@@ -7,6 +7,7 @@ the real-socket tests (test_rooms.py) prove the wiring.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from papo.protocol import (
 )
 from papo.redis_wait import NotReplicated
 from papo.store import Stored, StoreError
+from papo.store_sqlite import SqliteStore
 from tests.fakes import FakeLink, connect, link, make_hub, send
 
 
@@ -674,14 +676,23 @@ async def test_a_refusal_at_once_is_sent_and_leaves_nothing_under_way() -> None:
     assert errors(ana) == ["rate_limited"] and len(link(ana).of("ack")) == 0
 
 
-async def test_a_room_message_the_store_could_not_keep_is_an_error_to_its_sender() -> None:
-    hub = await make_hub()
+async def test_a_room_message_the_store_could_not_keep_is_an_error_to_its_sender(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub = await make_hub(tmp_path)
     ana = await connect(hub, "ana")
-    failed: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
-    failed.set_exception(StoreError("disk full"))
-    hub._enqueue = lambda message, origin=None: failed
+    store = hub.store
+    assert isinstance(store, SqliteStore)
+
+    def disk_full(db: sqlite3.Connection, *, messages: list[Stored]) -> tuple[int, dict[str, int]]:
+        full = sqlite3.OperationalError("database or disk is full")
+        full.sqlite_errorcode = sqlite3.SQLITE_FULL  # as SQLite's own errors carry
+        raise full
+
+    monkeypatch.setattr(store, "_insert", disk_full)
     stored = hub.stats.stored
     await send(hub, ana, Say("perdida", cid="c9"))
     [error] = link(ana).of("error")
     assert error["code"] == "store_unavailable" and error["cid"] == "c9"
     assert hub.stats.stored == stored
+    await store.close()
