@@ -51,6 +51,7 @@ from papo.sqlite_schema import (
     DEVICE_COLUMNS,
     MIGRATE_CONVERSATIONS,
     SCHEMA,
+    inserts,
     row_to_stored,
 )
 from papo.sqlite_writer import Busy, LoopWriter
@@ -286,10 +287,8 @@ class SqliteStore(SqliteLifecycle, SqliteModeration, LocalRooms):
         with the oldest id each still keeps.
         """
         trims: dict[str, int] = {}
-        db.executemany(
-            f"INSERT INTO messages ({COLUMNS}) VALUES ({', '.join('?' * 14)})",
-            [_row(m) for m in messages],
-        )
+        for statement, rows in inserts(messages):
+            db.executemany(statement, rows)
         added: dict[str, int] = {}
         for m in messages:
             added[m.conv] = added.get(m.conv, 0) + 1
@@ -664,11 +663,3 @@ def _put_device(db: sqlite3.Connection, d: Device) -> None:
             d.expires,
         ),
     )
-
-
-def _row(m: Stored) -> tuple[object, ...]:
-    """A message as the values of ``COLUMNS``."""
-    return (
-        m.id, m.sender, m.sender_key, m.text, m.ts, m.to, m.to_key, m.cid, m.room, m.conv,
-        m.kind, m.target, m.edited_ts, m.by,
-    )  # fmt: skip
