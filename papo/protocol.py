@@ -17,11 +17,12 @@ not a thousand times.
 
 from __future__ import annotations
 
+import enum
 import json
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from papo.devices import MAX_DEVICE_ID
 from papo.errors import ProtocolError as ProtocolError  # noqa: PLC0414 (re-exported)
@@ -832,6 +833,14 @@ _MILLIS = tuple(f"{milli:03d}Z" for milli in range(1000))
 _last_second = _Second()
 
 
+class _Kept(enum.Enum):
+    NOT_YET = 0
+
+
+#: What :class:`Outgoing` has not encoded yet (None is "nothing to send").
+_NOT_YET: Final = _Kept.NOT_YET
+
+
 @dataclass(slots=True)
 class Outgoing:
     """One server event, encoded at most once per mode and language, framed at most once.
@@ -859,15 +868,15 @@ class Outgoing:
 
     def payload(self, mode: Mode, lang: str = DEFAULT_LANGUAGE) -> bytes | None:
         """The text frame payload for a client in ``mode`` reading ``lang``, or None for nothing."""
-        try:  # what reads the same in every language is kept under the mode alone
-            return self._payload[mode]
-        except KeyError:
-            pass
+        # What reads the same in every language is kept under the mode alone. (Lookups,
+        # not try/except: the first recipient of every event would raise KeyError twice.)
+        kept = self._payload.get(mode, _NOT_YET)
+        if kept is not _NOT_YET:
+            return kept
         key = self._key(mode, lang)
-        try:
-            return self._payload[key]
-        except KeyError:
-            pass
+        kept = self._payload.get(key, _NOT_YET)
+        if kept is not _NOT_YET:
+            return kept
         if mode == "json":
             data: bytes | None = encode_json(self.event, lang)
         else:
@@ -881,15 +890,13 @@ class Outgoing:
 
         The fan-out's hot path: a chat message's frame is one dictionary lookup.
         """
-        try:
-            return self._frame[mode]
-        except KeyError:
-            pass
+        kept = self._frame.get(mode, _NOT_YET)
+        if kept is not _NOT_YET:
+            return kept
         key = self._key(mode, lang)
-        try:
-            return self._frame[key]
-        except KeyError:
-            pass
+        kept = self._frame.get(key, _NOT_YET)
+        if kept is not _NOT_YET:
+            return kept
         payload = self.payload(mode, lang)
         built = None if payload is None else text_frame(payload)
         self._frame[key] = built
