@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from papo.frozen import quick_init
 from papo.i18n import Says
 from papo.moderation import AuditEntry
 
@@ -52,6 +53,7 @@ class Hello:
     resume: tuple[tuple[str, int], ...] | None = None
 
 
+@quick_init  # built once per message
 @dataclass(frozen=True, slots=True)
 class Say:
     """Send ``text`` to a room (``room``; None: the default room), or privately to ``to``."""
@@ -347,6 +349,7 @@ class Welcome:
     admin: bool = False
 
 
+@quick_init  # built once per message
 @dataclass(frozen=True, slots=True)
 class Message:
     """A chat message: in ``room``, or private when ``to`` is set.
@@ -493,6 +496,7 @@ class DeviceList:
     devices: tuple[DeviceInfo, ...]
 
 
+@quick_init  # built once per message (JSON)
 @dataclass(frozen=True, slots=True)
 class Ack:
     """Your message ``cid`` was accepted and stored as ``id``."""

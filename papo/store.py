@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
+from papo.frozen import quick_init
 from papo.i18n import Text, t
 from papo.protocol import Deleted, Edited, Message, UserInfo
 
@@ -93,6 +94,7 @@ class Account:
         return self.password_hash is not None
 
 
+@quick_init  # built once per message
 @dataclass(frozen=True, slots=True)
 class Stored:
     """A message as kept: the event plus who may see it.
