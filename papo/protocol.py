@@ -854,7 +854,9 @@ class Outgoing:
 
     event: ServerEvent
     _payload: dict[str, bytes | None] = field(default_factory=dict)
-    _frame: dict[str, bytes | None] = field(default_factory=dict)
+    #: The frames built so far (None: nothing to send), under the mode alone for what
+    #: reads the same in every language: the fan-out looks a chat message's up there.
+    frames: dict[str, bytes | None] = field(default_factory=dict)
 
     def _key(self, mode: Mode, lang: str) -> str:
         event = self.event
@@ -890,16 +892,16 @@ class Outgoing:
 
         The fan-out's hot path: a chat message's frame is one dictionary lookup.
         """
-        kept = self._frame.get(mode, _NOT_YET)
+        kept = self.frames.get(mode, _NOT_YET)
         if kept is not _NOT_YET:
             return kept
         key = self._key(mode, lang)
-        kept = self._frame.get(key, _NOT_YET)
+        kept = self.frames.get(key, _NOT_YET)
         if kept is not _NOT_YET:
             return kept
         payload = self.payload(mode, lang)
         built = None if payload is None else text_frame(payload)
-        self._frame[key] = built
+        self.frames[key] = built
         return built
 
 

@@ -344,7 +344,8 @@ class WsConnection(asyncio.Protocol):
                 self._send_data()
                 self._check_pending()
             return
-        frame = out.frame(self.mode, self.lang)
+        # A chat message's frame is under the mode alone (Outgoing.frames): one lookup.
+        frame = out.frames.get(self.mode) or out.frame(self.mode, self.lang)
         if frame is not None:  # write_frame, inlined: once per recipient
             buf = self._buf
             if buf is None:
