@@ -102,6 +102,7 @@ from papo.store_redis_base import (
     _backoff,
     _cancel,
     _entry,
+    append_batch,
     append_failure,
     log,
     user_devices,
@@ -136,7 +137,7 @@ class RedisStore(RedisModeration, RedisLifecycle):
             dead_after=dead_after,
             wait=wait,
         )
-        self._queue: list[tuple[list[str | int], asyncio.Future[tuple[bool, int]]]] = []
+        self._queue: list[tuple[Stored, str, asyncio.Future[tuple[bool, int]]]] = []
         self._wake_writer = asyncio.Event()
         self._dirty: set[str] = set()  # keys whose presence Redis has not been told yet
         self._names_gone: dict[str, str] = {}  # names of users gone, until Redis is told
@@ -209,7 +210,7 @@ class RedisStore(RedisModeration, RedisLifecycle):
         """
         self._stop_lifecycle()
         await _cancel(self._tasks)
-        for _, future in self._queue:
+        for _, _, future in self._queue:
             future.cancel()
         for waiters in self._waiters.values():
             for waiter in waiters:
@@ -223,7 +224,7 @@ class RedisStore(RedisModeration, RedisLifecycle):
 
     async def append(self, message: Stored, origin: int | None = None) -> tuple[Stored, bool]:
         future: asyncio.Future[tuple[bool, int]] = asyncio.get_running_loop().create_future()
-        self._queue.append((_entry(message, f"{self.instance}:{origin or ''}"), future))
+        self._queue.append((message, f"{self.instance}:{origin or ''}", future))
         self._wake_writer.set()
         new, message_id = await future
         await self._reached(message_id)
@@ -234,7 +235,9 @@ class RedisStore(RedisModeration, RedisLifecycle):
 
         Under load a call carries many messages, so the cost of a round trip
         and of redis-py's per-command work is shared; when idle a message goes
-        alone at once.
+        alone at once. The batch goes as one JSON string (``APPEND``), and each
+        message appended is kept for the reader (``_mine``), which then hands on
+        this very object instead of one built again from the stream's fields.
         """
         while True:
             if not self._queue:
@@ -242,9 +245,13 @@ class RedisStore(RedisModeration, RedisLifecycle):
                 self._wake_writer.clear()
                 continue
             batch, self._queue = self._queue[:APPEND_BATCH], self._queue[APPEND_BATCH:]
-            args: list[str | int] = [self.retention, self.log.committed, CID_TTL]
-            for entry, _ in batch:
-                args += entry
+            entries = [_entry(message, origin) for message, origin, _ in batch]
+            args: list[str | int] = [
+                self.retention,
+                self.log.committed,
+                CID_TTL,
+                append_batch(entries),
+            ]
             started = time.perf_counter()
             try:
                 reply = await self._append_replicated(args)
@@ -253,15 +260,19 @@ class RedisStore(RedisModeration, RedisLifecycle):
                     log.exception("appending failed unexpectedly")
                 error = append_failure(exc)
                 self.health.failed(str(error))
-                for _, future in batch:
+                for _, _, future in batch:
                     if not future.done():
                         future.set_exception(error)
                 continue
             self.health.succeeded()
             self.observe_commit(time.perf_counter() - started)
-            for index, (_, future) in enumerate(batch):
+            mine = self._mine
+            for index, (message, origin, future) in enumerate(batch):
+                new, message_id = bool(reply[2 * index]), int(reply[2 * index + 1])
+                if new and message_id > self.log.committed:  # (else the reader has it)
+                    mine[message_id] = (origin, message.with_id(message_id))
                 if not future.done():
-                    future.set_result((bool(reply[2 * index]), int(reply[2 * index + 1])))
+                    future.set_result((new, message_id))
 
     async def _append_replicated(self, args: list[str | int]) -> list[int]:
         """The append script over ``args``, followed by ``WAIT`` when replicas must confirm it

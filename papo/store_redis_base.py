@@ -9,13 +9,13 @@ conversations.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import secrets
 import socket
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Iterable
-from dataclasses import replace
 from typing import Any, TypeVar, cast
 
 from redis.asyncio import Redis
@@ -277,7 +277,8 @@ class RedisBase:
         return key in self._here or key in self._anywhere
 
     def _stored(self, entry_id: str, fields: dict[str, str]) -> Stored:
-        stored = Stored(
+        conv = fields.get("v", "")
+        return Stored(
             _id(entry_id),
             fields["s"],
             fields["k"],
@@ -287,15 +288,13 @@ class RedisBase:
             fields.get("rk"),
             fields.get("c"),
             fields.get("m"),
-            fields.get("v", ""),
-            kind=fields.get("e", ""),
-            target=int(fields.get("tg") or 0),
-            edited_ts=fields.get("ed"),
-            by=fields.get("by"),
+            conv,
+            conv == self.default_room.key,
+            fields.get("e", ""),
+            int(fields.get("tg") or 0),
+            fields.get("ed"),
+            fields.get("by"),
         )
-        if stored.conv == self.default_room.key:
-            return replace(stored, home=True)
-        return stored
 
 
 #: A stream range as read with ``decode_responses=True``: ``[(entry id, fields)]``.
@@ -330,16 +329,28 @@ def _fields(message: Stored) -> dict[str, str]:
     return fields
 
 
-def _entry(message: Stored, origin: str) -> list[str | int]:
-    """A message as the append script reads it (see ``APPEND``)."""
+def _entry(message: Stored, origin: str) -> list[str | list[str]]:
+    """A message as the append script reads it (see ``APPEND``): one item of the
+    batch's JSON array."""
     cid_key = "" if message.cid is None else f"{PREFIX}cid:{message.sender_key}:{message.cid}"
-    fields: list[str | int] = ["o", origin]
+    fields = ["o", origin]
     for name, value in _fields(message).items():
-        fields += [name, value]
-    direct: list[str | int] = ["", "", "", ""]
+        fields += (name, value)
     if message.to is not None and message.to_key is not None:
-        direct = [message.sender_key, message.sender, message.to_key, message.to]
-    return [cid_key, message.conv, stream_of(message.conv), *direct, len(fields), *fields]
+        a_key, a_name, b_key, b_name = (
+            message.sender_key,
+            message.sender,
+            message.to_key,
+            message.to,
+        )
+    else:
+        a_key = a_name = b_key = b_name = ""
+    return [cid_key, message.conv, stream_of(message.conv), a_key, a_name, b_key, b_name, fields]
+
+
+def append_batch(entries: list[list[str | list[str]]]) -> str:
+    """The append script's batch argument: the entries as one JSON array (UTF-8 as is)."""
+    return json.dumps(entries, ensure_ascii=False, separators=(",", ":"))
 
 
 def append_failure(exc: BaseException) -> StoreError:

@@ -80,6 +80,9 @@ class RedisReader(RedisBase):
         #: newly followed stream → its rewritten entries above the id it was followed
         #: from: out of the stream, so the next rounds deliver them with what XREAD reads
         self._pending: dict[str, Entries] = {}
+        #: id → (origin, message) of the messages this instance appended, until the
+        #: reader reads them back: it hands these on instead of parsing the entry
+        self._mine: dict[int, tuple[str, Stored]] = {}
 
     # ---------------------------------------------------------------- following
 
@@ -247,11 +250,16 @@ class RedisReader(RedisBase):
         taken.sort(key=lambda item: item[0])
         batch: list[tuple[Stored, int | None]] = []
         seen: set[int] = set()
+        mine = self._mine
         for message_id, entry_id, fields in taken:
             if message_id in seen:
                 continue
             seen.add(message_id)
-            stored = self._stored(entry_id, fields)
+            kept = mine.pop(message_id, None)
+            if kept is not None and kept[0] == fields.get("o"):
+                stored = kept[1]  # what this instance appended: no need to parse it
+            else:
+                stored = self._stored(entry_id, fields)
             batch.append((stored, self._origin(fields)))
             if "g" in fields:
                 self.log.trim_conversation(stored.conv, int(fields["g"]))
@@ -261,10 +269,22 @@ class RedisReader(RedisBase):
                 if stored.kind:  # an edit or deletion, perhaps made on another instance
                     self._rewrite_ring(stored)
         self.log.committed = max(self.log.committed, seq if limit is None else limit)
+        self._forget_mine()
         if batch:
             self.on_message(batch)
         self._release()
         return limit is not None
+
+    def _forget_mine(self) -> None:
+        """Drop kept appends the reader is past (read from a stream it does not
+        follow, or trimmed away before it read them). Ids were kept in the order
+        Redis gave them, so the oldest come first."""
+        mine, committed = self._mine, self.log.committed
+        while mine:
+            oldest = next(iter(mine))
+            if oldest > committed:
+                return
+            del mine[oldest]
 
     def _origin(self, fields: dict[str, str]) -> int | None:
         """The session of this instance an entry came from (its ``o``), or None."""

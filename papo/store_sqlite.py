@@ -220,7 +220,10 @@ class SqliteStore(SqliteLifecycle, SqliteModeration, LocalRooms):
             started = time.perf_counter()
             try:
                 oldest, trims = await self._write(messages)
-            except StoreError as exc:
+            except Exception as exc:  # the loop must live on, whatever one batch did
+                if not isinstance(exc, StoreError):
+                    log.exception("storing %d message(s) failed unexpectedly", len(batch))
+                    exc = StoreError(f"{self.path}: the message could not be stored ({exc})")
                 log.error("could not store %d message(s): %s", len(batch), exc)
                 # Nothing was stored, so a failed message consumes no id: the batch's
                 # ids go to the messages queued since, numbered again.
