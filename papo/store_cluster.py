@@ -39,6 +39,7 @@ import contextlib
 import hashlib
 import json
 import time
+from functools import partial
 from typing import Any, cast
 
 from redis.asyncio import Redis
@@ -76,6 +77,7 @@ from papo.store_redis_base import (
     stream_of,
     user_directs,
 )
+from papo.store_redis_reader import settle
 
 __all__ = ["ClusterStore"]
 
@@ -165,13 +167,29 @@ class ClusterStore(ClusterRooms, RedisStore):
     async def append(self, message: Stored, origin: int | None = None) -> tuple[Stored, bool]:
         if message.to_key is not None:
             await self._open_direct(message)
-        future: asyncio.Future[tuple[bool, int]] = asyncio.get_running_loop().create_future()
-        self._appends.append((message, origin, future))
-        self._wake_writer.set()
-        new, message_id = await future
+        new, message_id = await self._submit(message, origin)
         if message.conv in self._followed:  # (its sender is here: it is)
             await self._reached_conv(message.conv, message_id)
         return message.with_id(message_id), new
+
+    def _submit(self, message: Stored, origin: int | None) -> asyncio.Future[tuple[bool, int]]:
+        """Queue ``message`` for its slot's next append (``enqueue`` takes room messages
+        only, so no direct conversation needs opening first)."""
+        future: asyncio.Future[tuple[bool, int]] = asyncio.get_running_loop().create_future()
+        self._appends.append((message, origin, future))
+        self._wake_writer.set()
+        return future
+
+    def _when_delivered(self, stored: Stored, done: asyncio.Future[Stored]) -> None:
+        """Set ``done`` to ``stored`` once this instance's reader delivered it in its
+        conversation (at once when the conversation is not followed here)."""
+        conv = stored.conv
+        if conv not in self._followed or self._clog.newest.get(conv, 0) >= stored.id:
+            done.set_result(stored)
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._conv_waiters.setdefault((conv, stored.id), []).append(waiter)
+        waiter.add_done_callback(partial(settle, done, stored))
 
     async def _open_direct(self, message: Stored) -> None:
         """Record a direct conversation for both users (once) and have it followed."""

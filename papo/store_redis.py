@@ -78,6 +78,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Collection
+from functools import partial
 from typing import Any, cast
 
 from redis.asyncio.sentinel import MasterNotFoundError
@@ -223,12 +224,47 @@ class RedisStore(RedisModeration, RedisLifecycle):
     # ---------------------------------------------------------------- messages
 
     async def append(self, message: Stored, origin: int | None = None) -> tuple[Stored, bool]:
+        new, message_id = await self._submit(message, origin)
+        await self._reached(message_id)
+        return message.with_id(message_id), new
+
+    def enqueue(
+        self, make: Callable[[int], Stored], origin: int | None = None
+    ) -> asyncio.Future[Stored]:
+        """Queue a room message for the next append (see :class:`~papo.store.Enqueues`):
+        done once this instance's reader delivered it, as :meth:`append` returns.
+
+        The id comes from Redis, so the message is built under 0 and copied under
+        its id. Its ``cid`` is new here; Redis may still know it (sent again through
+        another instance): then it is done under the id it had (nothing is stored).
+        """
+        message = make(0)
+        done: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
+        self._submit(message, origin).add_done_callback(partial(self._appended, message, done))
+        return done
+
+    def _submit(self, message: Stored, origin: int | None) -> asyncio.Future[tuple[bool, int]]:
+        """Queue ``message`` for the writer: (new, id) once Redis has it."""
         future: asyncio.Future[tuple[bool, int]] = asyncio.get_running_loop().create_future()
         self._queue.append((message, f"{self.instance}:{origin or ''}", future))
         self._wake_writer.set()
-        new, message_id = await future
-        await self._reached(message_id)
-        return message.with_id(message_id), new
+        return future
+
+    def _appended(
+        self, message: Stored, done: asyncio.Future[Stored], acked: asyncio.Future[tuple[bool, int]]
+    ) -> None:
+        """An enqueued message's append answered: wait for the reader, or fail."""
+        if done.done():
+            return
+        if acked.cancelled():
+            done.cancel()
+            return
+        error = acked.exception()
+        if error is not None:
+            done.set_exception(error)
+            return
+        _new, message_id = acked.result()
+        self._when_delivered(message.with_id(message_id), done)
 
     async def _write_loop(self) -> None:
         """Append what was queued meanwhile in one script call (Redis's group commit).

@@ -30,6 +30,7 @@ import heapq
 import json
 from collections.abc import Collection
 from dataclasses import replace
+from functools import partial
 from typing import Any, cast
 
 from redis.exceptions import RedisError
@@ -308,6 +309,15 @@ class RedisReader(RedisBase):
                 if not waiter.done():
                     waiter.set_result(None)
 
+    def _when_delivered(self, stored: Stored, done: asyncio.Future[Stored]) -> None:
+        """Set ``done`` to ``stored`` once this instance's reader delivered it."""
+        if self.log.committed >= stored.id:
+            done.set_result(stored)
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(stored.id, []).append(waiter)
+        waiter.add_done_callback(partial(settle, done, stored))
+
     async def _reached(self, message_id: int) -> None:
         """Wait until this instance's reader has delivered ``message_id``."""
         if self.log.committed >= message_id:
@@ -448,6 +458,16 @@ class RedisReader(RedisBase):
             return messages, len(page) > limit
 
         return await self._call(read, "cannot read the history from Redis")
+
+
+def settle(done: asyncio.Future[Stored], stored: Stored, waiter: asyncio.Future[None]) -> None:
+    """``done`` gets ``stored`` once ``waiter`` is done (cancelled with it)."""
+    if done.done():
+        return
+    if waiter.cancelled():
+        done.cancel()
+    else:
+        done.set_result(stored)
 
 
 def merged(

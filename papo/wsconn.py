@@ -62,6 +62,11 @@ log = logging.getLogger(__name__)
 INBOX_HIGH = 32
 #: ... and how few before it reads again.
 INBOX_LOW = 8
+#: Futures (messages in the store's queue) one connection may have under way at
+#: once: past that, its next message waits until one is done. Waiting for each
+#: would hold a sender to one message per commit (with Redis, a round trip to
+#: it and one back), whatever the server could do.
+PIPELINE = 32
 
 OPEN = State.OPEN
 CONNECTING = State.CONNECTING
@@ -83,10 +88,13 @@ class App(Interface):
     def received(self, conn: WsConnection, message: Message) -> Awaitable[object] | None:
         """One whole message (str: text, bytes: binary), in arrival order.
 
-        Called as it arrives when nothing of the connection's is under way. What
-        it returns holds the next message until it is done: an awaitable is run
-        (in a task), an ``asyncio.Future`` only waited for (its outcome is the
-        app's own: the connection does not look at it). None: handled already.
+        Called as it arrives when nothing of the connection's holds it. What it
+        returns: an awaitable holds the next message until it is done (it is run
+        in a task, once every future under way is done, so it sees their effects);
+        an ``asyncio.Future`` is under way (a message queued for the store, say)
+        and does not hold the next message, up to :data:`PIPELINE` of them at
+        once (its outcome is the app's own: the connection does not look at it).
+        None: handled already.
         """
 
     def closed(self, conn: WsConnection) -> None:
@@ -196,7 +204,9 @@ class WsConnection(asyncio.Protocol):
 
     __slots__ = (
         "_buf",
+        "_calm",
         "_closing",
+        "_flying",
         "_inbox",
         "_lost",
         "_parts",
@@ -241,8 +251,12 @@ class WsConnection(asyncio.Protocol):
         self._paused = False
         self._unwritable: asyncio.Future[None] | None = None  # drain() waits on it
         self._inbox: list[Message] | None = None
-        #: what the app's answer to the last message left under way: a task, or a future
+        #: what holds the next message: the task of the app's answer to the last
+        #: one, or a future done once fewer than PIPELINE are under way
         self._worker: asyncio.Future[Any] | None = None
+        self._flying = 0  # the app's futures under way (see App.received)
+        #: (threshold, future): done once fewer than threshold futures are under way
+        self._calm: tuple[int, asyncio.Future[None]] | None = None
         self._parts: _Fragments | None = None
         self._timer: asyncio.TimerHandle | None = None  # open or close deadline
 
@@ -304,7 +318,7 @@ class WsConnection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
         self.endpoint.keepalive.remove(self)
-        if self._worker is None:
+        if self._worker is None and not self._flying:
             self._finish()
 
     def pause_writing(self) -> None:
@@ -557,7 +571,7 @@ class WsConnection(asyncio.Protocol):
             self._send_data()
 
     def _deliver(self, message: Message) -> None:
-        if self._worker is None:  # nothing of ours under way: the app takes it now
+        if self._worker is None:  # nothing holds it: the app takes it now
             self._receive(message)
             return
         # Like the library's own connection: what arrived before a close is still read.
@@ -570,7 +584,8 @@ class WsConnection(asyncio.Protocol):
             self.transport.pause_reading()
 
     def _receive(self, message: Message) -> None:
-        """Hand ``message`` to the app now; what it leaves under way holds the next ones."""
+        """Hand ``message`` to the app now; an awaitable it returns holds the next ones,
+        and so does the PIPELINE-th future under way (see :meth:`App.received`)."""
         try:
             pending = self.endpoint.app.received(self, message)
         except Exception:
@@ -578,19 +593,49 @@ class WsConnection(asyncio.Protocol):
             self.close(1011, "internal error")
             return
         if isinstance(pending, asyncio.Future):  # e.g. a commit: no task to wait for it
-            self._worker = pending
-            pending.add_done_callback(self._resume)
+            if self._fly(pending):
+                gate = self._quieter(PIPELINE)
+                self._worker = gate
+                gate.add_done_callback(self._resume)
         elif pending is not None:
             self._worker = self.endpoint.loop.create_task(self._work(pending))
 
-    def _resume(self, done: asyncio.Future[object]) -> None:
-        """What the app's answer to a message waited for is done: go on with the next."""
+    def _fly(self, pending: asyncio.Future[object]) -> bool:
+        """Count ``pending`` under way until it is done; True once PIPELINE are."""
+        if pending.done():
+            return False
+        self._flying += 1
+        pending.add_done_callback(self._landed)
+        return self._flying >= PIPELINE
+
+    def _landed(self, done: asyncio.Future[object]) -> None:
+        self._flying -= 1
+        calm = self._calm
+        if calm is not None and self._flying < calm[0]:
+            self._calm = None
+            if not calm[1].done():
+                calm[1].set_result(None)
+        if not self._flying and self._lost and self._worker is None:
+            self._finish()
+
+    def _quieter(self, threshold: int) -> asyncio.Future[None]:
+        """A future done once fewer than ``threshold`` futures are under way (one at a time:
+        only this connection's one worker waits)."""
+        calm: asyncio.Future[None] = self.endpoint.loop.create_future()
+        if self._flying < threshold:
+            calm.set_result(None)
+        else:
+            self._calm = (threshold, calm)
+        return calm
+
+    def _resume(self, done: asyncio.Future[Any]) -> None:
+        """What held the next message is done: go on with it."""
         self._worker = None
         if self._inbox:
             self._worker = self.endpoint.loop.create_task(self._work(None))
             return
         self._inbox = None
-        if self._lost:
+        if self._lost and not self._flying:
             self._finish()
 
     async def _work(self, first: Awaitable[object] | None) -> None:
@@ -598,6 +643,7 @@ class WsConnection(asyncio.Protocol):
         app = self.endpoint.app
         try:
             if first is not None:
+                await self._quieter(1)
                 await first
             while self._inbox:
                 message = self._inbox.pop(0)
@@ -607,8 +653,10 @@ class WsConnection(asyncio.Protocol):
                         self.transport.resume_reading()
                 pending = app.received(self, message)
                 if isinstance(pending, asyncio.Future):
-                    await asyncio.wait((pending,))  # its outcome is the app's own
+                    if self._fly(pending):  # its outcome is the app's own
+                        await self._quieter(PIPELINE)
                 elif pending is not None:
+                    await self._quieter(1)  # what it does comes after what is under way
                     await pending
         except Exception:
             log.exception("connection from %s failed", _peer(self.peer))
@@ -618,7 +666,7 @@ class WsConnection(asyncio.Protocol):
             self._worker = None
             if not self._inbox:
                 self._inbox = None
-            if self._lost:
+            if self._lost and not self._flying:
                 self._finish()
 
     def _finish(self) -> None:

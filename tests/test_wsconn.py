@@ -26,7 +26,7 @@ from websockets.streams import StreamReader
 from websockets.utils import apply_mask
 
 from papo.metrics import TransportStats
-from papo.wsconn import INBOX_HIGH, Endpoint, Message, WsConnection, _ServerProtocol
+from papo.wsconn import INBOX_HIGH, PIPELINE, Endpoint, Message, WsConnection, _ServerProtocol
 from papo.wsframe import client_text
 from papo.wsloop import Keepalive, Outbox
 
@@ -426,25 +426,60 @@ class Committing(Recorder):
         return future
 
 
-async def test_a_message_answered_with_a_future_holds_the_next_without_a_task() -> None:
+async def test_messages_answered_with_futures_go_on_without_waiting_up_to_the_pipeline() -> None:
     app = Committing()
     _, conn, _ = make(app)
-    conn.data_received(client_frame(Opcode.TEXT, b"um"))
-    assert app.messages == ["um"]  # handed over as it arrived
-    assert conn._worker is app.pending[0] and not isinstance(conn._worker, asyncio.Task)
-    conn.data_received(client_frame(Opcode.TEXT, b"dois"))
-    conn.data_received(client_frame(Opcode.TEXT, b"tres"))
-    assert app.messages == ["um"]  # the others wait for it
+    for n in range(PIPELINE + 2):
+        conn.data_received(client_frame(Opcode.TEXT, str(n).encode()))
+    # Each handed over as it arrived, no task, until PIPELINE are under way.
+    assert app.messages == [str(n) for n in range(PIPELINE)]
+    assert conn._worker is not None and not isinstance(conn._worker, asyncio.Task)
     app.pending[0].set_exception(RuntimeError("the app's own business"))
-    await until(lambda: len(app.messages) == 2)
+    await until(lambda: len(app.messages) == PIPELINE + 1)  # one done: one more goes
     assert app.pending[0].exception() is not None  # (retrieved: the app would have)
     app.pending[1].set_result(None)
-    await until(lambda: len(app.messages) == 3)
+    await until(lambda: len(app.messages) == PIPELINE + 2)
+    for future in app.pending[2:]:
+        future.set_result(None)
+    await until(lambda: conn._worker is None and conn._flying == 0)
+    assert app.messages == [str(n) for n in range(PIPELINE + 2)] and not conn.closed
+    conn.data_received(client_frame(Opcode.TEXT, b"again"))  # idle again: at once
+    assert app.messages[-1] == "again"
+
+
+class Mixed(Committing):
+    """Futures for messages, a coroutine for "/cmd": what the coroutine saw under way."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen_under_way: list[int] = []
+
+    def received(self, conn: WsConnection, message: Message) -> Any:
+        if message != "/cmd":
+            return super().received(conn, message)
+        self.messages.append(message)
+
+        async def command() -> None:
+            self.seen_under_way.append(sum(not f.done() for f in self.pending))
+
+        return command()
+
+
+async def test_an_awaitable_runs_only_once_every_future_before_it_is_done() -> None:
+    app = Mixed()
+    _, conn, _ = make(app)
+    for message in (b"a", b"b", b"/cmd", b"c"):
+        conn.data_received(client_frame(Opcode.TEXT, message))
+    assert app.messages == ["a", "b", "/cmd"]  # "c" waits behind the command
+    app.pending[1].set_result(None)  # out of order: the command still waits for "a"
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert app.seen_under_way == []
+    app.pending[0].set_result(None)
+    await until(lambda: app.messages == ["a", "b", "/cmd", "c"])
+    assert app.seen_under_way == [0]
     app.pending[2].set_result(None)
-    await until(lambda: conn._worker is None)
-    assert app.messages == ["um", "dois", "tres"] and not conn.closed
-    conn.data_received(client_frame(Opcode.TEXT, b"quatro"))  # idle again: at once
-    assert app.messages[-1] == "quatro"
+    await until(lambda: conn._worker is None and conn._flying == 0)
 
 
 async def test_a_connection_lost_under_a_future_is_closed_for_the_app_after_it() -> None:
