@@ -337,3 +337,34 @@ def test_redis_url_from_flag_or_environment_and_clear_refusals() -> None:
         with pytest.raises(SystemExit) as exited, contextlib.redirect_stderr(err):
             parse_settings(argv, {})
         assert exited.value.code == 2 and says in err.getvalue()
+
+
+async def test_a_burst_from_one_connection_is_acked_and_delivered_in_order(
+    start_server: StartServer, redis_server: RedisServer
+) -> None:
+    """Messages sent back to back are under way together (the connection does not
+    wait for each commit): still acked in the order sent, with increasing ids,
+    delivered in that order on both instances, and a cid sent twice in the burst
+    stored once."""
+    a, b = pair(start_server, redis_server)
+    ana = await JsonClient.open(a.url, "ana")
+    beto = await JsonClient.open(b.url, "beto")
+    here = await JsonClient.open(a.url, "carla")
+    count = 150
+    for n in range(count):
+        await ana.send({"type": "say", "text": f"m{n}", "cid": f"c{n}"})
+    await ana.send({"type": "say", "text": "again", "cid": "c7"})  # a resend, in the burst
+    acks = [await ana.expect("ack") for _ in range(count + 1)]
+    assert [ack["cid"] for ack in acks] == [f"c{n}" for n in range(count)] + ["c7"]
+    ids = [ack["id"] for ack in acks[:count]]
+    assert ids == sorted(ids) and len(set(ids)) == count
+    assert acks[-1]["id"] == acks[7]["id"]  # stored once
+    for client in (beto, here):
+        got: list[tuple[int, str]] = []
+        while len(got) < count:
+            event = await client.expect("message")
+            if event["from"] == "ana":
+                got.append((event["id"], event["text"]))
+        assert got == [(i, f"m{n}") for n, i in enumerate(ids)]
+    for client in (ana, beto, here):
+        await client.close()

@@ -277,3 +277,25 @@ def test_port_in_use_is_one_clear_line(server: ServerProcess) -> None:
     assert result.returncode == 1
     assert "cannot listen on 127.0.0.1" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_a_burst_from_one_connection_is_acked_and_delivered_in_order(
+    server: ServerProcess,
+) -> None:
+    """Messages sent back to back are under way together (the connection does not
+    wait for each commit): acked in the order sent with increasing ids, delivered in
+    that order, and one sent again with its cid in the burst is stored once."""
+    ana = await JsonClient.open(server.url, "ana")
+    beto = await JsonClient.open(server.url, "beto")
+    count = 150
+    for n in range(count):
+        await ana.send({"type": "say", "text": f"m{n}", "cid": f"c{n}"})
+    await ana.send({"type": "say", "text": "again", "cid": "c7"})
+    acks = [await ana.expect("ack") for _ in range(count + 1)]
+    assert [ack["cid"] for ack in acks] == [f"c{n}" for n in range(count)] + ["c7"]
+    ids = [ack["id"] for ack in acks[:count]]
+    assert ids == sorted(ids) and len(set(ids)) == count and acks[-1]["id"] == acks[7]["id"]
+    got = [await beto.expect("message") for _ in range(count)]
+    assert [(e["id"], e["text"]) for e in got] == [(i, f"m{n}") for n, i in enumerate(ids)]
+    await ana.close()
+    await beto.close()
