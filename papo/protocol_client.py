@@ -8,17 +8,23 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from papo.errors import ProtocolError
 from papo.events import (
     Ack,
     AuditLog,
+    Ban,
+    BanIp,
     ChangePassword,
     ClientEvent,
     Conversation,
+    Delete,
     Deleted,
+    Deop,
     DeviceInfo,
     DeviceList,
     Devices,
     DirectState,
+    Edit,
     Edited,
     Error,
     Gap,
@@ -26,14 +32,19 @@ from papo.events import (
     History,
     HistoryPage,
     Join,
+    Kick,
     ListRooms,
     Logout,
     Member,
     MemberInfo,
     Message,
+    ModerationEvent,
+    Mute,
     Notice,
+    Op,
     Part,
     Presence,
+    Purge,
     Read,
     ReadMarker,
     Register,
@@ -47,14 +58,19 @@ from papo.events import (
     RoomTopic,
     Say,
     ServerEvent,
+    SetMode,
     SetTopic,
+    Unban,
+    UnbanIp,
+    Unmute,
     UserInfo,
     Users,
     Welcome,
     Who,
 )
 from papo.moderation import AuditEntry
-from papo.protocol import ProtocolError, conversation_wire, encode_moderation, load_event, short
+from papo.protocol_encode import conversation_wire
+from papo.protocol_parse import load_event, short
 
 
 def parse_server(raw: str | bytes) -> ServerEvent:
@@ -298,3 +314,43 @@ def encode_client(event: ClientEvent) -> str:
     else:
         wire = encode_moderation(event)
     return json.dumps(wire, ensure_ascii=False, separators=(",", ":"))
+
+
+def encode_moderation(event: ModerationEvent) -> dict[str, Any]:
+    """The JSON object of a moderation or lifecycle client event (the clients' side)."""
+    wire: dict[str, Any]
+    if isinstance(event, Edit):
+        wire = {"type": "edit", "id": event.id, "text": event.text}
+    elif isinstance(event, Delete):
+        wire = {"type": "delete", "id": event.id}
+    elif isinstance(event, Kick):
+        wire = {"type": "kick", "room": event.room, "name": event.name, "reason": event.reason}
+    elif isinstance(event, Mute):
+        wire = {
+            "type": "mute",
+            "room": event.room,
+            "name": event.name,
+            "seconds": event.seconds,
+            "reason": event.reason,
+        }
+    elif isinstance(event, Unmute | Op | Deop):
+        kind = {Unmute: "unmute", Op: "op", Deop: "deop"}[type(event)]
+        wire = {"type": kind, "room": event.room, "name": event.name}
+    elif isinstance(event, Ban):
+        wire = {"type": "ban", "name": event.name, "seconds": event.seconds, "reason": event.reason}
+    elif isinstance(event, Unban):
+        wire = {"type": "unban", "name": event.name}
+    elif isinstance(event, BanIp):
+        wire = {"type": "ban_ip", "address": event.address, "seconds": event.seconds}
+        wire["reason"] = event.reason
+    elif isinstance(event, UnbanIp):
+        wire = {"type": "unban_ip", "address": event.address}
+    elif isinstance(event, Purge):
+        wire = {"type": "purge", "name": event.name, "since": event.since}
+        wire |= {"seconds": event.seconds, "reason": event.reason}
+    elif isinstance(event, SetMode):
+        wire = {"type": "mode", "room": event.room}
+        wire |= {"moderated": event.moderated, "topic_locked": event.topic_locked}
+    else:
+        wire = {"type": "audit", "limit": event.limit}
+    return {key: value for key, value in wire.items() if value is not None}

@@ -468,7 +468,7 @@ def test_ids_beyond_what_a_store_can_hold_are_refused() -> None:
 def test_timestamps_of_now_read_as_those_of_a_datetime(ns: int) -> None:
     # utc_timestamp() formats the current second once; it must read as strftime would.
     moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1000)
-    with patch("papo.protocol.time.time_ns", return_value=ns):
+    with patch("papo.protocol_encode.time.time_ns", return_value=ns):
         now = utc_timestamp()
     assert now == utc_timestamp(moment)
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", now)
