@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING
 from papo.directory import Session
 from papo.i18n import t, tn
 from papo.names import DIRECT_PREFIX, direct_key, name_key, room_key
-from papo.protocol import Error, Gap, Notice, Outgoing
+from papo.outgoing import Outgoing
+from papo.protocol import Error, Gap, Notice
 from papo.store import Store, Stored
 
 if TYPE_CHECKING:

@@ -15,7 +15,6 @@ from papo.moderation import BadDuration, parse_duration
 from papo.protocol import (
     DEFAULT_MAX_TEXT,
     MAX_HISTORY,
-    MAX_ID,
     Ban,
     BanIp,
     ChangePassword,
@@ -41,13 +40,16 @@ from papo.protocol import (
     UnbanIp,
     Unmute,
     Who,
+    visible,
+)
+from papo.protocol_parse import (
+    MAX_ID,
     check_address,
     check_name,
     check_reason,
     check_room,
     check_text,
     check_topic,
-    visible,
 )
 
 QUIT_WORDS = frozenset({"sair", "/quit", "/exit", "/sair"})

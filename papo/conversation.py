@@ -2,8 +2,8 @@
 
 A :class:`Room` exists in a hub while at least one of its members has a
 session (or a grace period) on this instance; the store knows every member.
-Its fan-out writes one encoded :class:`~papo.protocol.Outgoing` (or, for
-several messages committed together, one :class:`~papo.protocol.OutgoingRun`)
+Its fan-out writes one encoded :class:`~papo.outgoing.Outgoing` (or, for
+several messages committed together, one :class:`~papo.outgoing.OutgoingRun`)
 to every session of every local member, so a message to a 10-member room costs work
 for those members only, whatever the number of connections on the server.
 The default room (``home``) is everyone's: the hub fans out its messages to
@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from papo.directory import Session, User
-from papo.protocol import Outgoing, OutgoingRun
+from papo.outgoing import Outgoing, OutgoingRun
 from papo.store import Stored
 
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from papo.limits import TokenBucket
-from papo.protocol import Mode, Outgoing, OutgoingRun
+from papo.outgoing import Outgoing, OutgoingRun
+from papo.protocol import Mode
 from papo.store import Stored
 
 GUEST_PREFIX = "guest-"

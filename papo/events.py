@@ -1,9 +1,10 @@
 """papo's events as values: what a client may ask, what a server may tell. Pure, no I/O.
 
 Plain frozen dataclasses, shared by the server, the terminal client and the
-tests. How they look on the wire is :mod:`papo.protocol`'s business (JSON)
-and :mod:`papo.plain`'s (lines for people); reading server events on the
-client side is :mod:`papo.protocol_client`'s.
+tests. How they look on the wire is the business of :mod:`papo.protocol_parse`
+(client events from JSON), :mod:`papo.protocol_encode` (server events to
+JSON) and :mod:`papo.plain` (lines for people); the client side of the wire
+is :mod:`papo.protocol_client`'s. :mod:`papo.protocol` gathers them all.
 """
 
 from __future__ import annotations

@@ -33,8 +33,9 @@ from papo.moderation import (
     in_networks,
     parse_network,
 )
+from papo.outgoing import Outgoing
 from papo.plain import visible
-from papo.protocol import Error, Notice, Outgoing, RoomModeChanged, ServerEvent
+from papo.protocol import Error, Notice, RoomModeChanged, ServerEvent
 
 if TYPE_CHECKING:
     from papo.moderation_ops import ModerationOps

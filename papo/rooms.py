@@ -23,6 +23,7 @@ from papo.directory import Pending, Session, User
 from papo.errors import CannotPart, NotMember, ProtocolError, RateLimited, TooManyRooms, UnknownRoom
 from papo.i18n import t, tn
 from papo.names import direct_key, name_key, room_key
+from papo.outgoing import Outgoing
 from papo.protocol import (
     DEFAULT_HISTORY,
     Conversation,
@@ -31,7 +32,6 @@ from papo.protocol import (
     Member,
     MemberInfo,
     Notice,
-    Outgoing,
     Read,
     ReadMarker,
     RoomInfo,

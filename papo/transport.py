@@ -58,9 +58,8 @@ from papo.protocol import (
     ProtocolError,
     Say,
     SetTopic,
-    check_name,
-    parse_client,
 )
+from papo.protocol_parse import check_name, parse_client
 from papo.store import StoreError
 from papo.web import WebFiles
 from papo.wsconn import Endpoint, RouteResult, WsConnection

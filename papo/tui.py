@@ -40,7 +40,8 @@ from papo.client_options import Options, build_parser, environment_language
 from papo.client_screen import GOODBYE, Screen
 from papo.client_session import ChatSession, ConnectError, JoinError
 from papo.i18n import render, t
-from papo.protocol import Hello, ProtocolError, Welcome, check_name, visible
+from papo.protocol import Hello, ProtocolError, Welcome, visible
+from papo.protocol_parse import check_name
 
 log = logging.getLogger(__name__)
 

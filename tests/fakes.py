@@ -21,7 +21,8 @@ from papo.accounts import Accounts, Tokens
 from papo.directory import Session
 from papo.hub import Hub
 from papo.limits import AttemptLimiter
-from papo.protocol import ClientEvent, Hello, Mode, Outgoing, OutgoingRun
+from papo.outgoing import Outgoing, OutgoingRun
+from papo.protocol import ClientEvent, Hello, Mode
 from papo.store import Store
 from papo.store_memory import MemoryStore
 from papo.store_sqlite import SqliteStore

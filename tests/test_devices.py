@@ -21,16 +21,8 @@ from papo.commands import parse_line
 from papo.devices import OVERLAP, Device, new_device
 from papo.directory import Session
 from papo.hub import Hub
-from papo.protocol import (
-    ChangePassword,
-    Devices,
-    Hello,
-    Logout,
-    ProtocolError,
-    Register,
-    Revoke,
-    parse_client,
-)
+from papo.protocol import ChangePassword, Devices, Hello, Logout, ProtocolError, Register, Revoke
+from papo.protocol_parse import parse_client
 from tests.conftest import StartServer
 from tests.fakes import FakeLink, link, make_hub
 from tests.helpers import ROOT, JsonClient, RedisServer, ServerProcess, closed_with

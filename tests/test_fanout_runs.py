@@ -2,7 +2,7 @@
 
 In process, with fake links. The store hands the hub what one commit (or one
 read of the shared log) made visible; consecutive messages to the same room
-go out as one :class:`~papo.protocol.OutgoingRun`. Whatever the batch, every
+go out as one :class:`~papo.outgoing.OutgoingRun`. Whatever the batch, every
 session must see exactly what delivering the messages one by one shows it.
 """
 
@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from papo.directory import Session
 from papo.hub import Hub
 from papo.names import direct_key
-from papo.protocol import Join, Outgoing, OutgoingRun
+from papo.outgoing import Outgoing, OutgoingRun
+from papo.protocol import Join
 from papo.store import Stored
 from tests.fakes import CountingLink, FakeLink, connect, link, make_hub
 

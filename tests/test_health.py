@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from papo.health import WriteHealth
-from papo.protocol import utc_timestamp
+from papo.protocol_encode import utc_timestamp
 from papo.sqlite_writer import Busy
 from papo.store import Stored, StoreError
 from papo.store_sqlite import SqliteStore

@@ -432,7 +432,8 @@ async def test_plain_join_makes_the_current_room_and_tags_lines() -> None:
 
 @pytest.mark.parametrize("mode", ["json", "plain"])
 async def test_bad_room_names_are_refused_clearly(mode: str) -> None:
-    from papo.protocol import ProtocolError, check_room
+    from papo.protocol import ProtocolError
+    from papo.protocol_parse import check_room
 
     for bad in ("#", "#a b", "#" + "x" * 33, "#zero\u200bwidth"):
         with pytest.raises(ProtocolError) as caught:

@@ -20,7 +20,7 @@ from papo.i18n import (
     t,
     tn,
 )
-from papo.protocol import Outgoing
+from papo.outgoing import Outgoing
 from tools import catalogs
 
 

@@ -22,8 +22,8 @@ from papo.commands import (
 )
 from papo.i18n import render
 from papo.moderation import MAX_DURATION, AuditEntry
+from papo.outgoing import Outgoing
 from papo.protocol import (
-    MAX_ID,
     AuditLog,
     Ban,
     BanIp,
@@ -39,7 +39,6 @@ from papo.protocol import (
     Message,
     Mute,
     Op,
-    Outgoing,
     ProtocolError,
     Purge,
     ReadAudit,
@@ -53,11 +52,11 @@ from papo.protocol import (
     Unban,
     UnbanIp,
     Unmute,
-    parse_client,
     render_plain,
-    to_wire,
 )
 from papo.protocol_client import encode_client, parse_server
+from papo.protocol_encode import to_wire
+from papo.protocol_parse import MAX_ID, parse_client
 from tests.test_protocol import names, rooms  # valid names: letters of one script
 
 reasons = st.text(max_size=300).map(lambda t: " ".join(t.split()))

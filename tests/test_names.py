@@ -32,7 +32,8 @@ from papo.names import (
     name_key,
     room_key,
 )
-from papo.protocol import Hello, Join, ProtocolError, Say, check_name, check_room
+from papo.protocol import Hello, Join, ProtocolError, Say
+from papo.protocol_parse import check_name, check_room
 from papo.store_memory import MemoryStore
 from tests.fakes import FakeLink, connect, link, make_hub
 

@@ -27,8 +27,8 @@ from papo.names import (
     name_key,
     room_key,
 )
+from papo.outgoing import Outgoing
 from papo.protocol import (
-    MAX_ID,
     Ack,
     ChangePassword,
     ClientEvent,
@@ -48,7 +48,6 @@ from papo.protocol import (
     MemberInfo,
     Message,
     Notice,
-    Outgoing,
     Part,
     Presence,
     ProtocolError,
@@ -69,12 +68,11 @@ from papo.protocol import (
     Users,
     Welcome,
     Who,
-    parse_client,
     render_plain,
-    to_wire,
-    utc_timestamp,
 )
 from papo.protocol_client import encode_client, parse_server
+from papo.protocol_encode import to_wire, utc_timestamp
+from papo.protocol_parse import MAX_ID, parse_client
 from papo.store import Stored
 from papo.wsframe import text_frame
 

@@ -25,20 +25,9 @@ from papo.directory import Session
 from papo.events import MAX_RESUME
 from papo.hub import Hub
 from papo.limits import AttemptLimiter
-from papo.protocol import (
-    MAX_ID,
-    Delete,
-    Edit,
-    Hello,
-    Join,
-    Message,
-    Part,
-    ProtocolError,
-    Say,
-    Users,
-    parse_client,
-)
+from papo.protocol import Delete, Edit, Hello, Join, Message, Part, ProtocolError, Say, Users
 from papo.protocol_client import encode_client
+from papo.protocol_parse import MAX_ID, parse_client
 from papo.store import Stored
 from papo.store_memory import MemoryStore
 from tests.fakes import FakeLink, connect, link, make_hub, send
