@@ -24,8 +24,8 @@ store keeps a :class:`~papo.message_log.MessageLog` in memory
 session live in one event-loop step. Both are re-exported here.
 
 This module is the interface (:class:`Store`, :class:`Enqueues`, the
-callbacks, the errors) and the presence of a one-process chat
-(:class:`LocalPresence`).
+callbacks, the errors); what the embedded stores share, presence included,
+is :mod:`papo.store_local`'s.
 """
 
 from __future__ import annotations
@@ -66,7 +66,6 @@ __all__ = [
     "Deliver",
     "DevicesEnded",
     "Enqueues",
-    "LocalPresence",
     "MessageLog",
     "Page",
     "RoomChange",
@@ -337,49 +336,6 @@ class Enqueues(Protocol):
 
         The message is built once, under its id (``append`` copies it).
         """
-
-
-class LocalPresence:
-    """Presence when this process is the whole chat (the embedded stores)."""
-
-    log: MessageLog
-
-    def __init__(self) -> None:
-        self._present: dict[str, tuple[str, int]] = {}
-        self.on_message: Deliver = no_delivery
-        self.on_presence: Announce = no_announcement
-        self.on_room: RoomChanged = no_room_change
-        self.on_devices: DevicesEnded = no_devices_ended
-
-    def present(self, key: str, name: str, sessions: int) -> None:
-        first = key not in self._present
-        self._present[key] = (name, sessions)
-        if first:
-            self.on_presence("join", key, name)
-
-    def absent(self, key: str, name: str) -> None:
-        if self._present.pop(key, None) is not None:
-            self.on_presence("leave", key, name)
-
-    async def who(self) -> list[UserInfo]:
-        return [UserInfo(name, n) for name, n in self._present.values() if n > 0]
-
-    async def set_online(self, key: str, name: str, online: bool) -> None:
-        """Kept nowhere by default (a memory store forgets everyone at a restart anyway)."""
-
-    async def online_before(self) -> list[tuple[str, str]]:
-        return []
-
-    async def is_online(self, key: str) -> bool:
-        # A user within the presence grace (no session, not yet announced as
-        # gone) counts as online: they are most likely reconnecting.
-        return key in self._present
-
-    async def reach(self, message_id: int) -> bool:
-        return message_id <= self.log.committed
-
-    async def reach_conv(self, conv: str, message_id: int) -> bool:
-        return message_id <= self.log.committed
 
 
 def no_delivery(batch: Sequence[tuple[Stored, int | None]]) -> None:

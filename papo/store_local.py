@@ -1,10 +1,13 @@
-"""Rooms, memberships and read markers for the embedded stores (SQLite and memory).
+"""Presence, rooms, memberships and read markers for the embedded stores (SQLite and memory).
 
-When one process is the whole chat, the table of who is in which room lives
-in this process (:class:`~papo.membership.Memberships`): changes are applied
-there and, for the SQLite store, written through to its tables by the
-``_persist_*`` hooks, which run *before* the change is applied and announced,
-so nothing is announced that was not kept. Every change is announced through
+When one process is the whole chat, what several instances share through
+Redis lives in this process. Who is online is what its sessions say
+(:class:`LocalPresence`): a user's first session announces a join, the end
+of the last one's grace period a leave. The table of who is in which room is
+a :class:`~papo.membership.Memberships`: changes are applied there and, for
+the SQLite store, written through to its tables by the ``_persist_*`` hooks,
+which run *before* the change is applied and announced, so nothing is
+announced that was not kept. Every change is announced through
 :attr:`~papo.store.Store.on_room`, the same door the Redis store uses for
 changes made on other instances.
 """
@@ -14,16 +17,70 @@ from __future__ import annotations
 import time
 from collections.abc import Collection
 
+from papo.events import UserInfo
 from papo.membership import Memberships
+from papo.message_log import MessageLog
 from papo.store import (
+    Announce,
+    Deliver,
+    DevicesEnded,
+    RoomChanged,
+    no_announcement,
+    no_delivery,
+    no_devices_ended,
+    no_room_change,
+)
+from papo.store_records import (
     ConversationState,
-    LocalPresence,
     RoomChange,
     RoomRecord,
     RoomSummary,
     Stored,
     UserState,
 )
+
+
+class LocalPresence:
+    """Presence when this process is the whole chat (the embedded stores)."""
+
+    log: MessageLog
+
+    def __init__(self) -> None:
+        self._present: dict[str, tuple[str, int]] = {}
+        self.on_message: Deliver = no_delivery
+        self.on_presence: Announce = no_announcement
+        self.on_room: RoomChanged = no_room_change
+        self.on_devices: DevicesEnded = no_devices_ended
+
+    def present(self, key: str, name: str, sessions: int) -> None:
+        first = key not in self._present
+        self._present[key] = (name, sessions)
+        if first:
+            self.on_presence("join", key, name)
+
+    def absent(self, key: str, name: str) -> None:
+        if self._present.pop(key, None) is not None:
+            self.on_presence("leave", key, name)
+
+    async def who(self) -> list[UserInfo]:
+        return [UserInfo(name, n) for name, n in self._present.values() if n > 0]
+
+    async def set_online(self, key: str, name: str, online: bool) -> None:
+        """Kept nowhere by default (a memory store forgets everyone at a restart anyway)."""
+
+    async def online_before(self) -> list[tuple[str, str]]:
+        return []
+
+    async def is_online(self, key: str) -> bool:
+        # A user within the presence grace (no session, not yet announced as
+        # gone) counts as online: they are most likely reconnecting.
+        return key in self._present
+
+    async def reach(self, message_id: int) -> bool:
+        return message_id <= self.log.committed
+
+    async def reach_conv(self, conv: str, message_id: int) -> bool:
+        return message_id <= self.log.committed
 
 
 class LocalRooms(LocalPresence):
