@@ -32,7 +32,8 @@ from papo.i18n import t
 from papo.limits import AttemptLimiter
 from papo.names import KEY_RULE, legacy_key, name_key
 from papo.protocol import ProtocolError
-from papo.store import Account, Store
+from papo.store import Store
+from papo.store_records import Account
 
 # scrypt cost: N=2**14, r=8 (16 MiB, tens of milliseconds): OWASP's minimum.
 SCRYPT_N, SCRYPT_R, SCRYPT_P, SCRYPT_LEN, SALT_LEN = 2**14, 8, 1, 32, 16

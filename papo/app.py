@@ -24,9 +24,10 @@ from papo.limits import AttemptLimiter
 from papo.metrics import Metrics, TransportStats
 from papo.names import room_key
 from papo.presence import RESTART_GRACE
-from papo.store import RoomRecord, Store, StoreError
+from papo.store import Store, StoreError
 from papo.store_cluster import ClusterStore
 from papo.store_memory import MemoryStore
+from papo.store_records import RoomRecord
 from papo.store_redis import RedisStore
 from papo.store_sqlite import SqliteStore
 from papo.transport import Transport

@@ -31,7 +31,8 @@ from papo.i18n import t, tn
 from papo.names import DIRECT_PREFIX, direct_key, name_key, room_key
 from papo.outgoing import Outgoing
 from papo.protocol import Error, Gap, Notice
-from papo.store import Store, Stored
+from papo.store import Store
+from papo.store_records import Stored
 
 if TYPE_CHECKING:
     from papo.accounts import Identity

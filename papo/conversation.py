@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from papo.directory import Session, User
 from papo.outgoing import Outgoing, OutgoingRun
-from papo.store import Stored
+from papo.store_records import Stored
 
 
 def write_each(sessions: dict[int, Session], out: Outgoing, origin: int | None = None) -> int:

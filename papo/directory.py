@@ -16,7 +16,7 @@ from typing import Protocol
 from papo.limits import TokenBucket
 from papo.outgoing import Outgoing, OutgoingRun
 from papo.protocol import Mode
-from papo.store import Stored
+from papo.store_records import Stored
 
 GUEST_PREFIX = "guest-"
 

@@ -3,7 +3,7 @@
 A frozen dataclass's generated ``__init__`` sets every field with
 ``object.__setattr__`` (the class's own refuses): a lookup of ``__setattr__``
 on ``object`` and a call through the generic attribute machinery per field,
-2.7 µs for the fifteen fields of a :class:`~papo.store.Stored` on a shared
+2.7 µs for the fifteen fields of a :class:`~papo.store_records.Stored` on a shared
 core. The slot's own descriptor, which ``object.__setattr__`` ends up calling,
 does the same set for a third of that when called directly.
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from papo.store import ConversationState, RoomRecord
+from papo.store_records import ConversationState, RoomRecord
 
 
 @dataclass(slots=True)

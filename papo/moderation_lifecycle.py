@@ -29,8 +29,8 @@ from papo.i18n import t, tn
 from papo.moderation import Action, iso_time, parse_time
 from papo.names import room_key
 from papo.protocol import Delete, Edit, Purge
-from papo.store import Stored
 from papo.store_lifecycle import MessageLifecycle
+from papo.store_records import Stored
 
 if TYPE_CHECKING:
     from papo.moderation_ops import ModerationOps

@@ -77,8 +77,8 @@ from papo.protocol import (
     UnbanIp,
     Unmute,
 )
-from papo.store import RoomRecord
 from papo.store_memory import MemoryStore
+from papo.store_records import RoomRecord
 
 if TYPE_CHECKING:
     from papo.hub import Hub

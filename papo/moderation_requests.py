@@ -54,7 +54,7 @@ from papo.protocol import (
     UnbanIp,
     Unmute,
 )
-from papo.store import RoomRecord
+from papo.store_records import RoomRecord
 
 if TYPE_CHECKING:
     from papo.moderation_ops import ModerationOps

@@ -45,7 +45,8 @@ from papo.protocol import (
     Welcome,
 )
 from papo.protocol import Presence as PresenceEvent
-from papo.store import RoomRecord, StoreError, UserState
+from papo.store import StoreError
+from papo.store_records import RoomRecord, UserState
 
 if TYPE_CHECKING:
     from papo.accounts import Identity

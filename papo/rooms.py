@@ -40,7 +40,8 @@ from papo.protocol import (
     RoomParted,
     RoomTopic,
 )
-from papo.store import RoomChange, RoomRecord, StoreError
+from papo.store import StoreError
+from papo.store_records import RoomChange, RoomRecord
 
 if TYPE_CHECKING:
     from papo.hub import Hub

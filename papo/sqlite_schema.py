@@ -18,7 +18,7 @@ import functools
 import operator
 from collections.abc import Callable, Iterable
 
-from papo.store import Stored
+from papo.store_records import Stored
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (

@@ -5,7 +5,7 @@ latest text, or a tombstone), so that a fresh join and a history page show
 it as it is now; and an entry of its own (``kind`` ``edit`` or ``delete``) is
 appended to the conversation through the store's ordinary ``append``, so that
 it is delivered, and replayed by a resume, in id order like any message (see
-:class:`~papo.store.Stored`). This module does the first half;
+:class:`~papo.store_records.Stored`). This module does the first half;
 :mod:`papo.moderation_lifecycle` does both.
 
 A deletion erases: the tombstone has no text, the edit entries of the
@@ -24,8 +24,9 @@ from collections.abc import Callable, Collection
 from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
+from papo.message_log import MessageLog
 from papo.sqlite_schema import COLUMNS
-from papo.store import MessageLog, Stored
+from papo.store_records import Stored
 
 T = TypeVar("T")
 

@@ -15,17 +15,10 @@ import time
 from collections.abc import Callable, Collection
 
 from papo.devices import Device, beyond_limit
-from papo.store import (
-    DEFAULT_RETENTION,
-    RING_SIZE,
-    UNREAD_CAP,
-    Account,
-    MessageLog,
-    Page,
-    Stored,
-)
+from papo.message_log import DEFAULT_RETENTION, RING_SIZE, MessageLog
 from papo.store_lifecycle import MemoryLifecycle
 from papo.store_local import LocalRooms
+from papo.store_records import UNREAD_CAP, Account, Page, Stored
 
 
 class MemoryStore(MemoryLifecycle, LocalRooms):

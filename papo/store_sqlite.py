@@ -43,6 +43,7 @@ from typing import TypeVar
 from papo.devices import Device, beyond_limit
 from papo.health import WriteHealth
 from papo.membership import Memberships
+from papo.message_log import DEFAULT_RETENTION, RING_SIZE, MessageLog
 from papo.moderation_store import SqliteModeration, prepare_sqlite
 from papo.sqlite_keys import migrate_keys
 from papo.sqlite_schema import (
@@ -55,19 +56,10 @@ from papo.sqlite_schema import (
     row_to_stored,
 )
 from papo.sqlite_writer import Busy, LoopWriter
-from papo.store import (
-    DEFAULT_RETENTION,
-    RING_SIZE,
-    UNREAD_CAP,
-    Account,
-    MessageLog,
-    Page,
-    RoomRecord,
-    Stored,
-    StoreError,
-)
+from papo.store import StoreError
 from papo.store_lifecycle import SqliteLifecycle, prepare_lifecycle
 from papo.store_local import LocalRooms
+from papo.store_records import UNREAD_CAP, Account, Page, RoomRecord, Stored
 from papo.store_thread import StoreThread
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from papo.redis_wait import NotReplicated
-from papo.store import Store, Stored
+from papo.store import Store
+from papo.store_records import Stored
 
 ROOT = Path(__file__).resolve().parent.parent
 LISTENING = re.compile(r"listening on (wss?)://([^/]+)/")

@@ -26,8 +26,8 @@ from papo.cluster_ids import (
     slot_tag,
     tick,
 )
-from papo.store import Stored
 from papo.store_cluster_log import ClusterLog
+from papo.store_records import Stored
 
 
 def simulate(appends: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -19,7 +19,7 @@ from papo.hub import Hub
 from papo.names import direct_key
 from papo.outgoing import Outgoing, OutgoingRun
 from papo.protocol import Join
-from papo.store import Stored
+from papo.store_records import Stored
 from tests.fakes import CountingLink, FakeLink, connect, link, make_hub
 
 TS = "2026-12-02T10:00:00.000Z"

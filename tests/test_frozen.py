@@ -10,7 +10,7 @@ import pytest
 
 from papo.events import Ack, Message, Say
 from papo.frozen import quick_init
-from papo.store import Stored
+from papo.store_records import Stored
 
 QUICK: list[type[Any]] = [Stored, Message, Say, Ack]
 

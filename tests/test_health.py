@@ -26,7 +26,8 @@ import pytest
 from papo.health import WriteHealth
 from papo.protocol_encode import utc_timestamp
 from papo.sqlite_writer import Busy
-from papo.store import Stored, StoreError
+from papo.store import StoreError
+from papo.store_records import Stored
 from papo.store_sqlite import SqliteStore
 from tests.conftest import StartServer
 from tests.helpers import JsonClient, RedisServer, ServerProcess, need

@@ -28,7 +28,8 @@ from papo.protocol import (
     SetTopic,
 )
 from papo.redis_wait import NotReplicated
-from papo.store import Stored, StoreError
+from papo.store import StoreError
+from papo.store_records import Stored
 from papo.store_sqlite import SqliteStore
 from tests.fakes import FakeLink, connect, link, make_hub, send
 

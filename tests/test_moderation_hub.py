@@ -40,7 +40,7 @@ from papo.protocol import (
     UnbanIp,
     Unmute,
 )
-from papo.store import Stored
+from papo.store_records import Stored
 from tests.fakes import FakeLink, connect, link, make_hub
 from tests.test_hub import clear, do, errors, say
 

@@ -44,7 +44,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.typing import Subprotocol
 
-from papo.store import Stored, StoreError
+from papo.store import StoreError
+from papo.store_records import Stored
 from papo.store_redis import RedisStore
 from tests.conftest import StartServer
 from tests.helpers import JsonClient, RedisServer, ServerProcess, need, redis_missing

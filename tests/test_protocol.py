@@ -73,7 +73,7 @@ from papo.protocol import (
 from papo.protocol_client import encode_client, parse_server
 from papo.protocol_encode import to_wire, utc_timestamp
 from papo.protocol_parse import MAX_ID, parse_client
-from papo.store import Stored
+from papo.store_records import Stored
 from papo.wsframe import text_frame
 
 json_values = st.recursive(

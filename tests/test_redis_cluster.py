@@ -26,8 +26,8 @@ from papo.names import direct_key
 from papo.protocol import Hello, Join, Message, RoomJoined
 from papo.redis_pools import WaitingCluster
 from papo.redis_wait import NotReplicated
-from papo.store import RoomRecord, Stored
 from papo.store_cluster import ClusterStore
+from papo.store_records import RoomRecord, Stored
 from tests.conftest import StartServer
 from tests.helpers import JsonClient, ServerProcess, need, resent
 from tests.redis_cluster import RedisClusterServers, cluster_missing, command

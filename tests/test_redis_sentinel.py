@@ -31,7 +31,8 @@ from websockets.typing import Subprotocol
 
 from papo.redis_connect import connect, disconnect, parse_redis_url
 from papo.redis_wait import NotReplicated
-from papo.store import Stored, StoreUnconfirmed
+from papo.store import StoreUnconfirmed
+from papo.store_records import Stored
 from papo.store_redis import RedisStore
 from tests.conftest import StartServer
 from tests.helpers import ROOT, RedisServer, ServerProcess, need, redis_missing, resent

@@ -28,8 +28,8 @@ from papo.limits import AttemptLimiter
 from papo.protocol import Delete, Edit, Hello, Join, Message, Part, ProtocolError, Say, Users
 from papo.protocol_client import encode_client
 from papo.protocol_parse import MAX_ID, parse_client
-from papo.store import Stored
 from papo.store_memory import MemoryStore
+from papo.store_records import Stored
 from tests.fakes import FakeLink, connect, link, make_hub, send
 
 

@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from papo.sqlite_schema import COLUMNS, inserts, row_to_stored
-from papo.store import Stored
+from papo.store_records import Stored
 from papo.store_sqlite import SqliteStore
 
 

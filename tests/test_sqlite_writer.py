@@ -17,7 +17,7 @@ import pytest
 import papo.sqlite_writer
 import papo.store
 from papo.sqlite_writer import Busy, LoopWriter
-from papo.store import Stored
+from papo.store_records import Stored
 from papo.store_sqlite import SqliteStore
 
 TS = "2026-12-02T10:00:00.000Z"
