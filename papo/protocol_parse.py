@@ -170,7 +170,29 @@ def load_event(raw: str | bytes) -> dict[str, Any]:
         raise ProtocolError("bad_json", t("not valid JSON: {reason}", reason=short(exc))) from None
     if not isinstance(data, dict):
         raise ProtocolError("bad_event", t("an event must be a JSON object"))
+    if _may_escape_a_surrogate(raw):
+        _no_lone_surrogate(data)
     return data
+
+
+def _may_escape_a_surrogate(raw: str | bytes) -> bool:
+    r"""Whether ``raw`` has a ``\uD...`` escape: a lone surrogate can only come from
+    one (a frame's UTF-8 holds none), so only such frames are looked through."""
+    if isinstance(raw, str):
+        return "\\ud" in raw or "\\uD" in raw
+    return b"\\ud" in raw or b"\\uD" in raw
+
+
+def _no_lone_surrogate(data: dict[str, Any]) -> None:
+    r"""Refuse text with a UTF-16 surrogate that is not half of a pair (``"\ud800"``):
+    valid JSON, but no character, and it cannot be written as UTF-8 (not to the
+    store, not to a plain-text client), so it must not get past here."""
+    try:
+        json.dumps(data, ensure_ascii=False).encode()
+    except UnicodeEncodeError as exc:
+        code = f"\\u{ord(exc.object[exc.start]):04x}" if isinstance(exc.object, str) else "?"
+        reason = t("{code} alone is not a character (half of a UTF-16 pair)", code=code)
+        raise ProtocolError("bad_json", t("not valid JSON: {reason}", reason=reason)) from None
 
 
 def check_text(text: str, max_text: int) -> str:

@@ -479,3 +479,27 @@ def test_a_stored_message_under_its_id_keeps_every_other_field() -> None:
         values[f.name] = {"int": number, "bool": True}.get(str(f.type), f"v{number}")
     message = Stored(**values)
     assert message.with_id(12345) == replace(message, id=12345)
+
+
+# Any code point, surrogates included (hypothesis leaves them out by default).
+ANY_CHARACTER = st.characters(min_codepoint=0, max_codepoint=0x10FFFF, exclude_categories=())
+
+
+@given(st.text(ANY_CHARACTER, min_size=1, max_size=40), st.booleans())
+def test_whatever_text_a_frame_escapes_what_is_accepted_can_be_written_as_utf8(
+    text: str, as_bytes: bool
+) -> None:
+    """A lone surrogate ("\\ud800") is valid JSON but no character: it is refused, with
+    the frame's other fields alike; everything accepted encodes as UTF-8 (a store
+    that could not write it once stopped storing for everyone)."""
+    frame = json.dumps({"type": "say", "text": text, "cid": "c1"})  # escapes everything
+    raw: str | bytes = frame.encode() if as_bytes else frame
+    decoded = json.loads(frame)["text"]  # (a high and a low surrogate in a row: one character)
+    lone = any(0xD800 <= ord(c) <= 0xDFFF for c in decoded)
+    try:
+        event = parse_client(raw)
+    except ProtocolError as exc:
+        assert lone or exc.code in ("empty_text", "text_too_long")
+        return
+    assert not lone and isinstance(event, Say) and event.text == decoded
+    event.text.encode()

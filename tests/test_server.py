@@ -145,6 +145,9 @@ async def test_disconnect_leaves_the_pool_and_others_keep_chatting(server: Serve
         ('{"type": "say", "text": "x", "cid": []}', "bad_field"),
         ('{"type": "hello", "name": "a b"}', "bad_name"),
         ('{"type": "hello", "name": "ok", "resume_from": -1}', "bad_field"),
+        # a lone surrogate: valid JSON, no character; it once stopped all storing
+        ('{"type": "say", "text": "x\\ud800y", "cid": "c1"}', "bad_json"),
+        ('{"type": "topic", "room": "#geral", "text": "\\uDFFF"}', "bad_json"),
     ],
 )
 async def test_bad_json_input_gets_an_error_and_the_connection_stays(
