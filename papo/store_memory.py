@@ -37,6 +37,8 @@ class MemoryStore(MemoryLifecycle, LocalRooms):
         self._devices: dict[str, dict[str, Device]] = {}  # user key → device id → device
         #: conversation key → its messages, oldest first (ids increase)
         self._convs: dict[str, list[Stored]] = {}
+        #: messages queued for the next turn of the loop (see enqueue)
+        self._batch: list[tuple[Stored, int | None, asyncio.Future[Stored]]] = []
 
     async def open(self) -> None:
         pass
@@ -98,28 +100,45 @@ class MemoryStore(MemoryLifecycle, LocalRooms):
 
     async def append(self, message: Stored, origin: int | None = None) -> tuple[Stored, bool]:
         earlier = self.log.duplicate(message.sender_key, message.cid)
-        if isinstance(earlier, Stored):
-            return earlier, False
-        return self._append(message.with_id(self.log.next_id()), origin), True
+        if earlier is not None:
+            return (await earlier if isinstance(earlier, asyncio.Future) else earlier), False
+        return await self.enqueue(message.with_id, origin), True
 
     def enqueue(
         self, make: Callable[[int], Stored], origin: int | None = None
     ) -> asyncio.Future[Stored]:
-        """Store a message whose ``cid`` is new (see :class:`~papo.store.Enqueues`): at once."""
+        """Queue a message whose ``cid`` is new (see :class:`~papo.store.Enqueues`) for
+        the batch kept on the next turn of the loop.
+
+        As the SQLite store's batches: the messages of one turn reach the hub
+        together (consecutive ones to a room go out as one run), and a sender's
+        messages are under way until then, so that a connection pipelines at most
+        :data:`~papo.wsconn.PIPELINE` of them, whatever it sends.
+        """
+        message = make(self.log.next_id())
         future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
-        future.set_result(self._append(make(self.log.next_id()), origin))
+        self.log.pending(message, future)
+        self._batch.append((message, origin, future))
+        if len(self._batch) == 1:
+            future.get_loop().call_soon(self._keep)
         return future
 
-    def _append(self, stored: Stored, origin: int | None) -> Stored:
-        self.log.commit([stored])
-        kept = self._convs.setdefault(stored.conv, [])
-        kept.append(stored)
-        if len(kept) > self.retention + self.retention // 100:  # trim in steps of 1 %
-            del kept[: len(kept) - self.retention]
-            self.log.trim_conversation(stored.conv, kept[0].id)
-        self._directs_of((stored,))
-        self.on_message(((stored, origin),))
-        return stored
+    def _keep(self) -> None:
+        """Keep the batch queued since the last turn, hand it on, and say so."""
+        batch, self._batch = self._batch, []
+        messages = [message for message, _, _ in batch]
+        self.log.commit(messages)
+        for stored in messages:
+            kept = self._convs.setdefault(stored.conv, [])
+            kept.append(stored)
+            if len(kept) > self.retention + self.retention // 100:  # trim in steps of 1 %
+                del kept[: len(kept) - self.retention]
+                self.log.trim_conversation(stored.conv, kept[0].id)
+        self._directs_of(messages)
+        self.on_message([(stored, origin) for stored, origin, _ in batch])
+        for stored, _, future in batch:
+            if not future.done():
+                future.set_result(stored)
 
     async def page(self, key: str, convs: Collection[str], after: int, limit: int) -> Page:
         runs = []
