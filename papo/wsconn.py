@@ -66,7 +66,7 @@ INBOX_LOW = 8
 #: once: past that, its next message waits until one is done. Waiting for each
 #: would hold a sender to one message per commit (with Redis, a round trip to
 #: it and one back), whatever the server could do.
-PIPELINE = 32
+PIPELINE = 64
 
 OPEN = State.OPEN
 CONNECTING = State.CONNECTING
