@@ -39,7 +39,6 @@ import contextlib
 import hashlib
 import json
 import time
-from functools import partial
 from typing import Any, cast
 
 from redis.asyncio import Redis
@@ -77,7 +76,6 @@ from papo.store_redis_base import (
     stream_of,
     user_directs,
 )
-from papo.store_redis_reader import settle
 
 __all__ = ["ClusterStore"]
 
@@ -180,16 +178,12 @@ class ClusterStore(ClusterRooms, RedisStore):
         self._wake_writer.set()
         return future
 
-    def _when_delivered(self, stored: Stored, done: asyncio.Future[Stored]) -> None:
-        """Set ``done`` to ``stored`` once this instance's reader delivered it in its
-        conversation (at once when the conversation is not followed here)."""
-        conv = stored.conv
-        if conv not in self._followed or self._clog.newest.get(conv, 0) >= stored.id:
-            done.set_result(stored)
-            return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._conv_waiters.setdefault((conv, stored.id), []).append(waiter)
-        waiter.add_done_callback(partial(settle, done, stored))
+    def _delivery_of(self, stored: Stored) -> asyncio.Future[None] | None:
+        """Delivered in its conversation, as :meth:`append` waits (not at all when the
+        conversation is not followed here)."""
+        if stored.conv not in self._followed:
+            return None
+        return self._conv_waiter(stored.conv, stored.id)
 
     async def _open_direct(self, message: Stored) -> None:
         """Record a direct conversation for both users (once) and have it followed."""

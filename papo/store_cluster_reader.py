@@ -357,13 +357,19 @@ class ClusterReader(RedisLifecycle):
                 if not waiter.done():
                     waiter.set_result(None)
 
-    async def _reached_conv(self, conv: str, message_id: int) -> None:
-        """Wait until this instance's reader delivered ``message_id`` of ``conv``."""
+    def _conv_waiter(self, conv: str, message_id: int) -> asyncio.Future[None] | None:
+        """A future done once the reader delivered ``message_id`` of ``conv`` (None: it has)."""
         if self._clog.newest.get(conv, 0) >= message_id:
-            return
+            return None
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._conv_waiters.setdefault((conv, message_id), []).append(waiter)
-        await waiter
+        return waiter
+
+    async def _reached_conv(self, conv: str, message_id: int) -> None:
+        """Wait until this instance's reader delivered ``message_id`` of ``conv``."""
+        waiter = self._conv_waiter(conv, message_id)
+        if waiter is not None:
+            await waiter
 
     async def reach_conv(self, conv: str, message_id: int, within: float = 2.0) -> bool:
         """Whether every entry of ``conv`` up to ``message_id`` came through here (waiting

@@ -311,20 +311,30 @@ class RedisReader(RedisBase):
 
     def _when_delivered(self, stored: Stored, done: asyncio.Future[Stored]) -> None:
         """Set ``done`` to ``stored`` once this instance's reader delivered it."""
-        if self.log.committed >= stored.id:
+        waiter = self._delivery_of(stored)
+        if waiter is None:
             done.set_result(stored)
-            return
+        else:
+            waiter.add_done_callback(partial(_settle, done, stored))
+
+    def _delivery_of(self, stored: Stored) -> asyncio.Future[None] | None:
+        """What :meth:`_when_delivered` waits for (None: delivered already); the
+        cluster store waits in the message's conversation instead."""
+        return self._waiter(stored.id)
+
+    def _waiter(self, message_id: int) -> asyncio.Future[None] | None:
+        """A future done once the reader delivered ``message_id`` (None: it has)."""
+        if self.log.committed >= message_id:
+            return None
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(stored.id, []).append(waiter)
-        waiter.add_done_callback(partial(settle, done, stored))
+        self._waiters.setdefault(message_id, []).append(waiter)
+        return waiter
 
     async def _reached(self, message_id: int) -> None:
         """Wait until this instance's reader has delivered ``message_id``."""
-        if self.log.committed >= message_id:
-            return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(message_id, []).append(waiter)
-        await waiter
+        waiter = self._waiter(message_id)
+        if waiter is not None:
+            await waiter
 
     async def reach(self, message_id: int, within: float = 2.0) -> bool:
         """Whether this instance has delivered every message up to ``message_id``,
@@ -460,7 +470,7 @@ class RedisReader(RedisBase):
         return await self._call(read, "cannot read the history from Redis")
 
 
-def settle(done: asyncio.Future[Stored], stored: Stored, waiter: asyncio.Future[None]) -> None:
+def _settle(done: asyncio.Future[Stored], stored: Stored, waiter: asyncio.Future[None]) -> None:
     """``done`` gets ``stored`` once ``waiter`` is done (cancelled with it)."""
     if done.done():
         return
